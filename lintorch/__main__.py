@@ -1,0 +1,5 @@
+import sys
+
+from lintorch.cli import main
+
+sys.exit(main())

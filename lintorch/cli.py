@@ -1,0 +1,215 @@
+"""The ``lintorch`` command.
+
+    lintorch [check] [PATH ...] [options]   lint files and directories
+    lintorch rule CODE | --all              print rule documentation
+    lintorch probe SCRIPT [options]         run the script under instrumentation
+
+Exit status (ruff's contract): 0 no findings, 1 findings, 2 usage,
+configuration or path errors.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Dict, FrozenSet, List, Optional, Sequence
+
+from lintorch import __version__, config as config_mod, registry
+from lintorch.rule import Finding, Rule
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+def _selector_list(text: str) -> List[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _check_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lintorch",
+        description="Find the bugs that make a PyTorch training script silently fail to learn.",
+        epilog="Other commands: `lintorch rule CODE|--all`, `lintorch probe SCRIPT` (see --help of each).",
+    )
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="files or directories; - reads stdin (default: .)")
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    parser.add_argument("--statistics", action="store_true", help="print the number of findings per code")
+    parser.add_argument("--select", type=_selector_list, help="codes, prefixes (LT2) or names to enable, replacing the config")
+    parser.add_argument("--ignore", type=_selector_list, default=[], help="codes, prefixes or names to disable")
+    parser.add_argument("--extend-select", type=_selector_list, default=[], help="codes to enable on top of select")
+    parser.add_argument("--exit-zero", action="store_true", help="exit 0 even when there are findings")
+    parser.add_argument("--config", type=Path, help="pyproject.toml to read [tool.lintorch] from")
+    parser.add_argument("--isolated", action="store_true", help="ignore all configuration files")
+    parser.add_argument("--stdin-filename", help="the path to report (and match config against) for stdin input")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    parser.add_argument("--version", action="version", version=f"lintorch {__version__}")
+    return parser
+
+
+def _load_config(args: argparse.Namespace) -> config_mod.Config:
+    if args.isolated:
+        config = config_mod.Config()
+    else:
+        path = args.config
+        if path is not None and not path.is_file():
+            raise config_mod.ConfigError(f"{path}: config file not found")
+        if path is None:
+            start = [args.stdin_filename] if args.stdin_filename else (args.paths or ["."])
+            path = config_mod.find_pyproject(start)
+        config = config_mod.load(path)
+    if args.select is not None:
+        config.select = args.select
+    config.ignore = config.ignore + args.ignore
+    config.extend_select = config.extend_select + args.extend_select
+    config_mod.validate_selectors(config, "command line")
+    return config
+
+
+class _RuleCache:
+    """Rule instances per distinct set of enabled codes (per-file ignores)."""
+
+    def __init__(self, config: config_mod.Config):
+        self.config = config
+        self.enabled = config.enabled_codes()
+        self._by_codes: Dict[FrozenSet[str], List[Rule]] = {}
+
+    def codes_for(self, path: str) -> FrozenSet[str]:
+        ignored = self.config.per_file_ignored(path)
+        if not ignored:
+            return self.enabled
+        return frozenset(code for code in self.enabled if not any(code.startswith(p) for p in ignored))
+
+    def rules_for(self, codes: FrozenSet[str]) -> List[Rule]:
+        rules = self._by_codes.get(codes)
+        if rules is None:
+            rules = self._by_codes[codes] = registry.instantiate(codes)
+        return rules
+
+
+def check_main(argv: Sequence[str]) -> int:
+    from lintorch import engine, files, output
+
+    args = _check_parser().parse_args(argv)
+    try:
+        config = _load_config(args)
+    except config_mod.ConfigError as exc:
+        print(f"lintorch: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+    rules = _RuleCache(config)
+    findings: List[Finding] = []
+    paths = args.paths or ["."]
+    status = EXIT_CLEAN
+    checked = 0
+
+    if "-" in paths:
+        display = args.stdin_filename or "-"
+        codes = rules.codes_for(display)
+        data = sys.stdin.buffer.read()
+        findings += _keep(engine.lint_bytes(data, display, rules.rules_for(codes), debug=args.debug), codes)
+        checked += 1
+        paths = [p for p in paths if p != "-"]
+
+    discovery = files.discover(paths, config)
+    for path, reason in discovery.missing:
+        print(f"lintorch: error: {path}: {reason}", file=sys.stderr)
+        status = EXIT_ERROR
+    for path in discovery.files:
+        codes = rules.codes_for(path)
+        found = engine.read_and_lint(path, _display(path), rules.rules_for(codes), debug=args.debug)
+        findings += _keep(found, codes)
+        checked += 1
+
+    stdout = sys.stdout
+    if args.format == "json":
+        output.write_json(findings, stdout)
+    else:
+        output.write_text(findings, stdout, checked)
+        if args.statistics:
+            output.write_statistics(findings, stdout)
+    if args.format == "json" and args.statistics:
+        output.write_statistics(findings, sys.stderr)
+    stdout.flush()
+
+    if status == EXIT_ERROR:
+        return status
+    if findings and not args.exit_zero:
+        return EXIT_FINDINGS
+    return EXIT_CLEAN
+
+
+def _keep(found: List[Finding], codes: FrozenSet[str]) -> List[Finding]:
+    return [f for f in found if f.code in codes]
+
+
+def _display(path: str) -> str:
+    """Paths as the user typed them, without a leading ``./``."""
+    return path[2:] if path.startswith("./") else path
+
+
+# -- lintorch rule ------------------------------------------------------------
+
+
+def rule_main(argv: Sequence[str]) -> int:
+    from lintorch import output
+
+    parser = argparse.ArgumentParser(prog="lintorch rule", description="Show the documentation of rules.")
+    parser.add_argument("selector", nargs="?", help="a code (LT102) or name (activation-before-cross-entropy)")
+    parser.add_argument("--all", action="store_true", help="every rule")
+    parser.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    args = parser.parse_args(argv)
+    if args.all == bool(args.selector):
+        parser.error("give a rule code or name, or --all")
+    if args.all:
+        classes = list(registry.all_rules())
+    else:
+        try:
+            classes = [registry.rule_by_selector(args.selector)]
+        except registry.UnknownSelector:
+            print(f"lintorch: error: unknown rule {args.selector!r} (see `lintorch rule --all`)", file=sys.stderr)
+            return EXIT_ERROR
+    if args.format == "json":
+        import json
+
+        json.dump(output.rules_json(classes), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif args.format == "markdown":
+        sys.stdout.write("\n".join(output.rule_markdown(cls) for cls in classes))
+    else:
+        sys.stdout.write("\n\n".join(output.rule_text(cls) for cls in classes))
+    return EXIT_CLEAN
+
+
+# -- lintorch probe -----------------------------------------------------------
+
+
+def probe_main(argv: Sequence[str]) -> int:
+    try:
+        from lintorch.probe.cli import main as probe
+    except ImportError:  # the probe package not shipped in this build
+        print("lintorch: error: the probe is not available in this installation", file=sys.stderr)
+        return EXIT_ERROR
+    return probe(list(argv))
+
+
+COMMANDS = {"rule": rule_main, "probe": probe_main, "check": check_main}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = check_main
+    # A subcommand name wins over a same-named path only when no such file
+    # exists (`lintorch ./rule` always lints the file).
+    if argv and argv[0] in COMMANDS and not os.path.exists(argv[0]):
+        command = COMMANDS[argv.pop(0)]
+    try:
+        return command(argv)
+    except KeyboardInterrupt:
+        print("lintorch: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `lintorch . | head`: stop quietly, as other Unix tools do.
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return EXIT_FINDINGS

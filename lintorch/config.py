@@ -1,0 +1,185 @@
+"""``[tool.lintorch]`` in pyproject.toml, merged with command-line options.
+
+Unknown keys, unknown codes and wrong types are errors (exit 2), never
+silently ignored: a typo in ``ignore`` must not turn a rule back on unseen.
+"""
+
+import fnmatch
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
+
+from lintorch import registry
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.9/3.10 only
+    import tomli as tomllib
+
+#: Directories never walked into (explicitly named files are still linted).
+DEFAULT_EXCLUDES = (
+    ".git", ".hg", ".svn", ".bzr", ".venv", "venv", ".env", "env", ".tox", ".nox",
+    "build", "dist", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache",
+    ".lintorch_cache", "node_modules", "site-packages", ".eggs", "*.egg-info", ".ipynb_checkpoints",
+)
+
+_LIST_KEYS = ("select", "ignore", "extend-select", "extend-ignore", "exclude", "extend-exclude")
+KNOWN_KEYS = frozenset(_LIST_KEYS + ("per-file-ignores",))
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the file (and line)."""
+
+
+@dataclass
+class Config:
+    select: List[str] = field(default_factory=lambda: ["ALL"])
+    ignore: List[str] = field(default_factory=list)
+    extend_select: List[str] = field(default_factory=list)
+    exclude: List[str] = field(default_factory=list)
+    per_file_ignores: Dict[str, List[str]] = field(default_factory=dict)
+    #: Directory that relative patterns are anchored to.
+    root: Path = field(default_factory=Path.cwd)
+    source: Optional[Path] = None
+
+    def enabled_codes(self) -> FrozenSet[str]:
+        return registry.resolve_enabled(self.select, self.ignore, self.extend_select)
+
+    def per_file_ignored(self, path: str) -> FrozenSet[str]:
+        """Code prefixes ignored for ``path`` by ``per-file-ignores``."""
+        if not self.per_file_ignores:
+            return frozenset()
+        relative = _relative(path, self.root)
+        out = set()
+        for pattern, selectors in self.per_file_ignores.items():
+            if _matches(relative, pattern):
+                out.update(registry.normalize_selector(s) for s in selectors)
+        return frozenset(out)
+
+    def is_excluded(self, path: str) -> bool:
+        relative = _relative(path, self.root)
+        return any(_matches(relative, pattern) for pattern in self.exclude)
+
+
+def _relative(path: str, root: Path) -> str:
+    try:
+        return Path(os.path.abspath(path)).relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
+def _matches(relative: str, pattern: str) -> bool:
+    """Glob match on the relative path, on any trailing part of it, or on a
+    leading directory (``fixtures`` excludes ``fixtures/a/b.py``)."""
+    pattern = pattern.rstrip("/")
+    if fnmatch.fnmatch(relative, pattern):
+        return True
+    parts = relative.split("/")
+    for i in range(len(parts)):
+        if fnmatch.fnmatch("/".join(parts[i:]), pattern):
+            return True
+        if fnmatch.fnmatch("/".join(parts[: i + 1]), pattern):
+            return True
+    return False
+
+
+def find_pyproject(start_paths: Sequence[str]) -> Optional[Path]:
+    """The nearest pyproject.toml with a ``[tool.lintorch]`` table, walking up
+    from the common parent of the paths (or the working directory)."""
+    absolute = [os.path.abspath(p) for p in start_paths if p != "-"] or [os.getcwd()]
+    try:
+        common = Path(os.path.commonpath(absolute))
+    except ValueError:  # paths on different drives
+        common = Path(os.getcwd())
+    if common.is_file() or not common.exists():
+        common = common.parent
+    for directory in (common, *common.parents):
+        candidate = directory / "pyproject.toml"
+        if candidate.is_file():
+            try:
+                data = candidate.read_bytes()
+            except OSError:
+                continue
+            if b"[tool.lintorch" in data:
+                return candidate
+    return None
+
+
+def load(path: Optional[Path]) -> Config:
+    if path is None:
+        return Config()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        document = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    table = document.get("tool", {}).get("lintorch")
+    if table is None:
+        return Config(root=path.parent, source=path)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [tool.lintorch] must be a table")
+    return from_table(table, path)
+
+
+def from_table(table: dict, path: Path) -> Config:
+    unknown = sorted(set(table) - KNOWN_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key(s) in [tool.lintorch]: {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(KNOWN_KEYS))})"
+        )
+    values: Dict[str, List[str]] = {}
+    for key in _LIST_KEYS:
+        if key in table:
+            values[key] = _string_list(table[key], key, path)
+    per_file: Dict[str, List[str]] = {}
+    if "per-file-ignores" in table:
+        raw = table["per-file-ignores"]
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: per-file-ignores must be a table of glob = [codes]")
+        for pattern, codes in raw.items():
+            per_file[pattern] = _string_list(codes, f"per-file-ignores.{pattern!r}", path)
+    config = Config(
+        select=values.get("select", ["ALL"]),
+        ignore=values.get("ignore", []) + values.get("extend-ignore", []),
+        extend_select=values.get("extend-select", []),
+        exclude=values.get("exclude", []) + values.get("extend-exclude", []),
+        per_file_ignores=per_file,
+        root=path.parent,
+        source=path,
+    )
+    validate_selectors(config, str(path))
+    return config
+
+
+def _string_list(value, key: str, path: Path) -> List[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{path}: {key} must be a list of strings")
+    return list(value)
+
+
+def validate_selectors(config: Config, where: str) -> None:
+    groups: List[Tuple[str, Sequence[str]]] = [
+        ("select", config.select),
+        ("ignore", config.ignore),
+        ("extend-select", config.extend_select),
+    ]
+    groups += [(f"per-file-ignores[{k!r}]", v) for k, v in config.per_file_ignores.items()]
+    for key, selectors in groups:
+        for selector in selectors:
+            try:
+                registry.normalize_selector(selector)
+            except registry.UnknownSelector:
+                raise ConfigError(
+                    f"{where}: unknown rule code or name {selector!r} in {key} "
+                    "(see `lintorch rule --all`)"
+                ) from None

@@ -1,0 +1,201 @@
+"""Linting one file: bytes in, positioned findings out, never an exception.
+
+Pipeline per file: read bytes -> skip if no enabled rule's trigger word
+occurs -> decode (PEP 263) -> parse once with libcst -> one index walk ->
+every enabled rule queries the index -> positions computed only for the
+reported nodes -> ``# noqa`` filtering.
+"""
+
+import re
+import traceback
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from lintorch import registry, source
+from lintorch.index import ModuleIndex
+from lintorch.rule import Finding, Report, Rule, Severity
+
+# flake8's own pattern, so a comment means the same thing to both tools.
+NOQA_RE = re.compile(
+    r"#\s*noqa"
+    r"(?::[\s]?(?P<codes>[A-Z][0-9]+(?:[,\s]+)?)+)?",
+    re.IGNORECASE,
+)
+_CODE_SPLIT_RE = re.compile(r"[,\s]+")
+
+
+def error_finding(path: str, error: source.SourceError) -> Finding:
+    return Finding(
+        path=path,
+        line=error.line,
+        column=error.column,
+        end_line=error.line,
+        end_column=error.column,
+        code=registry.UNPARSABLE_CODE,
+        name=registry.UNPARSABLE_NAME,
+        severity=Severity.ERROR,
+        message=f"cannot analyse this file: {error.reason}",
+    )
+
+
+def could_trigger(data: bytes, rules: Sequence[Rule]) -> List[Rule]:
+    """The rules whose trigger words occur in the raw bytes (the cheap
+    prefilter that spares most library files the parse)."""
+    return [rule for rule in rules if any(word in data for word in rule.trigger_bytes())]
+
+
+def lint_bytes(
+    data: bytes,
+    path: str,
+    rules: Sequence[Rule],
+    *,
+    apply_noqa: bool = True,
+    debug: bool = False,
+) -> List[Finding]:
+    candidates = could_trigger(data, rules)
+    decoded = source.decode(data)
+    if isinstance(decoded, source.SourceError):
+        return [error_finding(path, decoded)]
+    if not candidates:
+        return []
+    module = source.parse(decoded.text)
+    if isinstance(module, source.SourceError):
+        return [error_finding(path, module)]
+    return lint_module(module, decoded.text, path, candidates, apply_noqa=apply_noqa, debug=debug)
+
+
+def lint_module(
+    module: cst.Module,
+    text: str,
+    path: str,
+    rules: Sequence[Rule],
+    *,
+    apply_noqa: bool = True,
+    debug: bool = False,
+) -> List[Finding]:
+    try:
+        index = ModuleIndex(module, path, text)
+    except RecursionError:
+        return [error_finding(path, source.SourceError("code nested too deeply to analyse"))]
+    reports: List[tuple] = []
+    findings: List[Finding] = []
+    for rule in rules:
+        try:
+            for report in rule.check(index):
+                reports.append((rule, report))
+        except Exception as exc:  # a bug in one rule must not stop the others
+            findings.append(_internal_error(path, rule, exc, debug))
+    if reports:
+        findings.extend(_position(module, path, reports))
+    if apply_noqa and findings:
+        findings = filter_noqa(findings, text)
+    findings.sort(key=Finding.sort_key)
+    return _dedupe(findings)
+
+
+def _internal_error(path: str, rule: Rule, exc: BaseException, debug: bool) -> Finding:
+    detail = f"{type(exc).__name__}: {exc}"
+    if debug:
+        detail += "\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return Finding(
+        path=path,
+        line=1,
+        column=1,
+        end_line=1,
+        end_column=1,
+        code=registry.INTERNAL_ERROR_CODE,
+        name=registry.INTERNAL_ERROR_NAME,
+        severity=Severity.ERROR,
+        message=(
+            f"internal error in rule {rule.code} ({rule.name}) on this file: {detail}; "
+            "the other rules still ran. Please report it (--debug shows the traceback)."
+        ),
+    )
+
+
+def _position(module: cst.Module, path: str, reports: Iterable[tuple]) -> List[Finding]:
+    positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+    findings = []
+    for rule, report in reports:
+        assert isinstance(report, Report)
+        code_range = positions.get(report.node)
+        if code_range is None:  # a node the rule built itself; blame the file start
+            start_line, start_col, end_line, end_col = 1, 0, 1, 0
+        else:
+            start_line, start_col = code_range.start.line, code_range.start.column
+            end_line, end_col = code_range.end.line, code_range.end.column
+        message = report.message
+        for i, related in enumerate(report.related):
+            related_range = positions.get(related)
+            message = message.replace(f"{{line{i}}}", str(related_range.start.line) if related_range else "?")
+        findings.append(
+            Finding(
+                path=path,
+                line=start_line,
+                column=start_col + 1,
+                end_line=end_line,
+                end_column=end_col + 1,
+                code=rule.code,
+                name=rule.name,
+                severity=report.severity or rule.severity,
+                message=message,
+            )
+        )
+    return findings
+
+
+def noqa_codes(line: str) -> Optional[frozenset]:
+    """None: no noqa; empty set: blanket noqa; else the codes listed."""
+    match = NOQA_RE.search(line)
+    if match is None:
+        return None
+    codes = match.group("codes")
+    if not codes:
+        return frozenset()
+    text = match.group(0).split(":", 1)[1]
+    return frozenset(c.upper() for c in _CODE_SPLIT_RE.split(text.strip()) if c)
+
+
+def filter_noqa(findings: List[Finding], text: str) -> List[Finding]:
+    lines = text.splitlines()
+    cache: Dict[int, Optional[frozenset]] = {}
+    kept = []
+    for finding in findings:
+        if finding.code == registry.UNPARSABLE_CODE:
+            kept.append(finding)
+            continue
+        if finding.line not in cache:
+            line = lines[finding.line - 1] if 0 < finding.line <= len(lines) else ""
+            cache[finding.line] = noqa_codes(line) if "noqa" in line.lower() else None
+        codes = cache[finding.line]
+        if codes is None:
+            kept.append(finding)
+        elif codes and not any(finding.code.startswith(code) for code in codes):
+            kept.append(finding)
+    return kept
+
+
+def _dedupe(findings: List[Finding]) -> List[Finding]:
+    seen = set()
+    out = []
+    for finding in findings:
+        key = (finding.line, finding.column, finding.code)
+        if key not in seen:
+            seen.add(key)
+            out.append(finding)
+    return out
+
+
+def read_and_lint(path: str, display_path: str, rules: Sequence[Rule], *, debug: bool = False) -> List[Finding]:
+    """Lint a file on disk; unreadable files become LT000 findings."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except IsADirectoryError:
+        return [error_finding(display_path, source.SourceError("is a directory"))]
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return [error_finding(display_path, source.SourceError(f"cannot read file: {reason}"))]
+    return lint_bytes(data, display_path, rules, debug=debug)

@@ -1,0 +1,64 @@
+"""Which files a run covers: explicit files, and ``*.py`` under directories."""
+
+import fnmatch
+import os
+from dataclasses import dataclass, field
+from typing import Iterator, List, Sequence, Tuple
+
+from lintorch.config import DEFAULT_EXCLUDES, Config
+
+SOURCE_SUFFIXES = (".py", ".pyi")
+
+
+@dataclass
+class Discovery:
+    files: List[str] = field(default_factory=list)
+    #: (path, reason) for paths given on the command line that do not exist.
+    missing: List[Tuple[str, str]] = field(default_factory=list)
+
+
+def _default_excluded(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in DEFAULT_EXCLUDES)
+
+
+def _walk(directory: str, config: Config) -> Iterator[str]:
+    # os.walk does not follow symlinked directories, so a symlink loop
+    # cannot make the walk run forever; errors (permissions) are skipped
+    # here and unreadable files surface as LT000 when opened.
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(
+            d for d in dirs if not _default_excluded(d) and not config.is_excluded(os.path.join(root, d))
+        )
+        for name in sorted(files):
+            if name.endswith(SOURCE_SUFFIXES):
+                path = os.path.join(root, name)
+                if not config.is_excluded(path):
+                    yield path
+
+
+def discover(paths: Sequence[str], config: Config) -> Discovery:
+    """Files to lint, in a stable order, without duplicates.
+
+    Explicitly named files are linted whatever their suffix (pre-commit and
+    editors pass exactly the files they want), unless the user's own
+    ``exclude`` matches them.
+    """
+    found = Discovery()
+    seen = set()
+
+    def add(path: str) -> None:
+        key = os.path.normcase(os.path.abspath(path))
+        if key not in seen:
+            seen.add(key)
+            found.files.append(path)
+
+    for path in paths:
+        if os.path.isdir(path):
+            for file in _walk(path, config):
+                add(file)
+        elif os.path.lexists(path):
+            if not config.is_excluded(path):
+                add(path)
+        else:
+            found.missing.append((path, "no such file or directory"))
+    return found

@@ -1,0 +1,700 @@
+"""One walk over a libcst tree that records everything rules ask about.
+
+The walk is the engine's only traversal of the tree. Instead of dispatching
+``visit_*`` methods to every rule at every node (libcst's visitor machinery
+rebuilds each node it visits and costs about as much as the parse), it goes
+over dataclass fields directly and records, in statement order:
+
+* scopes (module, class, function) and their name bindings,
+* imports, as bindings whose value is a qualified name,
+* every call, with its scope, innermost loop and enclosing ``with`` items,
+* every assignment to an attribute (``self.fc = ...``, ``p.grad = None``),
+* loops, functions and classes.
+
+Rules then answer their questions by querying this index (see
+``lintorch.dataflow`` for value tracing and ``lintorch.training`` for
+training-loop facts), never by walking the tree again.
+"""
+
+import dataclasses
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import libcst as cst
+
+from lintorch.torchapi import canonical
+
+Loop = Union[cst.For, cst.While]
+_UNSET = object()
+
+
+class Binding:
+    """A name bound in a scope: by assignment, parameter, import, loop, etc."""
+
+    __slots__ = ("name", "kind", "value", "node", "order", "scope", "unpack", "qualname")
+
+    def __init__(self, name, kind, value, node, order, scope, unpack=(), qualname=None):
+        self.name: str = name
+        #: assign | augassign | annassign | param | import | for | with | def | class | walrus | except | other
+        self.kind: str = kind
+        #: The bound expression (the right-hand side, the iterable of a
+        #: ``for``, the context manager of a ``with``), or None.
+        self.value: Optional[cst.BaseExpression] = value
+        self.node: cst.CSTNode = node
+        self.order: int = order
+        self.scope: "Scope" = scope
+        #: Index path into the value for tuple targets: ``a, (b, c) = v``
+        #: binds c with unpack (1, 1).
+        self.unpack: Tuple[int, ...] = unpack
+        #: For imports, the qualified name bound (``torch.nn``).
+        self.qualname: Optional[str] = qualname
+
+    def __repr__(self) -> str:
+        return f"<Binding {self.kind} {self.name} @{self.order}>"
+
+
+class Scope:
+    __slots__ = ("kind", "node", "name", "parent", "bindings", "calls", "children", "function", "klass")
+
+    def __init__(self, kind, node, name, parent):
+        self.kind: str = kind  # module | class | function
+        self.node: cst.CSTNode = node
+        self.name: str = name
+        self.parent: Optional[Scope] = parent
+        self.bindings: Dict[str, List[Binding]] = {}
+        self.calls: List["CallSite"] = []
+        self.children: List[Scope] = []
+        self.function: Optional["FunctionInfo"] = None
+        self.klass: Optional["ClassInfo"] = None
+
+    def __repr__(self) -> str:
+        return f"<Scope {self.kind} {self.name}>"
+
+
+class LoopInfo:
+    __slots__ = ("node", "scope", "parent", "order", "calls", "attr_assigns", "children")
+
+    def __init__(self, node, scope, parent, order):
+        self.node: Loop = node
+        self.scope: Scope = scope
+        self.parent: Optional[LoopInfo] = parent
+        self.order: int = order
+        #: Calls anywhere inside the loop (nested loops and nested defs too).
+        self.calls: List[CallSite] = []
+        self.attr_assigns: List[AttrAssign] = []
+        self.children: List[LoopInfo] = []
+
+    def ancestors(self) -> Iterator["LoopInfo"]:
+        loop = self.parent
+        while loop is not None:
+            yield loop
+            loop = loop.parent
+
+    def contains(self, other: "LoopInfo") -> bool:
+        return other is self or any(a is self for a in other.ancestors())
+
+
+class CallSite:
+    __slots__ = ("node", "dotted", "method", "scope", "loop", "order", "with_items", "_index", "_qualname")
+
+    def __init__(self, node, dotted, method, scope, loop, order, with_items, index):
+        self.node: cst.Call = node
+        #: ``optimizer.step`` for ``optimizer.step()``; None when the callee
+        #: is not a plain name/attribute chain (``f()()``, ``a[0]()``).
+        self.dotted: Optional[str] = dotted
+        #: The attribute called, for method calls (``step``), else None.
+        self.method: Optional[str] = method
+        self.scope: Scope = scope
+        self.loop: Optional[LoopInfo] = loop
+        self.order: int = order
+        #: The ``with`` items enclosing the call in its own function, outermost first.
+        self.with_items: Tuple[cst.WithItem, ...] = with_items
+        self._index: "ModuleIndex" = index
+        self._qualname: object = _UNSET
+
+    @property
+    def receiver(self) -> Optional[cst.BaseExpression]:
+        func = self.node.func
+        return func.value if isinstance(func, cst.Attribute) else None
+
+    @property
+    def qualname(self) -> Optional[str]:
+        """Canonical qualified name of the callee, when it comes from an import."""
+        if self._qualname is _UNSET:
+            self._qualname = self._index.qualname_of(self.node.func, self.scope, self.order)
+        return self._qualname
+
+    def arg(self, position: Optional[int], keyword: Optional[str] = None) -> Optional[cst.BaseExpression]:
+        return call_arg(self.node, position, keyword)
+
+    def __repr__(self) -> str:
+        return f"<CallSite {self.dotted} @{self.order}>"
+
+
+class AttrAssign:
+    __slots__ = ("target", "attr", "value", "scope", "loop", "order", "node")
+
+    def __init__(self, target, value, scope, loop, order, node):
+        self.target: cst.Attribute = target
+        self.attr: str = target.attr.value
+        self.value: Optional[cst.BaseExpression] = value
+        self.scope: Scope = scope
+        self.loop: Optional[LoopInfo] = loop
+        self.order: int = order
+        self.node: cst.CSTNode = node
+
+
+@dataclasses.dataclass(eq=False)
+class FunctionInfo:
+    node: cst.FunctionDef
+    name: str
+    scope: Scope  # the function's own scope
+    klass: Optional["ClassInfo"]
+    params: List[Tuple[str, cst.Param, str]]  # (name, node, kind: pos|kwonly|star|starstar)
+    returns: List[Tuple[cst.Return, int]] = dataclasses.field(default_factory=list)
+
+    @property
+    def is_method(self) -> bool:
+        return self.klass is not None and self.scope.parent is self.klass.scope
+
+    def positional_params(self) -> List[Tuple[str, cst.Param]]:
+        params = [(n, p) for n, p, kind in self.params if kind == "pos"]
+        if self.is_method and not _is_staticmethod(self.node) and params:
+            params = params[1:]  # self / cls
+        return params
+
+
+@dataclasses.dataclass(eq=False)
+class ClassInfo:
+    node: cst.ClassDef
+    name: str
+    scope: Scope
+    bases: List[cst.BaseExpression]
+    methods: Dict[str, FunctionInfo] = dataclasses.field(default_factory=dict)
+    #: ``self.<attr> = value`` assignments made in the class's methods.
+    self_attrs: Dict[str, List[AttrAssign]] = dataclasses.field(default_factory=dict)
+
+
+def _is_staticmethod(node: cst.FunctionDef) -> bool:
+    return any(
+        isinstance(d.decorator, cst.Name) and d.decorator.value == "staticmethod" for d in node.decorators
+    )
+
+
+def dotted_name(node: cst.CSTNode) -> Optional[str]:
+    """``a.b.c`` for Name/Attribute chains, else None."""
+    parts = []
+    while isinstance(node, cst.Attribute):
+        parts.append(node.attr.value)
+        node = node.value
+    if isinstance(node, cst.Name):
+        parts.append(node.value)
+        return ".".join(reversed(parts))
+    return None
+
+
+def call_arg(call: cst.Call, position: Optional[int], keyword: Optional[str] = None) -> Optional[cst.BaseExpression]:
+    """The argument passed at ``position`` or as ``keyword``, if visible."""
+    if keyword is not None:
+        for arg in call.args:
+            if arg.keyword is not None and arg.keyword.value == keyword:
+                return arg.value
+    if position is not None:
+        index = 0
+        for arg in call.args:
+            if arg.keyword is not None or arg.star:
+                if arg.star == "*":
+                    return None  # positions after *args are unknowable
+                continue
+            if index == position:
+                return arg.value
+            index += 1
+    return None
+
+
+def int_value(node: Optional[cst.CSTNode]) -> Optional[int]:
+    if isinstance(node, cst.Integer):
+        try:
+            return int(node.value.replace("_", ""), 0)
+        except ValueError:
+            return None
+    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus):
+        inner = int_value(node.expression)
+        return -inner if inner is not None else None
+    return None
+
+
+def number_value(node: Optional[cst.CSTNode]) -> Optional[float]:
+    if isinstance(node, cst.Integer):
+        return float(int_value(node))
+    if isinstance(node, cst.Float):
+        try:
+            return float(node.value.replace("_", ""))
+        except ValueError:
+            return None
+    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus):
+        inner = number_value(node.expression)
+        return -inner if inner is not None else None
+    return None
+
+
+def iter_nodes(root: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """Every node under ``root`` (pre-order, punctuation skipped), for rules
+    that inspect one small subtree, such as a hook function's body."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        yield node
+        for name in _child_fields(type(node)):
+            value = getattr(node, name)
+            if isinstance(value, cst.CSTNode):
+                stack.append(value)
+            elif isinstance(value, (tuple, list)):
+                stack.extend(reversed(value))
+
+
+# Fields that never hold analysable children: whitespace, punctuation and
+# operator tokens. Skipping them keeps the walk to the nodes that matter.
+_SKIPPED_FIELDS = frozenset(
+    {
+        "lpar", "rpar", "comma", "semicolon", "leading_lines", "lines_after_decorators",
+        "header", "footer", "operator", "equal", "star", "colon", "dot", "lbracket",
+        "rbracket", "lbrace", "rbrace", "whitespace", "asynchronous", "default_comma",
+        "newline", "trailing_whitespace", "empty_lines", "prefix", "quote", "start", "end",
+        "value_equal", "arrow", "lambda_", "semicolon_whitespace",
+    }
+)
+_FIELDS: Dict[type, Tuple[str, ...]] = {}
+
+
+def _child_fields(cls: type) -> Tuple[str, ...]:
+    fields = _FIELDS.get(cls)
+    if fields is None:
+        fields = tuple(
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.name not in _SKIPPED_FIELDS and not f.name.startswith("whitespace")
+        )
+        _FIELDS[cls] = fields
+    return fields
+
+
+class ModuleIndex:
+    """Everything the rules need to know about one module."""
+
+    def __init__(self, module: cst.Module, path: str = "<unknown>", text: str = ""):
+        self.module = module
+        self.path = path
+        self.text = text
+        self.module_scope = Scope("module", module, "<module>", None)
+        self.scopes: List[Scope] = [self.module_scope]
+        self.calls: List[CallSite] = []
+        self.loops: List[LoopInfo] = []
+        self.attr_assigns: List[AttrAssign] = []
+        self.functions: List[FunctionInfo] = []
+        self.classes: List[ClassInfo] = []
+        self.function_of: Dict[cst.FunctionDef, FunctionInfo] = {}
+        self.class_of: Dict[cst.ClassDef, ClassInfo] = {}
+        self.star_imports: List[str] = []
+        self._order = 0
+        self._flow = None
+        self._training = None
+        _Walker(self).walk_module(module)
+
+    @property
+    def flow(self):
+        """Value tracing over this index (:class:`lintorch.dataflow.Dataflow`)."""
+        if self._flow is None:
+            from lintorch.dataflow import Dataflow
+
+            self._flow = Dataflow(self)
+        return self._flow
+
+    @property
+    def training(self):
+        """Training-loop facts (:class:`lintorch.training.TrainingFacts`)."""
+        if self._training is None:
+            from lintorch.training import TrainingFacts
+
+            self._training = TrainingFacts(self, self.flow)
+        return self._training
+
+    # -- name resolution --------------------------------------------------
+
+    def lookup(self, name: str, scope: Scope, order: Optional[int] = None) -> List[Binding]:
+        """Bindings of ``name`` visible from ``scope`` at ``order``.
+
+        Within one scope, the most recent binding before ``order`` wins
+        (straight-line code); with none before it, all bindings of the scope
+        are candidates (a loop-carried or later-defined value). Class scopes
+        are skipped from nested functions, as Python does.
+        """
+        current: Optional[Scope] = scope
+        first = True
+        while current is not None:
+            if first or current.kind != "class":
+                bindings = current.bindings.get(name)
+                if bindings:
+                    if order is not None and first:
+                        before = [b for b in bindings if b.order < order]
+                        if before:
+                            return [before[-1]]
+                    return [bindings[-1]] if current.kind == "module" or not first else list(bindings)
+            current = current.parent
+            first = False
+        return []
+
+    def qualname_of(self, node: cst.CSTNode, scope: Scope, order: Optional[int] = None) -> Optional[str]:
+        """Canonical qualified name of a Name/Attribute chain rooted at an import."""
+        dotted = dotted_name(node)
+        if dotted is None:
+            return None
+        head, _, rest = dotted.partition(".")
+        bindings = self.lookup(head, scope, order)
+        if bindings:
+            binding = bindings[-1]
+            if binding.kind != "import" or binding.qualname is None:
+                return None
+            full = binding.qualname + ("." + rest if rest else "")
+            return canonical(full)
+        for module in self.star_imports:
+            if module.startswith("torch"):
+                return canonical(f"{module}.{dotted}")
+        return None
+
+    def function_named(self, name: str, scope: Scope, order: Optional[int] = None) -> Optional[FunctionInfo]:
+        for binding in reversed(self.lookup(name, scope, order)):
+            if binding.kind == "def":
+                return self.function_of.get(binding.node)
+        return None
+
+    def class_named(self, name: str, scope: Scope, order: Optional[int] = None) -> Optional[ClassInfo]:
+        for binding in reversed(self.lookup(name, scope, order)):
+            if binding.kind == "class":
+                return self.class_of.get(binding.node)
+        return None
+
+    def enclosing_function(self, scope: Scope) -> Optional[FunctionInfo]:
+        current: Optional[Scope] = scope
+        while current is not None:
+            if current.function is not None:
+                return current.function
+            current = current.parent
+        return None
+
+    def calls_to(self, qualnames: Sequence[str]) -> Iterator[CallSite]:
+        wanted = frozenset(qualnames)
+        for call in self.calls:
+            if call.qualname in wanted:
+                yield call
+
+    def method_calls(self, method: str) -> Iterator[CallSite]:
+        for call in self.calls:
+            if call.method == method:
+                yield call
+
+
+class _Walker:
+    """Fills a ModuleIndex in one pass; see the module docstring."""
+
+    def __init__(self, index: ModuleIndex):
+        self.index = index
+        self.scope = index.module_scope
+        self.loop: Optional[LoopInfo] = None
+        self.with_items: Tuple[cst.WithItem, ...] = ()
+        self.klass: Optional[ClassInfo] = None
+
+    def tick(self) -> int:
+        self.index._order += 1
+        return self.index._order
+
+    # -- statements -----------------------------------------------------
+
+    def walk_module(self, module: cst.Module) -> None:
+        self.walk_body(module.body)
+
+    def walk_body(self, body: Sequence[cst.CSTNode]) -> None:
+        for statement in body:
+            self.walk_statement(statement)
+
+    def walk_block(self, block: cst.BaseSuite) -> None:
+        self.walk_body(block.body)
+
+    def walk_statement(self, node: cst.CSTNode) -> None:
+        method = getattr(self, "stmt_" + type(node).__name__, None)
+        if method is not None:
+            method(node)
+        else:
+            self.walk_generic(node)
+
+    def stmt_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
+        for small in node.body:
+            self.walk_statement(small)
+
+    def stmt_SimpleStatementSuite(self, node: cst.SimpleStatementSuite) -> None:
+        for small in node.body:
+            self.walk_statement(small)
+
+    def stmt_IndentedBlock(self, node: cst.IndentedBlock) -> None:
+        self.walk_body(node.body)
+
+    def stmt_Expr(self, node: cst.Expr) -> None:
+        self.walk_expression(node.value)
+
+    def stmt_Assign(self, node: cst.Assign) -> None:
+        self.walk_expression(node.value)
+        order = self.tick()
+        for target in node.targets:
+            self.bind_target(target.target, node.value, "assign", node, order)
+
+    def stmt_AnnAssign(self, node: cst.AnnAssign) -> None:
+        if node.value is not None:
+            self.walk_expression(node.value)
+        self.bind_target(node.target, node.value, "annassign", node, self.tick())
+
+    def stmt_AugAssign(self, node: cst.AugAssign) -> None:
+        self.walk_expression(node.value)
+        self.walk_expression(node.target)
+        self.bind_target(node.target, node.value, "augassign", node, self.tick())
+
+    def stmt_Return(self, node: cst.Return) -> None:
+        if node.value is not None:
+            self.walk_expression(node.value)
+        function = self.scope.function
+        if function is not None:
+            function.returns.append((node, self.tick()))
+
+    def stmt_Import(self, node: cst.Import) -> None:
+        order = self.tick()
+        for alias in node.names:
+            full = dotted_name(alias.name)
+            if full is None:
+                continue
+            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                self.bind(alias.asname.name.value, "import", None, node, order, qualname=full)
+            else:
+                root = full.split(".")[0]
+                self.bind(root, "import", None, node, order, qualname=root)
+
+    def stmt_ImportFrom(self, node: cst.ImportFrom) -> None:
+        order = self.tick()
+        module = dotted_name(node.module) if node.module is not None else ""
+        if node.relative:
+            module = "." * len(node.relative) + (module or "")
+        if isinstance(node.names, cst.ImportStar):
+            if module:
+                self.index.star_imports.append(module)
+            return
+        for alias in node.names:
+            name = dotted_name(alias.name)
+            if name is None:
+                continue
+            local = name
+            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                local = alias.asname.name.value
+            self.bind(local, "import", None, node, order, qualname=f"{module}.{name}" if module else name)
+
+    def stmt_FunctionDef(self, node: cst.FunctionDef) -> None:
+        for decorator in node.decorators:
+            self.walk_expression(decorator.decorator)
+        params = node.params
+        for param in (*params.posonly_params, *params.params, *params.kwonly_params):
+            if param.default is not None:
+                self.walk_expression(param.default)
+        order = self.tick()
+        self.bind(node.name.value, "def", None, node, order)
+        scope = Scope("function", node, node.name.value, self.scope)
+        self.scope.children.append(scope)
+        self.index.scopes.append(scope)
+        klass = self.klass if self.scope.kind == "class" else None
+        info = FunctionInfo(node, node.name.value, scope, klass, [])
+        scope.function = info
+        self.index.functions.append(info)
+        self.index.function_of[node] = info
+        if klass is not None:
+            klass.methods[node.name.value] = info
+        elif self.klass is not None:
+            info.klass = self.klass  # nested function inside a method keeps the class
+        for param in (*params.posonly_params, *params.params):
+            info.params.append((param.name.value, param, "pos"))
+        if isinstance(params.star_arg, cst.Param):
+            info.params.append((params.star_arg.name.value, params.star_arg, "star"))
+        for param in params.kwonly_params:
+            info.params.append((param.name.value, param, "kwonly"))
+        if params.star_kwarg is not None:
+            info.params.append((params.star_kwarg.name.value, params.star_kwarg, "starstar"))
+
+        saved = (self.scope, self.loop, self.with_items)
+        self.scope, self.with_items = scope, ()
+        # A loop does not continue into a function defined in it: the def's
+        # calls run when the function is called. Calls in a nested def still
+        # count as the loop's (closures passed to optimizer.step), so the loop
+        # stays set for them; top-level defs have none.
+        for name, param, _ in info.params:
+            self.bind(name, "param", param.default, param, self.tick())
+        self.walk_block(node.body)
+        self.scope, self.loop, self.with_items = saved
+
+    def stmt_ClassDef(self, node: cst.ClassDef) -> None:
+        for decorator in node.decorators:
+            self.walk_expression(decorator.decorator)
+        for arg in node.bases:
+            self.walk_expression(arg.value)
+        order = self.tick()
+        self.bind(node.name.value, "class", None, node, order)
+        scope = Scope("class", node, node.name.value, self.scope)
+        self.scope.children.append(scope)
+        self.index.scopes.append(scope)
+        info = ClassInfo(node, node.name.value, scope, [arg.value for arg in node.bases if arg.keyword is None])
+        scope.klass = info
+        self.index.classes.append(info)
+        self.index.class_of[node] = info
+        saved = (self.scope, self.klass, self.with_items)
+        self.scope, self.klass, self.with_items = scope, info, ()
+        self.walk_block(node.body)
+        self.scope, self.klass, self.with_items = saved
+
+    def _enter_loop(self, node: Loop) -> LoopInfo:
+        loop = LoopInfo(node, self.scope, self.loop, self.tick())
+        if self.loop is not None:
+            self.loop.children.append(loop)
+        self.index.loops.append(loop)
+        self.loop = loop
+        return loop
+
+    def stmt_For(self, node: cst.For) -> None:
+        self.walk_expression(node.iter)
+        saved = self.loop
+        self._enter_loop(node)
+        self.bind_target(node.target, node.iter, "for", node, self.tick())
+        self.walk_block(node.body)
+        self.loop = saved
+        if node.orelse is not None:
+            self.walk_block(node.orelse.body)
+
+    def stmt_While(self, node: cst.While) -> None:
+        saved = self.loop
+        self._enter_loop(node)
+        self.walk_expression(node.test)
+        self.walk_block(node.body)
+        self.loop = saved
+        if node.orelse is not None:
+            self.walk_block(node.orelse.body)
+
+    def stmt_If(self, node: cst.If) -> None:
+        self.walk_expression(node.test)
+        self.walk_block(node.body)
+        orelse = node.orelse
+        if isinstance(orelse, cst.If):
+            self.stmt_If(orelse)
+        elif orelse is not None:
+            self.walk_block(orelse.body)
+
+    def stmt_With(self, node: cst.With) -> None:
+        for item in node.items:
+            self.walk_expression(item.item)
+            if item.asname is not None:
+                self.bind_target(item.asname.name, item.item, "with", node, self.tick())
+        saved = self.with_items
+        self.with_items = saved + tuple(node.items)
+        self.walk_block(node.body)
+        self.with_items = saved
+
+    def stmt_Try(self, node: cst.Try) -> None:
+        self.walk_block(node.body)
+        for handler in node.handlers:
+            if handler.type is not None:
+                self.walk_expression(handler.type)
+            if handler.name is not None:
+                self.bind_target(handler.name.name, None, "except", handler, self.tick())
+            self.walk_block(handler.body)
+        if node.orelse is not None:
+            self.walk_block(node.orelse.body)
+        if node.finalbody is not None:
+            self.walk_block(node.finalbody.body)
+
+    stmt_TryStar = stmt_Try
+
+    def walk_generic(self, node: cst.CSTNode) -> None:
+        """Statements without a handler: walk their children as expressions,
+        except nested suites, which are walked as statements."""
+        for name in _child_fields(type(node)):
+            value = getattr(node, name)
+            if isinstance(value, cst.BaseSuite):
+                self.walk_block(value)
+            elif isinstance(value, cst.CSTNode):
+                if isinstance(value, (cst.BaseStatement, cst.BaseSmallStatement, cst.MatchCase, cst.Else)):
+                    self.walk_statement(value)
+                else:
+                    self.walk_expression(value)
+            elif isinstance(value, (tuple, list)):
+                for item in value:
+                    if isinstance(item, (cst.BaseStatement, cst.BaseSmallStatement, cst.MatchCase)):
+                        self.walk_statement(item)
+                    elif isinstance(item, cst.CSTNode):
+                        self.walk_expression(item)
+
+    def stmt_MatchCase(self, node: cst.CSTNode) -> None:
+        guard = getattr(node, "guard", None)
+        if guard is not None:
+            self.walk_expression(guard)
+        self.walk_block(node.body)
+
+    def stmt_Else(self, node: cst.Else) -> None:
+        self.walk_block(node.body)
+
+    # -- bindings -------------------------------------------------------
+
+    def bind(self, name, kind, value, node, order, unpack=(), qualname=None) -> None:
+        binding = Binding(name, kind, value, node, order, self.scope, unpack, qualname)
+        self.scope.bindings.setdefault(name, []).append(binding)
+
+    def bind_target(self, target, value, kind, node, order, unpack=()) -> None:
+        if isinstance(target, cst.Name):
+            self.bind(target.value, kind, value, node, order, unpack)
+        elif isinstance(target, (cst.Tuple, cst.List)):
+            for i, element in enumerate(target.elements):
+                inner = element.value
+                if isinstance(element, cst.StarredElement):
+                    self.bind_target(inner, None, kind, node, order)
+                else:
+                    self.bind_target(inner, value, kind, node, order, unpack + (i,))
+        elif isinstance(target, cst.Attribute):
+            assign = AttrAssign(target, value if not unpack else None, self.scope, self.loop, order, node)
+            self.index.attr_assigns.append(assign)
+            if self.loop is not None:
+                for loop in (self.loop, *self.loop.ancestors()):
+                    loop.attr_assigns.append(assign)
+            if self.klass is not None and isinstance(target.value, cst.Name) and target.value.value == "self":
+                self.klass.self_attrs.setdefault(assign.attr, []).append(assign)
+        elif isinstance(target, cst.StarredElement):
+            self.bind_target(target.value, None, kind, node, order)
+
+    # -- expressions ----------------------------------------------------
+
+    def walk_expression(self, root: cst.CSTNode) -> None:
+        stack = [root]
+        pop, push, extend = stack.pop, stack.append, stack.extend
+        while stack:
+            node = pop()
+            if isinstance(node, cst.Call):
+                self.record_call(node)
+            elif isinstance(node, cst.NamedExpr):
+                self.bind_target(node.target, node.value, "walrus", node, self.tick())
+            for name in _child_fields(type(node)):
+                value = getattr(node, name)
+                if isinstance(value, cst.CSTNode):
+                    push(value)
+                elif isinstance(value, (tuple, list)):
+                    extend(reversed(value))
+
+    def record_call(self, node: cst.Call) -> None:
+        func = node.func
+        dotted = dotted_name(func)
+        method = func.attr.value if isinstance(func, cst.Attribute) else None
+        call = CallSite(node, dotted, method, self.scope, self.loop, self.tick(), self.with_items, self.index)
+        self.index.calls.append(call)
+        self.scope.calls.append(call)
+        loop = self.loop
+        while loop is not None:
+            loop.calls.append(call)
+            loop = loop.parent

@@ -1,0 +1,92 @@
+"""Facts about the PyTorch API that rules share, keyed by canonical qualified
+names (``torch.nn.CrossEntropyLoss``, ``torch.nn.functional.softmax``).
+
+Nothing here imports torch: these are names, not objects.
+"""
+
+import re
+from typing import Optional
+
+_MODULES_PATH = re.compile(r"^torch\.nn\.modules\.(?:[a-z_0-9]+\.)?([A-Za-z_0-9]+)$")
+_SUBMODULE_ALIASES = (
+    (re.compile(r"^torch\.utils\.data\.(?:dataloader|dataset|sampler|distributed)\.(\w+)$"), "torch.utils.data."),
+    (re.compile(r"^torch\.optim\.(?!lr_scheduler)(?:[a-z_0-9]+)\.([A-Z]\w*)$"), "torch.optim."),
+    (re.compile(r"^torch\.nn\.parallel\.(?:[a-z_0-9]+)\.(\w+)$"), "torch.nn.parallel."),
+)
+
+
+def canonical(qualname: Optional[str]) -> Optional[str]:
+    """Collapse implementation paths onto the public name users import."""
+    if qualname is None:
+        return None
+    match = _MODULES_PATH.match(qualname)
+    if match:
+        return "torch.nn." + match.group(1)
+    for pattern, prefix in _SUBMODULE_ALIASES:
+        match = pattern.match(qualname)
+        if match:
+            return prefix + match.group(1)
+    if qualname.startswith("torch.nn.functional.") or qualname.startswith("torch.special."):
+        return qualname
+    return qualname
+
+
+# Output activations -------------------------------------------------------
+
+SOFTMAX_FUNCS = frozenset({"torch.softmax", "torch.nn.functional.softmax", "torch.special.softmax"})
+SIGMOID_FUNCS = frozenset(
+    {"torch.sigmoid", "torch.nn.functional.sigmoid", "torch.special.expit"}
+)
+LOG_SOFTMAX_FUNCS = frozenset(
+    {"torch.log_softmax", "torch.nn.functional.log_softmax", "torch.special.log_softmax"}
+)
+SOFTMAX_MODULES = frozenset({"torch.nn.Softmax", "torch.nn.Softmax2d"})
+SIGMOID_MODULES = frozenset({"torch.nn.Sigmoid"})
+LOG_SOFTMAX_MODULES = frozenset({"torch.nn.LogSoftmax"})
+
+#: Tensor methods spelled like the functions above: ``x.softmax(1)``.
+ACTIVATION_METHODS = {"softmax": "softmax", "sigmoid": "sigmoid", "log_softmax": "log_softmax"}
+
+# Losses -------------------------------------------------------------------
+
+CROSS_ENTROPY_MODULES = frozenset({"torch.nn.CrossEntropyLoss"})
+CROSS_ENTROPY_FUNCS = frozenset({"torch.nn.functional.cross_entropy"})
+NLL_MODULES = frozenset({"torch.nn.NLLLoss"})
+NLL_FUNCS = frozenset({"torch.nn.functional.nll_loss"})
+BCE_MODULES = frozenset({"torch.nn.BCELoss", "torch.nn.BCEWithLogitsLoss"})
+BCE_FUNCS = frozenset(
+    {
+        "torch.nn.functional.binary_cross_entropy",
+        "torch.nn.functional.binary_cross_entropy_with_logits",
+        "torch.binary_cross_entropy_with_logits",
+    }
+)
+ONE_HOT_FUNCS = frozenset({"torch.nn.functional.one_hot"})
+
+# Containers and layers ------------------------------------------------------
+
+SEQUENTIAL = frozenset({"torch.nn.Sequential"})
+LINEAR = frozenset({"torch.nn.Linear", "torch.nn.LazyLinear"})
+MODULE_BASES = frozenset({"torch.nn.Module"})
+
+# Data ---------------------------------------------------------------------
+
+TORCH_DATALOADER = frozenset({"torch.utils.data.DataLoader"})
+
+# Optimisation --------------------------------------------------------------
+
+OPTIMIZER_PREFIX = "torch.optim."
+LR_SCHEDULER_PREFIX = "torch.optim.lr_scheduler."
+GRAD_SCALERS = frozenset(
+    {"torch.cuda.amp.GradScaler", "torch.amp.GradScaler", "torch.cpu.amp.GradScaler", "torch.amp.grad_scaler.GradScaler"}
+)
+
+#: Methods that return a tensor with the same values (for the purposes of
+#: "what kind of values flow here"), so analysis looks through them.
+VALUE_PRESERVING_METHODS = frozenset(
+    {
+        "float", "double", "half", "bfloat16", "to", "cuda", "cpu", "type", "type_as",
+        "squeeze", "unsqueeze", "view", "view_as", "reshape", "reshape_as", "flatten",
+        "contiguous", "clone", "permute", "transpose", "long", "int", "detach", "requires_grad_",
+    }
+)

@@ -1,0 +1,90 @@
+from lintorch import torchapi as api
+from lintorch.rule import Example, Rule, Severity
+
+
+class ActivationBeforeCrossEntropy(Rule):
+    """
+    **What it does.** Flags a `CrossEntropyLoss` / `F.cross_entropy` whose
+    input has already been through `softmax` or `sigmoid`: inline, through a
+    variable, as the last layer of an `nn.Sequential`, or returned by the
+    model's `forward`.
+
+    **Why is this bad?** Cross-entropy applies `log_softmax` to its input
+    itself. Feeding it probabilities squashes the logits into [0, 1], so the
+    loss is bounded near `log(C)`, the gradients nearly vanish and training
+    stalls.
+
+    **Symptom.** The loss barely moves from its first value and accuracy
+    stays near chance; predictions look alike for every input.
+
+    **Fix.** Return raw logits from the model and pass them to the loss.
+    Apply `softmax` only where you need probabilities (metrics, inference).
+    `log_softmax` into cross-entropy is harmless and not flagged.
+    """
+
+    code = "LT102"
+    name = "activation-before-cross-entropy"
+    severity = Severity.ERROR
+    summary = "softmax/sigmoid output fed to CrossEntropyLoss, which expects raw logits"
+    symptom = "loss not changing; accuracy stuck near chance"
+    triggers = ("cross_entropy", "CrossEntropyLoss")
+
+    bad = [
+        Example(
+            """
+            import torch
+            import torch.nn as nn
+
+            criterion = nn.CrossEntropyLoss()
+            logits = model(x)
+            loss = criterion(torch.softmax(logits, dim=1), y)
+            """
+        ),
+        Example(
+            """
+            import torch.nn as nn
+            import torch.nn.functional as F
+
+            model = nn.Sequential(nn.Linear(784, 10), nn.Softmax(dim=1))
+            loss = F.cross_entropy(model(x), y)
+            """
+        ),
+    ]
+    good = [
+        Example(
+            """
+            import torch
+            import torch.nn as nn
+
+            criterion = nn.CrossEntropyLoss()
+            logits = model(x)
+            loss = criterion(logits, y)
+            predicted = torch.softmax(logits, dim=1).argmax(dim=1)
+            """
+        ),
+    ]
+
+    def check(self, index):
+        flow = index.flow
+        modules = api.CROSS_ENTROPY_MODULES
+        for loss in flow.loss_calls(modules, api.CROSS_ENTROPY_FUNCS):
+            if loss.input is None:
+                continue
+            activation = flow.activation(loss.input, loss.call.scope, loss.call.order)
+            if activation is None or activation.kind not in ("softmax", "sigmoid"):
+                continue
+            where = "" if _inside(activation.node, loss.input) else " at line {line0}"
+            yield self.report(
+                loss.input,
+                f"{loss.short_name} receives {activation.kind} output ({activation.via}{where}), "
+                "but it applies log_softmax to raw logits itself: the probabilities squash the "
+                "gradients, so the loss barely changes and accuracy stays near chance. "
+                f"Pass the logits and drop the {activation.kind} before the loss.",
+                related=(activation.node,) if where else (),
+            )
+
+
+def _inside(node, root) -> bool:
+    from lintorch.index import iter_nodes
+
+    return any(n is node for n in iter_nodes(root))

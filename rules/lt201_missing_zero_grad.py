@@ -1,0 +1,89 @@
+from lintorch.rule import Example, Rule, Severity
+from lintorch.training import STEP, ZERO_GRAD
+
+
+class MissingZeroGrad(Rule):
+    """
+    **What it does.** Flags a training loop, a loop that runs `backward()`
+    and an optimizer `step()` (directly, through a function of the same
+    module such as `train_one_epoch()`, or through an AMP `scaler.step`),
+    in which gradients are never cleared: no `optimizer.zero_grad()`,
+    `model.zero_grad()`, `p.grad = None` or `p.grad.zero_()` in the loop.
+
+    **Why is this bad?** `backward()` adds to `.grad`; it does not overwrite
+    it. Without clearing, every step uses the sum of the gradients of all
+    previous batches, so the effective step grows without bound and points
+    in a stale direction.
+
+    **Symptom.** The loss stops improving, oscillates or diverges to `nan`
+    after a few iterations; the model does not learn.
+
+    **Fix.** Call `optimizer.zero_grad()` once per iteration, before
+    `backward()` or right after `step()`. Deliberate gradient accumulation
+    (`zero_grad()` every N steps inside the loop) is recognised and not
+    flagged; so are loops whose clearing happens in a helper or closure.
+    """
+
+    code = "LT201"
+    name = "missing-zero-grad"
+    severity = Severity.ERROR
+    summary = "training loop calls backward() and optimizer.step() but never clears the gradients"
+    symptom = "loss not changing, oscillating or diverging; model not learning"
+    triggers = ("backward",)
+
+    bad = [
+        Example(
+            """
+            for epoch in range(10):
+                for x, y in loader:
+                    loss = criterion(model(x), y)
+                    loss.backward()
+                    optimizer.step()
+            """
+        ),
+        Example(
+            """
+            def train_one_epoch(model, loader, optimizer):
+                for x, y in loader:
+                    loss = F.cross_entropy(model(x), y)
+                    loss.backward()
+                    optimizer.step()
+            """
+        ),
+    ]
+    good = [
+        Example(
+            """
+            for x, y in loader:
+                optimizer.zero_grad()
+                loss = criterion(model(x), y)
+                loss.backward()
+                optimizer.step()
+            """
+        ),
+        Example(
+            """
+            for i, (x, y) in enumerate(loader):
+                loss = criterion(model(x), y) / accumulation_steps
+                loss.backward()
+                if (i + 1) % accumulation_steps == 0:
+                    optimizer.step()
+                    optimizer.zero_grad()
+            """
+        ),
+    ]
+
+    def check(self, index):
+        training = index.training
+        for loop in training.innermost_training_loops():
+            witnesses = training.loop_witnesses(loop)
+            if ZERO_GRAD in witnesses:
+                continue
+            yield self.report(
+                witnesses[STEP],
+                "optimizer step in a training loop (line {line0}) that never clears gradients: "
+                "backward() accumulates into .grad, so each step applies the sum of all past "
+                "gradients and the loss stops improving or diverges. Call optimizer.zero_grad() "
+                "once per iteration (before backward() or after step()).",
+                related=(loop.node,),
+            )

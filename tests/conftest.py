@@ -1,0 +1,50 @@
+import re
+import sys
+from pathlib import Path
+from typing import List, Set, Tuple
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "fixtures"
+SEEDS = REPO.parent / "shared" / "seeds"
+
+# `# expect: LT102` or `# expect: LT102:17, LT201` (code, optional 1-based column)
+EXPECT_RE = re.compile(r"#\s*expect:\s*(?P<items>[A-Z]+[0-9]+(?::\d+)?(?:\s*,\s*[A-Z]+[0-9]+(?::\d+)?)*)")
+
+
+def expectations(text: str) -> Set[Tuple[int, str, int]]:
+    """(line, code, column or 0) for every `# expect:` comment."""
+    out = set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = EXPECT_RE.search(line)
+        if not match:
+            continue
+        for item in match.group("items").split(","):
+            code, _, column = item.strip().partition(":")
+            out.add((number, code, int(column) if column else 0))
+    return out
+
+
+def lint_text(text: str, path: str = "example.py", select: List[str] = None):
+    from lintorch import engine, registry
+
+    codes = registry.resolve_enabled(select or ["ALL"], [])
+    return engine.lint_bytes(text.encode("utf-8"), path, registry.instantiate(codes))
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run the CLI in-process: (exit code, stdout, stderr)."""
+    from lintorch.cli import main
+
+    def run(*argv):
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def python() -> str:
+    return sys.executable
