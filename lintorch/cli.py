@@ -159,7 +159,12 @@ def rule_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="lintorch rule", description="Show the documentation of rules.")
     parser.add_argument("selector", nargs="?", help="a code (LT102) or name (activation-before-cross-entropy)")
     parser.add_argument("--all", action="store_true", help="every rule")
-    parser.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    parser.add_argument(
+        "--format",
+        choices=("text", "markdown", "json", "table"),
+        default="text",
+        help="table: the README's rule table (markdown)",
+    )
     args = parser.parse_args(argv)
     if args.all == bool(args.selector):
         parser.error("give a rule code or name, or --all")
@@ -176,6 +181,8 @@ def rule_main(argv: Sequence[str]) -> int:
 
         json.dump(output.rules_json(classes), sys.stdout, indent=2)
         sys.stdout.write("\n")
+    elif args.format == "table":
+        sys.stdout.write(output.rule_table_markdown(classes))
     elif args.format == "markdown":
         sys.stdout.write("\n".join(output.rule_markdown(cls) for cls in classes))
     else:
