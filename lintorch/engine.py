@@ -109,6 +109,8 @@ def lint_module(
         for rule in rules:
             try:
                 for report in rule.check(index):
+                    if not isinstance(report, Report):
+                        raise TypeError(f"check() yielded {type(report).__name__}, not Report")
                     reports.append((rule, report))
             except Exception as exc:  # a bug in one rule must not stop the others
                 findings.append(_internal_error(path, rule, exc, debug))
@@ -229,7 +231,11 @@ def read_file(path: str, display_path: str) -> Union[bytes, Finding]:
             with os.fdopen(fd, "rb") as handle:
                 fd = -1
                 return handle.read()
-        reason = "is a directory" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, socket or device)"
+        if stat.S_ISDIR(mode):  # named explicitly, or yielded by a walk that could not list it
+            with os.scandir(path):
+                reason = "is a directory"
+        else:
+            reason = "not a regular file (a FIFO, socket or device)"
     except IsADirectoryError:
         reason = "is a directory"
     except OSError as exc:

@@ -83,6 +83,9 @@ def _encoding_error(data: bytes, exc: SyntaxError) -> SourceError:
 
 def decode(data: bytes) -> Union[DecodedSource, SourceError]:
     """Decode per PEP 263: BOM, then a coding cookie, else UTF-8."""
+    if b"\x00" in data:  # CPython refuses null bytes in source whatever the encoding
+        line, column = _position_of_offset(data, data.index(b"\x00"))
+        return SourceError("file contains a null byte (binary file?)", line, column)
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
     except SyntaxError as exc:
