@@ -8,7 +8,7 @@ reported nodes -> ``# noqa`` filtering.
 
 import re
 import traceback
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
@@ -24,6 +24,8 @@ NOQA_RE = re.compile(
     re.IGNORECASE,
 )
 _CODE_SPLIT_RE = re.compile(r"[,\s]+")
+#: Jupyter notebooks are linted as the concatenation of their code cells.
+NOTEBOOK_SUFFIX = ".ipynb"
 
 
 def error_finding(path: str, error: source.SourceError) -> Finding:
@@ -54,6 +56,10 @@ def lint_bytes(
     apply_noqa: bool = True,
     debug: bool = False,
 ) -> List[Finding]:
+    if path.endswith(NOTEBOOK_SUFFIX):
+        from lintorch import notebook
+
+        return notebook.lint_notebook_bytes(data, path, rules, apply_noqa=apply_noqa, debug=debug)
     candidates = could_trigger(data, rules)
     decoded = source.decode(data)
     if isinstance(decoded, source.SourceError):
@@ -74,7 +80,10 @@ def lint_module(
     *,
     apply_noqa: bool = True,
     debug: bool = False,
+    line_label: Optional[Callable[[int], str]] = None,
 ) -> List[Finding]:
+    """``line_label`` turns a line number into the text that replaces
+    ``{line0}`` in messages (notebooks say which cell)."""
     try:
         index = ModuleIndex(module, path, text)
     except RecursionError:
@@ -88,7 +97,7 @@ def lint_module(
         except Exception as exc:  # a bug in one rule must not stop the others
             findings.append(_internal_error(path, rule, exc, debug))
     if reports:
-        findings.extend(_position(module, path, reports))
+        findings.extend(_position(module, path, reports, line_label))
     if apply_noqa and findings:
         findings = filter_noqa(findings, text)
     findings.sort(key=Finding.sort_key)
@@ -115,7 +124,10 @@ def _internal_error(path: str, rule: Rule, exc: BaseException, debug: bool) -> F
     )
 
 
-def _position(module: cst.Module, path: str, reports: Iterable[tuple]) -> List[Finding]:
+def _position(
+    module: cst.Module, path: str, reports: Iterable[tuple], line_label: Optional[Callable[[int], str]] = None
+) -> List[Finding]:
+    label = line_label or str
     positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
     findings = []
     for rule, report in reports:
@@ -129,7 +141,7 @@ def _position(module: cst.Module, path: str, reports: Iterable[tuple]) -> List[F
         message = report.message
         for i, related in enumerate(report.related):
             related_range = positions.get(related)
-            message = message.replace(f"{{line{i}}}", str(related_range.start.line) if related_range else "?")
+            message = message.replace(f"{{line{i}}}", label(related_range.start.line) if related_range else "?")
         findings.append(
             Finding(
                 path=path,
@@ -141,6 +153,7 @@ def _position(module: cst.Module, path: str, reports: Iterable[tuple]) -> List[F
                 name=rule.name,
                 severity=report.severity or rule.severity,
                 message=message,
+                fix=report.fix,
             )
         )
     return findings
