@@ -31,7 +31,20 @@ def _check_parser() -> argparse.ArgumentParser:
         epilog="Other commands: `lintorch rule CODE|--all`, `lintorch probe SCRIPT` (see --help of each).",
     )
     parser.add_argument("paths", nargs="*", metavar="PATH", help="files or directories; - reads stdin (default: .)")
-    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    parser.add_argument(
+        "--format", choices=("text", "json", "sarif", "github"), default="text",
+        help="output format: text, json, sarif (SARIF 2.1.0, for GitHub code scanning), "
+        "github (GitHub Actions annotations) (default: text)",
+    )
+    parser.add_argument("--output-file", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
+    parser.add_argument("--show-source", action="store_true", help="text format: show each offending line with carets")
+    parser.add_argument(
+        "--color", choices=("auto", "always", "never"), default="auto",
+        help="colour the text output (auto: on a terminal, unless NO_COLOR is set)",
+    )
+    parser.add_argument("--fix", action="store_true", help="apply safe fixes to the files")
+    parser.add_argument("--unsafe-fixes", action="store_true", help="also apply fixes that change behaviour (with --fix/--diff)")
+    parser.add_argument("--diff", action="store_true", help="print the fixes as a unified diff instead of writing them")
     parser.add_argument("--statistics", action="store_true", help="print the number of findings per code")
     parser.add_argument("--select", type=_selector_list, help="codes, prefixes (LT2) or names to enable, replacing the config")
     parser.add_argument("--ignore", type=_selector_list, default=[], help="codes, prefixes or names to disable")
@@ -86,7 +99,7 @@ class _RuleCache:
 
 
 def check_main(argv: Sequence[str]) -> int:
-    from lintorch import engine, files, output
+    from lintorch import engine, files, formats
 
     args = _check_parser().parse_args(argv)
     try:
@@ -95,16 +108,21 @@ def check_main(argv: Sequence[str]) -> int:
         print(f"lintorch: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
 
+    if args.fix or args.diff:
+        return _fix_main(args, config)
+
     rules = _RuleCache(config)
     findings: List[Finding] = []
     paths = args.paths or ["."]
     status = EXIT_CLEAN
     checked = 0
+    stdin_text: Dict[str, str] = {}
 
     if "-" in paths:
         display = args.stdin_filename or "-"
         codes = rules.codes_for(display)
         data = sys.stdin.buffer.read()
+        stdin_text[display] = data.decode("utf-8", errors="replace")
         findings += _keep(engine.lint_bytes(data, display, rules.rules_for(codes), debug=args.debug), codes)
         checked += 1
         paths = [p for p in paths if p != "-"]
@@ -113,23 +131,108 @@ def check_main(argv: Sequence[str]) -> int:
     for path, reason in discovery.missing:
         print(f"lintorch: error: {path}: {reason}", file=sys.stderr)
         status = EXIT_ERROR
-    for path in discovery.files:
+    for path in formats.progress(discovery.files):
         codes = rules.codes_for(path)
         found = engine.read_and_lint(path, _display(path), rules.rules_for(codes), debug=args.debug)
         findings += _keep(found, codes)
         checked += 1
 
-    stdout = sys.stdout
-    if args.format == "json":
-        output.write_json(findings, stdout)
-    else:
-        output.write_text(findings, stdout, checked)
-        if args.statistics:
-            output.write_statistics(findings, stdout)
-    if args.format == "json" and args.statistics:
-        output.write_statistics(findings, sys.stderr)
-    stdout.flush()
+    if not _report(args, findings, checked, stdin_text):
+        return EXIT_ERROR
 
+    if status == EXIT_ERROR:
+        return status
+    if findings and not args.exit_zero:
+        return EXIT_FINDINGS
+    return EXIT_CLEAN
+
+
+def _report(args: argparse.Namespace, findings: List[Finding], checked: int, stdin_text: Dict[str, str]) -> bool:
+    """Write the report in the chosen format, to stdout or --output-file."""
+    from lintorch import formats, output
+
+    if args.output_file:
+        try:
+            stdout = open(args.output_file, "w", encoding="utf-8")
+        except OSError as exc:
+            print(f"lintorch: error: {args.output_file}: {exc.strerror or exc}", file=sys.stderr)
+            return False
+    else:
+        stdout = sys.stdout
+    try:
+        if args.format == "json":
+            output.write_json(findings, stdout)
+        elif args.format == "sarif":
+            formats.write_sarif(findings, stdout)
+        elif args.format == "github":
+            formats.write_github(findings, stdout)
+        else:
+            style = formats.Style(formats.use_color(args.color, stdout))
+            formats.write_text(
+                findings, stdout, checked, style=style, show_source=args.show_source,
+                sources=formats.SourceLines(stdin_text), unsafe_fixes=args.unsafe_fixes,
+            )
+            if args.statistics:
+                output.write_statistics(findings, stdout)
+        if args.format != "text" and args.statistics:
+            output.write_statistics(findings, sys.stderr)
+        stdout.flush()
+    finally:
+        if stdout is not sys.stdout:
+            stdout.close()
+    return True
+
+
+def _fix_main(args: argparse.Namespace, config: config_mod.Config) -> int:
+    """``--fix`` / ``--diff``: fix each file, then report what is left."""
+    from lintorch import files, fix, formats
+
+    rules = _RuleCache(config)
+    paths = [p for p in (args.paths or ["."]) if p != "-"]
+    if len(paths) != len(args.paths or ["."]):
+        print("lintorch: error: --fix and --diff work on files, not on stdin", file=sys.stderr)
+        return EXIT_ERROR
+    status = EXIT_CLEAN
+    discovery = files.discover(paths, config)
+    for path, reason in discovery.missing:
+        print(f"lintorch: error: {path}: {reason}", file=sys.stderr)
+        status = EXIT_ERROR
+    findings: List[Finding] = []
+    fixed = fixed_files = 0
+    for path in formats.progress(discovery.files):
+        codes = rules.codes_for(path)
+        try:
+            outcome = fix.fix_file(
+                path, _display(path), rules.rules_for(codes), unsafe=args.unsafe_fixes,
+                keep=lambda f: f.code in codes, write=not args.diff, debug=args.debug,
+            )
+        except (OSError, fix.FileChangedError) as exc:
+            print(f"lintorch: error: {path}: not fixed: {exc}", file=sys.stderr)
+            status = EXIT_ERROR
+            continue
+        for finding, reason in outcome.dropped:
+            print(
+                f"lintorch: warning: {finding.path}:{finding.line}:{finding.column}: {finding.code} "
+                f"fix dropped: {reason}",
+                file=sys.stderr,
+            )
+        if outcome.changed:
+            fixed += len(outcome.applied)
+            fixed_files += 1
+            if args.diff:
+                sys.stdout.write(outcome.diff())
+        findings += outcome.remaining
+    if args.diff:
+        sys.stdout.flush()
+        noun = "fix" if fixed == 1 else "fixes"
+        print(f"Would apply {fixed} {noun} in {fixed_files} file{'s' if fixed_files != 1 else ''}.", file=sys.stderr)
+        if status == EXIT_ERROR:
+            return status
+        return EXIT_FINDINGS if fixed and not args.exit_zero else EXIT_CLEAN
+    noun = "finding" if fixed == 1 else "findings"
+    print(f"Fixed {fixed} {noun} in {fixed_files} file{'s' if fixed_files != 1 else ''}.", file=sys.stderr)
+    if not _report(args, findings, len(discovery.files), {}):
+        return EXIT_ERROR
     if status == EXIT_ERROR:
         return status
     if findings and not args.exit_zero:

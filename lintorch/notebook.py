@@ -258,7 +258,9 @@ def _to_cells(prog: Program, finding: Finding) -> Finding:
         end_line, end_column = line, finding.column
     else:
         end_column = finding.end_column
-    return dataclasses.replace(finding, cell=cell, line=line, end_line=end_line, end_column=end_column)
+    # Fixes apply to .py files only (notebooks are not rewritten), so a
+    # notebook finding is never counted as fixable.
+    return dataclasses.replace(finding, cell=cell, line=line, end_line=end_line, end_column=end_column, fix=None)
 
 
 def lint_notebook_bytes(
