@@ -110,14 +110,9 @@ class Finding:
             "name": self.name,
             "severity": self.severity.value,
             "message": self.message,
-            # Keys added only when they apply, so Python-file output without
-            # fixes is unchanged: "cell" for notebooks, "fix" when offered.
+            # Only notebook findings add a key ("cell"), so the JSON of
+            # Python files stays exactly as it was.
             **({"cell": self.cell} if self.cell is not None else {}),
-            **(
-                {"fix": {"applicability": "safe" if self.fix.safe else "unsafe", "message": self.fix.description}}
-                if self.fix is not None
-                else {}
-            ),
         }
 
 
