@@ -26,6 +26,7 @@ import difflib
 import os
 import stat
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -106,6 +107,7 @@ def fix_bytes(
     outcome.original_text = text = decoded.text
     outcome.encoding, outcome.has_bom = decoded.encoding, decoded.has_bom
     dropped_keys = set()
+    budget: Optional[Counter] = None
     findings: List[Finding] = []
     for _ in range(MAX_PASSES):
         module = source.parse(text)
@@ -114,18 +116,26 @@ def fix_bytes(
             return outcome  # the original does not parse: text stays None
         candidates = engine.could_trigger(text.encode("utf-8"), rules)
         findings = [f for f in engine.lint_module(module, text, path, candidates, debug=debug) if keep(f)]
+        if budget is None:
+            # Each finding of the first pass may be fixed once: a rule whose
+            # fix does not make its finding go away cannot loop.
+            budget = Counter(_key(f) for f in findings if enabled(f.fix, unsafe))
         fixable = [
-            f for f in findings if enabled(f.fix, unsafe) and (f.code, f.message) not in dropped_keys
+            f for f in findings if enabled(f.fix, unsafe) and _key(f) not in dropped_keys and budget[_key(f)] > 0
         ]
         if not fixable:
             break
         selected = _non_overlapping(module, fixable)
         new_text, applied, dropped = _apply_checked(module, selected)
         for finding, reason in dropped:
-            dropped_keys.add((finding.code, finding.message))
+            dropped_keys.add(_key(finding))
             outcome.dropped.append((finding, reason))
         if not applied:
             continue
+        if new_text == text:
+            break  # the fixes changed nothing
+        for finding in applied:
+            budget[_key(finding)] -= 1
         outcome.applied.extend(applied)
         text = new_text
     else:
@@ -136,6 +146,10 @@ def fix_bytes(
     outcome.text = text
     outcome.remaining = findings
     return outcome
+
+
+def _key(finding: Finding) -> Tuple[str, str]:
+    return (finding.code, finding.message)
 
 
 def _non_overlapping(module: cst.Module, findings: List[Finding]) -> List[Finding]:

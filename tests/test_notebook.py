@@ -1,0 +1,166 @@
+"""Jupyter notebooks: code cells linted as one program, IPython syntax
+handled, findings located by cell. The notebooks under tests/data/notebooks
+were written for these tests and are valid per nbformat (checked below)."""
+
+import json
+import os
+
+import pytest
+
+from conftest import REPO
+from lintorch import engine, notebook, registry
+
+DATA = REPO / "tests" / "data" / "notebooks"
+nbformat = pytest.importorskip("nbformat")
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook  # noqa: E402
+
+
+def all_rules():
+    return registry.instantiate(registry.resolve_enabled(["ALL"], []))
+
+
+def lint_path(path):
+    return engine.lint_bytes(path.read_bytes(), str(path), all_rules())
+
+
+def write_notebook(path, *cells, language="python"):
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "k", "language": language, "display_name": language}
+    nb.cells = [new_markdown_cell(c[3:]) if c.startswith("md:") else new_code_cell(c) for c in cells]
+    nbformat.validate(nb)
+    nbformat.write(nb, str(path))
+    return path
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in DATA.glob("*.ipynb")))
+def test_data_notebooks_are_valid_nbformat(name):
+    nbformat.validate(nbformat.read(str(DATA / name), as_version=4))
+
+
+def test_loss_defined_in_one_cell_and_used_in_another_is_one_program():
+    findings = lint_path(DATA / "train_across_cells.ipynb")
+    # criterion = nn.CrossEntropyLoss() is in cell 3; the softmax reaches it in cell 7.
+    assert [(f.code, f.cell, f.line, f.column) for f in findings] == [("LT102", 7, 6, 26)]
+    [finding] = findings
+    cells = nbformat.read(str(DATA / "train_across_cells.ipynb"), as_version=4).cells
+    line = cells[finding.cell - 1].source.splitlines()[finding.line - 1]
+    assert line[finding.column - 1 : finding.end_column - 1] == "F.softmax(logits, dim=1)"
+
+
+def test_magics_and_shell_escapes_are_not_syntax_errors(tmp_path):
+    path = write_notebook(
+        tmp_path / "magic.ipynb",
+        "%matplotlib inline\n!pip install torch\n%load_ext autoreload\n%autoreload 2\nimport torch",
+        "%%time\nx = torch.ones(3)\n%time y = x * 2",
+        "%%bash\nfor f in *.csv; do echo \"$f (\"; done",
+        "%%writefile helper.py\ndef f(:\n",
+        "files = !ls -1\nresult = %timeit -o x.sum()\ntorch.ones?\n??torch.zeros\nprint('why?')  # really?",
+        "for i in range(2):\n    !echo $i\n    %time x.sum()",
+        "text = '''\n%not a magic inside a string\n!nor this\n'''\ntotal = (1 +\n    2)",
+    )
+    assert lint_path(path) == []
+    lines = notebook.python_lines("for i in range(2):\n    !echo $i\n    y = x\n")
+    assert lines == ["for i in range(2):", "    pass", "    y = x"]
+    assert notebook.python_lines("s = '''\n%keep\n'''") == ["s = '''", "%keep", "'''"]
+    assert notebook.python_lines("files = !ls") == ["files = ..."]
+    assert notebook.python_lines("%%html\n<b>hi</b>") == ["", ""]
+
+
+def test_a_cell_that_does_not_parse_is_reported_and_the_others_analysed():
+    findings = lint_path(DATA / "syntax_error_cell.ipynb")
+    summary = [(f.code, f.cell, f.line) for f in findings]
+    # cell 2 has a syntax error; cell 4 is still analysed (criterion from cell 1);
+    # cell 5's finding is silenced by its noqa comment.
+    assert summary == [("LT000", 2, 1), ("LT102", 4, 2)]
+    assert "cell" in findings[0].message and "other cells were analysed" in findings[0].message
+
+
+def test_message_line_references_name_the_cell(tmp_path):
+    path = write_notebook(
+        tmp_path / "loop.ipynb",
+        "import torch",
+        "md:notes",
+        "for x, y in loader:\n    loss = criterion(model(x), y)\n    loss.backward()\n    optimizer.step()",
+    )
+    [finding] = lint_path(path)
+    assert (finding.code, finding.cell, finding.line) == ("LT201", 3, 4)
+    assert "(line 1 of cell 3)" in finding.message
+
+
+def test_non_python_notebook_is_skipped():
+    assert lint_path(DATA / "r_kernel.ipynb") == []
+
+
+def test_invalid_notebooks_are_lt000(tmp_path):
+    bad_json = tmp_path / "bad.ipynb"
+    bad_json.write_text('{"cells": [\n  {"cell_type": "code",,}\n]}', encoding="utf-8")
+    [finding] = lint_path(bad_json)
+    assert finding.code == "LT000" and finding.line == 2 and "invalid JSON" in finding.message
+    no_cells = tmp_path / "empty.ipynb"
+    no_cells.write_text("{}", encoding="utf-8")
+    [finding] = lint_path(no_cells)
+    assert finding.code == "LT000" and "no cells" in finding.message
+
+
+def test_nbformat3_worksheets(tmp_path):
+    document = {
+        "nbformat": 3,
+        "nbformat_minor": 0,
+        "metadata": {},
+        "worksheets": [
+            {
+                "cells": [
+                    {"cell_type": "markdown", "source": ["# v3"]},
+                    {"cell_type": "code", "language": "python", "input": ["import torch.nn as nn\n", "c = nn.CrossEntropyLoss()"]},
+                    {"cell_type": "code", "language": "python", "input": "loss = c(out.softmax(1), y)"},
+                ]
+            }
+        ],
+    }
+    path = tmp_path / "old.ipynb"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    assert [(f.code, f.cell, f.line, f.column) for f in lint_path(path)] == [("LT102", 3, 1, 10)]
+
+
+def test_cli_text_and_json_name_the_cell(tmp_path, run_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_notebook(
+        tmp_path / "nb.ipynb",
+        "import torch\nimport torch.nn as nn\ncriterion = nn.CrossEntropyLoss()",
+        "md:text",
+        "loss = criterion(torch.softmax(out, dim=1), y)",
+    )
+    code, out, _ = run_cli("--isolated", "nb.ipynb")
+    assert code == 1
+    assert out.startswith("nb.ipynb:cell 3:1:18: LT102 ")
+    code, out, _ = run_cli("--isolated", "--format", "json", "nb.ipynb")
+    [item] = json.loads(out)
+    assert (item["cell"], item["line"], item["column"], item["end_column"]) == (3, 1, 18, 43)
+
+
+def test_directory_walk_includes_notebooks_but_not_checkpoints(tmp_path, run_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cells = ("import torch.nn as nn\ncriterion = nn.CrossEntropyLoss()", "loss = criterion(out.softmax(1), y)")
+    (tmp_path / "src" / ".ipynb_checkpoints").mkdir(parents=True)
+    write_notebook(tmp_path / "src" / "nb.ipynb", *cells)
+    write_notebook(tmp_path / "src" / ".ipynb_checkpoints" / "nb-checkpoint.ipynb", *cells)
+    code, out, _ = run_cli("--isolated", "src")
+    assert code == 1
+    assert out.splitlines()[0].startswith(os.path.join("src", "nb.ipynb") + ":cell 2:1:")
+    assert "checkpoint" not in out
+
+
+def test_fix_leaves_notebooks_alone(tmp_path, run_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_notebook(
+        tmp_path / "nb.ipynb", "import torch.nn as nn\ncriterion = nn.CrossEntropyLoss()", "loss = criterion(out.softmax(1), y)"
+    )
+    before = path.read_bytes()
+    code, out, _ = run_cli("--isolated", "--fix", "--unsafe-fixes", "nb.ipynb")
+    assert code == 1 and "LT102" in out
+    assert path.read_bytes() == before
+
+
+def test_precommit_hook_covers_notebooks():
+    text = (REPO / ".pre-commit-hooks.yaml").read_text()
+    assert "jupyter" in text.split("types_or:")[1].splitlines()[0]
