@@ -8,7 +8,7 @@ reported nodes -> ``# noqa`` filtering.
 
 import re
 import traceback
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
@@ -224,14 +224,21 @@ def _dedupe(findings: List[Finding]) -> List[Finding]:
     return out
 
 
-def read_and_lint(path: str, display_path: str, rules: Sequence[Rule], *, debug: bool = False) -> List[Finding]:
-    """Lint a file on disk; unreadable files become LT000 findings."""
+def read_file(path: str, display_path: str) -> Union[bytes, Finding]:
+    """The file's bytes, or the LT000 finding saying why it cannot be read."""
     try:
         with open(path, "rb") as handle:
-            data = handle.read()
+            return handle.read()
     except IsADirectoryError:
-        return [error_finding(display_path, source.SourceError("is a directory"))]
+        reason = "is a directory"
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        return [error_finding(display_path, source.SourceError(f"cannot read file: {reason}"))]
+        reason = f"cannot read file: {exc.strerror or exc}"
+    return error_finding(display_path, source.SourceError(reason))
+
+
+def read_and_lint(path: str, display_path: str, rules: Sequence[Rule], *, debug: bool = False) -> List[Finding]:
+    """Lint a file on disk; unreadable files become LT000 findings."""
+    data = read_file(path, display_path)
+    if isinstance(data, Finding):
+        return [data]
     return lint_bytes(data, display_path, rules, debug=debug)

@@ -341,21 +341,29 @@ def summary(findings: Sequence[Finding], files_checked: int, unsafe_fixes: bool 
 PROGRESS_MIN_FILES = 20
 
 
-def progress(items: Sequence, stream: IO[str] = None, environ=None, enabled: Optional[bool] = None):
+def progress(
+    items: Iterable,
+    stream: Optional[IO[str]] = None,
+    environ=None,
+    enabled: Optional[bool] = None,
+    total: Optional[int] = None,
+):
     """``items`` wrapped in a tqdm progress bar on stderr when it is a
-    terminal, the run has many files and no CI is detected; else unchanged."""
+    terminal, the run has many files (``total``, else ``len(items)``) and no
+    CI is detected; else ``items`` unchanged."""
     stream = stream if stream is not None else sys.stderr
     environ = os.environ if environ is None else environ
+    total = len(items) if total is None else total
     if enabled is None:
         try:
             tty = stream.isatty()
         except (AttributeError, ValueError):
             tty = False
-        enabled = tty and len(items) >= PROGRESS_MIN_FILES and not environ.get("CI") and environ.get("TERM") != "dumb"
+        enabled = tty and total >= PROGRESS_MIN_FILES and not environ.get("CI") and environ.get("TERM") != "dumb"
     if not enabled:
         return items
     try:
         from tqdm import tqdm
     except ImportError:  # tqdm is a dependency, but a bar is never worth failing for
         return items
-    return tqdm(items, file=stream, unit="file", leave=False, dynamic_ncols=True, desc="lintorch")
+    return tqdm(items, total=total, file=stream, unit="file", leave=False, dynamic_ncols=True, desc="lintorch")

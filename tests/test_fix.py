@@ -13,7 +13,7 @@ import pytest
 
 from conftest import FIXTURES, REPO
 from lintorch import fix, registry, source
-from lintorch.rule import Example, Fix, Rule, Severity
+from lintorch.rule import Fix, Rule, Severity
 
 DATA = REPO / "tests" / "data" / "fix"
 CASES = sorted(p for p in DATA.glob("*.py") if not p.name.endswith(".expected.py"))
@@ -210,11 +210,11 @@ def test_a_fix_that_breaks_the_code_is_dropped_and_reported():
 
 
 def test_dropped_fix_is_reported_by_the_cli(project, run_cli, monkeypatch):
-    from lintorch import cli
-
     (project / "t.py").write_text("answer = 42\n", encoding="utf-8")
-    monkeypatch.setattr(cli._RuleCache, "rules_for", lambda self, codes: [_BreakingRule()])
-    monkeypatch.setattr(cli._RuleCache, "codes_for", lambda self, path: frozenset({"LT999"}))
+    from lintorch import runner
+
+    monkeypatch.setattr(runner.RuleCache, "rules_for", lambda self, codes: [_BreakingRule()])
+    monkeypatch.setattr(runner.RuleCache, "codes_for", lambda self, path: frozenset({"LT999"}))
     code, out, err = run_cli("--isolated", "--fix", "t.py")
     assert "t.py:1:10: LT999 fix dropped: the fixed code would not parse" in err
     assert (project / "t.py").read_text() == "answer = 42\n"
@@ -231,3 +231,12 @@ def test_fixes_preserve_formatting_outside_the_edit():
     outcome = fix.fix_bytes(text.encode(), "t.py", all_rules(), unsafe=True)
     assert outcome.text == text.replace("x.softmax( dim = 1 )", "x")
     assert isinstance(source.parse(outcome.text), cst.Module)
+
+
+def test_cached_findings_still_count_as_fixable(project, run_cli):
+    (project / "train.py").write_text(BUGGY, encoding="utf-8")
+    args = ("--isolated", "--cache-dir", str(project / "cache"), "train.py")
+    first = run_cli(*args)
+    second = run_cli(*args)
+    assert first == second
+    assert "1 more fixable with --unsafe-fixes" in second[1]

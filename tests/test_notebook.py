@@ -164,3 +164,19 @@ def test_fix_leaves_notebooks_alone(tmp_path, run_cli, monkeypatch):
 def test_precommit_hook_covers_notebooks():
     text = (REPO / ".pre-commit-hooks.yaml").read_text()
     assert "jupyter" in text.split("types_or:")[1].splitlines()[0]
+
+
+def test_cached_notebook_findings_keep_their_cell(tmp_path, run_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_notebook(
+        tmp_path / "nb.ipynb", "import torch.nn as nn\ncriterion = nn.CrossEntropyLoss()", "loss = criterion(out.softmax(1), y)"
+    )
+    # the same bytes as a .py file are not a notebook: the cache must keep them apart
+    (tmp_path / "same_bytes.py").write_bytes((tmp_path / "nb.ipynb").read_bytes())
+    args = ("--isolated", "--cache-dir", str(tmp_path / "cache"), "nb.ipynb", "same_bytes.py")
+    first = run_cli(*args)
+    assert any((tmp_path / "cache").rglob("*"))
+    second = run_cli(*args)
+    assert first == second
+    assert first[1].startswith("nb.ipynb:cell 2:1:18: LT102")
+    assert "same_bytes.py" not in first[1]
