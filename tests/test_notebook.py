@@ -180,3 +180,26 @@ def test_cached_notebook_findings_keep_their_cell(tmp_path, run_cli, monkeypatch
     assert first == second
     assert first[1].startswith("nb.ipynb:cell 2:1:18: LT102")
     assert "same_bytes.py" not in first[1]
+
+
+@pytest.mark.skipif(__import__("shutil").which("git") is None, reason="git is required")
+def test_precommit_hook_runs_on_a_notebook(tmp_path):
+    """The real pre-commit picks the notebook (identify's `jupyter` type) and
+    the hook reports the finding with its cell."""
+    pytest.importorskip("pre_commit")
+    import subprocess
+    import sys
+
+    repo = tmp_path / "user-repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    (repo / "train.ipynb").write_bytes((DATA / "train_across_cells.ipynb").read_bytes())
+    subprocess.run(["git", "add", "."], cwd=repo, check=True)
+    env = dict(os.environ, PRE_COMMIT_HOME=str(tmp_path / "pre-commit-home"))
+    env.pop("PRE_COMMIT", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "pre_commit", "try-repo", str(REPO), "lintorch", "--all-files"],
+        cwd=repo, capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "train.ipynb:cell 7:6:26: LT102" in result.stdout
