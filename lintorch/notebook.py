@@ -191,25 +191,34 @@ def python_lines(cell_source: str) -> List[str]:
     if not lines:
         return []
     out: List[str] = []
-    start = 0
-    first = lines[0].strip()
+    # IPython drops leading blank lines before looking for a cell magic.
+    start = next((i for i, line in enumerate(lines) if line.strip()), len(lines))
+    out.extend(lines[:start])
+    first = lines[start].strip() if start < len(lines) else ""
     if first.startswith("%%"):
         name = first[2:].split(None, 1)[0] if len(first) > 2 else ""
         if name not in PYTHON_CELL_MAGICS:
             return [""] * len(lines)
         out.append("")
-        start = 1
+        start += 1
     scanner = _Scanner()
+    in_magic = False  # a magic line ending in a backslash continues
     for line in lines[start:]:
         stripped = line.lstrip()
         indent = line[: len(line) - len(stripped)]
+        if in_magic:
+            out.append("")
+            in_magic = line.rstrip().endswith("\\")
+            continue
         if scanner.at_statement_start and stripped:
             if stripped[0] in "%!?":
                 out.append(indent + "pass")
+                in_magic = line.rstrip().endswith("\\")
                 continue
             assign = _MAGIC_ASSIGN_RE.match(line)
             if assign is not None:
                 out.append(f"{assign.group('indent')}{assign.group('targets')} = ...")
+                in_magic = line.rstrip().endswith("\\")
                 continue
             was_start = True
         else:

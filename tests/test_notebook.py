@@ -64,6 +64,8 @@ def test_magics_and_shell_escapes_are_not_syntax_errors(tmp_path):
     assert notebook.python_lines("s = '''\n%keep\n'''") == ["s = '''", "%keep", "'''"]
     assert notebook.python_lines("files = !ls") == ["files = ..."]
     assert notebook.python_lines("%%html\n<b>hi</b>") == ["", ""]
+    assert notebook.python_lines("\n%%bash\nls") == ["", "", ""]
+    assert notebook.python_lines("!pip install \\\n    torch\nx = 1") == ["pass", "", "x = 1"]
 
 
 def test_a_cell_that_does_not_parse_is_reported_and_the_others_analysed():
