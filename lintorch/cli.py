@@ -208,11 +208,14 @@ def _fix_main(args: argparse.Namespace, config: config_mod.Config) -> int:
             status = EXIT_ERROR
             continue
         for finding, reason in outcome.dropped:
+            cell = f"cell {finding.cell}:" if finding.cell is not None else ""
             print(
-                f"lintorch: warning: {finding.path}:{finding.line}:{finding.column}: {finding.code} "
+                f"lintorch: warning: {finding.path}:{cell}{finding.line}:{finding.column}: {finding.code} "
                 f"fix dropped: {reason}",
                 file=sys.stderr,
             )
+        if outcome.skipped:
+            print(f"lintorch: warning: {outcome.path}: {outcome.skipped}", file=sys.stderr)
         if outcome.changed:
             fixed += len(outcome.applied)
             fixed_files += 1

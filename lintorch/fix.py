@@ -59,6 +59,10 @@ class FixOutcome:
     dropped: List[Tuple[Finding, str]] = field(default_factory=list)
     #: Findings of the fixed source (what is left to do by hand).
     remaining: List[Finding] = field(default_factory=list)
+    #: Why the file was not fixed at all (notebooks), for a warning.
+    skipped: Optional[str] = None
+    #: Notebooks: the diff of the edited cells (the JSON diff is unreadable).
+    cell_diff: Optional[str] = None
 
     @property
     def changed(self) -> bool:
@@ -73,6 +77,8 @@ class FixOutcome:
         """A unified diff from the original to the fixed source."""
         if not self.changed:
             return ""
+        if self.cell_diff is not None:
+            return self.cell_diff
         before = (self.original_text or "").splitlines(keepends=True)
         after = (self.text or "").splitlines(keepends=True)
         lines = difflib.unified_diff(before, after, fromfile=f"a/{self.path}", tofile=f"b/{self.path}")
@@ -294,7 +300,7 @@ def fix_file(
     debug: bool = False,
 ) -> FixOutcome:
     """Fix one file on disk (or only compute the fix when ``write`` is
-    False, for ``--diff``). Notebooks are linted but not fixed."""
+    False, for ``--diff``)."""
     try:
         with open(path, "rb") as handle:
             data = handle.read()
@@ -303,11 +309,11 @@ def fix_file(
         outcome.remaining = [f for f in engine.read_and_lint(path, display_path, rules, debug=debug) if (keep or bool)(f)]
         return outcome
     if display_path.endswith(engine.NOTEBOOK_SUFFIX):
-        outcome = FixOutcome(display_path, data)
-        found = engine.lint_bytes(data, display_path, rules, debug=debug)
-        outcome.remaining = [f for f in found if keep is None or keep(f)]
-        return outcome
-    outcome = fix_bytes(data, display_path, rules, unsafe=unsafe, keep=keep, debug=debug)
+        from lintorch import notebook
+
+        outcome = notebook.fix_notebook_bytes(data, display_path, rules, unsafe=unsafe, keep=keep, debug=debug)
+    else:
+        outcome = fix_bytes(data, display_path, rules, unsafe=unsafe, keep=keep, debug=debug)
     if write and outcome.changed:
         write_atomic(path, outcome.new_bytes(), data)
     return outcome

@@ -32,7 +32,7 @@ import json
 import re
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from lintorch import engine, source
+from lintorch import engine, registry, source
 from lintorch.rule import Finding, Rule
 
 #: Cell magics whose body is Python code (run, timed, captured...).
@@ -267,9 +267,7 @@ def _to_cells(prog: Program, finding: Finding) -> Finding:
         end_line, end_column = line, finding.column
     else:
         end_column = finding.end_column
-    # Fixes apply to .py files only (notebooks are not rewritten), so a
-    # notebook finding is never counted as fixable.
-    return dataclasses.replace(finding, cell=cell, line=line, end_line=end_line, end_column=end_column, fix=None)
+    return dataclasses.replace(finding, cell=cell, line=line, end_line=end_line, end_column=end_column)
 
 
 def lint_notebook_bytes(
@@ -319,3 +317,127 @@ def cell_lines(data: bytes) -> Dict[int, List[str]]:
     if isinstance(cells, source.SourceError):
         return {}
     return {cell.number: split_lines(cell.source) for cell in cells}
+
+
+# -- fixing -----------------------------------------------------------------
+#
+# Fixes are computed on the joined program (a fix may need several cells'
+# context) and the changed lines are put back into their cells. The notebook
+# is rewritten only when its JSON layout is one json.dumps reproduces byte for
+# byte (nbformat and Jupyter write indent=1 with sorted keys), so nothing but
+# the edited cells' sources changes in the file.
+
+_LAYOUTS = [
+    {"indent": indent, "sort_keys": sort_keys, "ensure_ascii": ascii_only, "separators": (",", ": ")}
+    for indent in (1, 2, 4)
+    for sort_keys in (True, False)
+    for ascii_only in (False, True)
+]
+
+
+def _layout(text: str, document) -> Optional[dict]:
+    for layout in _LAYOUTS:
+        dumped = json.dumps(document, **layout)
+        if dumped + "\n" == text or dumped == text:
+            return layout
+    return None
+
+
+def _code_cell_dicts(document: dict) -> Tuple[List[dict], str]:
+    if isinstance(document.get("cells"), list):
+        return list(document["cells"]), "source"
+    cells = [cell for sheet in document.get("worksheets", []) for cell in sheet.get("cells", [])]
+    return cells, "input"
+
+
+def _cell_sources(prog: Program, new_text: str) -> Optional[Dict[int, List[str]]]:
+    """Cell number -> new lines, for the cells whose lines changed; None when
+    a change cannot be put back (it spans cells or touches IPython syntax)."""
+    import difflib
+
+    old_lines = prog.text.split("\n")[:-1] if prog.text else []
+    new_lines = split_lines(new_text)
+    originals = {cell.number: split_lines(cell.source) for cell in prog.cells}
+    result: Dict[int, List[str]] = {cell.number: [] for cell in prog.cells}
+    changed = set()
+    matcher = difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            for i in range(i1, i2):
+                cell, line = prog.line_map[i]
+                result[cell].append(originals[cell][line - 1])
+            continue
+        old = [prog.line_map[i] for i in range(i1, i2)]
+        cells = {cell for cell, _ in old}
+        if not cells:  # a pure insertion belongs to the line before it
+            anchor = prog.line_map[i1 - 1] if i1 > 0 else prog.line_map[0]
+            cells = {anchor[0]}
+        if len(cells) != 1:
+            return None
+        if any(originals[cell][line - 1] != old_lines[i] for (cell, line), i in zip(old, range(i1, i2))):
+            return None  # the edit touches a line rewritten from IPython syntax
+        (cell,) = cells
+        result[cell].extend(new_lines[j1:j2])
+        changed.add(cell)
+    return {number: lines for number, lines in result.items() if number in changed}
+
+
+def fix_notebook_bytes(data: bytes, path: str, rules: Sequence[Rule], *, unsafe: bool = False, keep=None, debug=False):
+    """Fix a notebook's code cells; see :func:`lintorch.fix.fix_bytes`."""
+    from lintorch import fix
+
+    outcome = fix.FixOutcome(path, data)
+    keep = keep or (lambda finding: True)
+
+    def lint_only(reason: Optional[str] = None):
+        outcome.remaining = [f for f in lint_notebook_bytes(data, path, rules, debug=debug) if keep(f)]
+        if reason is not None and any(f.code != registry.UNPARSABLE_CODE for f in outcome.remaining):
+            outcome.skipped = reason
+        return outcome
+
+    cells = load(data)
+    if isinstance(cells, source.SourceError) or not cells:
+        return lint_only()
+    text = data.decode("utf-8-sig")
+    outcome.has_bom = data.startswith(b"\xef\xbb\xbf")
+    document = json.loads(text)
+    layout = _layout(text, document)
+    if layout is None:
+        return lint_only("notebook not fixed: its JSON layout is not one lintorch can rewrite unchanged")
+    prog = program(cells)
+    if isinstance(source.parse(prog.text), source.SourceError):
+        return lint_only("notebook not fixed: a code cell does not parse")
+    fixed = fix.fix_bytes(prog.text.encode("utf-8"), path, rules, unsafe=unsafe, keep=keep, debug=debug)
+    outcome.dropped = [(_to_cells(prog, f), reason) for f, reason in fixed.dropped]
+    if not fixed.changed:
+        return lint_only()
+    new_sources = _cell_sources(prog, fixed.text)
+    if new_sources is None:
+        return lint_only("notebook not fixed: a fix spans cells or IPython syntax")
+    raw_cells, key = _code_cell_dicts(document)
+    by_number = {cell.number: cell for cell in cells}
+    for number, lines in new_sources.items():
+        raw = raw_cells[number - 1]
+        ending = "\n" if by_number[number].source.endswith("\n") else ""
+        joined = "\n".join(lines) + ending
+        field_name = key if key in raw else "source"
+        raw[field_name] = joined if isinstance(raw.get(field_name), str) else joined.splitlines(keepends=True)
+    new_text = json.dumps(document, **layout) + ("\n" if text.endswith("\n") else "")
+    outcome.original_text, outcome.text = text, new_text
+    outcome.applied = [_to_cells(prog, f) for f in fixed.applied]
+    outcome.cell_diff = _cells_diff(path, by_number, new_sources)
+    new_data = outcome.new_bytes()
+    outcome.remaining = [f for f in lint_notebook_bytes(new_data, path, rules, debug=debug) if keep(f)]
+    return outcome
+
+
+def _cells_diff(path: str, cells: Dict[int, Cell], new_sources: Dict[int, List[str]]) -> str:
+    import difflib
+
+    out = []
+    for number in sorted(new_sources):
+        before = [line + "\n" for line in split_lines(cells[number].source)]
+        after = [line + "\n" for line in new_sources[number]]
+        name = f"{path}:cell {number}"
+        out.extend(difflib.unified_diff(before, after, fromfile=f"a/{name}", tofile=f"b/{name}"))
+    return "".join(out)

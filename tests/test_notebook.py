@@ -152,14 +152,59 @@ def test_directory_walk_includes_notebooks_but_not_checkpoints(tmp_path, run_cli
     assert "checkpoint" not in out
 
 
-def test_fix_leaves_notebooks_alone(tmp_path, run_cli, monkeypatch):
+def test_fix_edits_only_the_cells_it_fixes(tmp_path, run_cli, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    path = write_notebook(
-        tmp_path / "nb.ipynb", "import torch.nn as nn\ncriterion = nn.CrossEntropyLoss()", "loss = criterion(out.softmax(1), y)"
+    original = (DATA / "train_across_cells.ipynb").read_text(encoding="utf-8")
+    path = tmp_path / "nb.ipynb"
+    path.write_text(original, encoding="utf-8")
+
+    code, out, err = run_cli("--isolated", "--diff", "--unsafe-fixes", "nb.ipynb")
+    assert code == 1 and path.read_text(encoding="utf-8") == original
+    assert out.startswith("--- a/nb.ipynb:cell 7\n+++ b/nb.ipynb:cell 7\n")
+    assert "-        loss = criterion(F.softmax(logits, dim=1), y)\n+        loss = criterion(logits, y)\n" in out
+
+    code, out, err = run_cli("--isolated", "--fix", "--unsafe-fixes", "nb.ipynb")
+    assert code == 0 and "Fixed 1 finding in 1 file." in err
+    fixed = path.read_text(encoding="utf-8")
+    # the JSON is the same apart from that one source line
+    assert fixed == original.replace(
+        '"        loss = criterion(F.softmax(logits, dim=1), y)\\n"', '"        loss = criterion(logits, y)\\n"'
     )
+    nbformat.validate(nbformat.reads(fixed, as_version=4))
+    assert run_cli("--isolated", "--fix", "--unsafe-fixes", "nb.ipynb")[0] == 0
+    assert path.read_text(encoding="utf-8") == fixed
+
+
+def test_fix_inserting_a_line_keeps_magics_and_other_cells(tmp_path):
+    from lintorch import fix
+
+    path = write_notebook(
+        tmp_path / "loop.ipynb",
+        "%matplotlib inline\nimport torch",
+        "%%time\nfor x, y in loader:\n    !echo batch\n    loss = criterion(model(x), y)\n    loss.backward()\n    optimizer.step()\n",
+        "md:after",
+        "print('done')",
+    )
+    outcome = fix.fix_file(str(path), "loop.ipynb", all_rules(), unsafe=True)
+    assert [f.code for f in outcome.applied] == ["LT201"] and outcome.remaining == []
+    cells = nbformat.read(str(path), as_version=4).cells
+    assert cells[0].source == "%matplotlib inline\nimport torch"
+    assert cells[1].source == (
+        "%%time\nfor x, y in loader:\n    optimizer.zero_grad()\n    !echo batch\n"
+        "    loss = criterion(model(x), y)\n    loss.backward()\n    optimizer.step()\n"
+    )
+    assert cells[3].source == "print('done')"
+
+
+def test_notebook_in_an_unknown_json_layout_is_not_rewritten(tmp_path, run_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    document = json.loads((DATA / "train_across_cells.ipynb").read_text(encoding="utf-8"))
+    path = tmp_path / "compact.ipynb"
+    path.write_text(json.dumps(document, separators=(",", ":")), encoding="utf-8")
     before = path.read_bytes()
-    code, out, _ = run_cli("--isolated", "--fix", "--unsafe-fixes", "nb.ipynb")
-    assert code == 1 and "LT102" in out
+    code, out, err = run_cli("--isolated", "--fix", "--unsafe-fixes", "compact.ipynb")
+    assert code == 1 and "cell 7:6:26: LT102" in out
+    assert "compact.ipynb: notebook not fixed: its JSON layout" in err
     assert path.read_bytes() == before
 
 
