@@ -7,13 +7,60 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import IO, Dict, Iterable, List, Optional, Sequence
+from typing import IO, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from lintorch import __version__, registry
 from lintorch.rule import Finding, Severity
 
 SARIF_SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://pypi.org/project/lintorch/"
+
+# -- notebook findings located in the .ipynb file ----------------------------
+
+
+class NotebookFiles:
+    """For formats read by tools that know only files: a notebook finding's
+    position in the .ipynb JSON (see :func:`lintorch.notebook.file_positions`)."""
+
+    def __init__(self):
+        self._loaded: Dict[str, object] = {}
+
+    def _load(self, path: str):
+        if path not in self._loaded:
+            from lintorch import notebook
+
+            loaded = None
+            try:
+                with open(path, "rb") as handle:
+                    data = handle.read()
+            except OSError:
+                data = None
+            if data is not None:
+                positions = notebook.file_positions(data)
+                if positions is not None:
+                    loaded = (positions, notebook.cell_lines(data))
+            self._loaded[path] = loaded
+        return self._loaded[path]
+
+    def region(self, finding: Finding) -> Optional[Tuple[int, int, int, int]]:
+        """(line, column, end_line, end_column) in the file, or None."""
+        if finding.cell is None:
+            return None
+        loaded = self._load(finding.path)
+        if loaded is None:
+            return None
+        positions, cells = loaded
+        lines = cells.get(finding.cell, [])
+
+        def text(line: int) -> Optional[str]:
+            return lines[line - 1] if 1 <= line <= len(lines) else None
+
+        start = positions.position(finding.cell, finding.line, finding.column, text(finding.line))
+        end = positions.position(finding.cell, finding.end_line, finding.end_column, text(finding.end_line))
+        if start is None or end is None:
+            return None
+        return start[0], start[1], end[0], end[1]
+
 
 # -- SARIF ------------------------------------------------------------------
 
@@ -78,12 +125,14 @@ def _artifact_uri(path: str) -> dict:
     return {"uri": quote(posix), "uriBaseId": "%SRCROOT%"}
 
 
-def sarif_result(finding: Finding, rule_index: Dict[str, int]) -> dict:
+def sarif_result(finding: Finding, rule_index: Dict[str, int], notebooks: Optional[NotebookFiles] = None) -> dict:
+    in_file = notebooks.region(finding) if notebooks is not None else None
+    line, column, end_line, end_column = in_file or (finding.line, finding.column, finding.end_line, finding.end_column)
     region = {
-        "startLine": finding.line,
-        "startColumn": finding.column,
-        "endLine": max(finding.end_line, finding.line),
-        "endColumn": finding.end_column,
+        "startLine": line,
+        "startColumn": column,
+        "endLine": max(end_line, line),
+        "endColumn": end_column,
     }
     if region["endLine"] == region["startLine"] and region["endColumn"] < region["startColumn"]:
         region["endColumn"] = region["startColumn"]
@@ -97,8 +146,13 @@ def sarif_result(finding: Finding, rule_index: Dict[str, int]) -> dict:
         result["ruleIndex"] = rule_index[finding.code]
     properties = {}
     if finding.cell is not None:
-        # SARIF has no notebook cells: the region's lines count within the cell.
+        # SARIF has no notebook cells: the region is in the .ipynb JSON when
+        # the notebook is in nbformat's layout, else within the cell; the
+        # cell and the position within it are always given here.
         properties["cell"] = finding.cell
+        properties["cellLine"] = finding.line
+        properties["cellColumn"] = finding.column
+        properties["regionInCell"] = in_file is None
     if finding.fix is not None:
         properties["fix"] = {"applicability": "safe" if finding.fix.safe else "unsafe", "message": finding.fix.description}
     if properties:
@@ -110,6 +164,7 @@ def sarif_log(findings: Sequence[Finding], classes: Optional[Iterable[type]] = N
     classes = list(registry.all_rules()) if classes is None else list(classes)
     rules = sarif_rules(classes)
     rule_index = {rule["id"]: i for i, rule in enumerate(rules)}
+    notebooks = NotebookFiles()
     run = {
         "tool": {
             "driver": {
@@ -122,7 +177,7 @@ def sarif_log(findings: Sequence[Finding], classes: Optional[Iterable[type]] = N
         },
         "columnKind": "unicodeCodePoints",
         "originalUriBaseIds": {"%SRCROOT%": {"uri": Path(os.getcwd()).as_uri() + "/"}},
-        "results": [sarif_result(f, rule_index) for f in findings],
+        "results": [sarif_result(f, rule_index, notebooks) for f in findings],
     }
     return {"$schema": SARIF_SCHEMA_URI, "version": "2.1.0", "runs": [run]}
 
@@ -145,18 +200,25 @@ def _escape_property(text: str) -> str:
     return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def format_github(finding: Finding) -> str:
-    """``::error file=...,line=...,col=...,endLine=...,endColumn=...,title=...::message``"""
+def format_github(finding: Finding, notebooks: Optional[NotebookFiles] = None) -> str:
+    """``::error file=...,line=...,col=...,endLine=...,endColumn=...,title=...::message``
+
+    A notebook finding points into the .ipynb file when its layout allows
+    (else at the line within the cell); the title names the cell and line."""
     command = "error" if finding.severity == Severity.ERROR else "warning"
     title = f"{finding.code} {finding.name}"
+    line, column, end_line, end_column = finding.line, finding.column, finding.end_line, finding.end_column
     if finding.cell is not None:
-        title += f" (cell {finding.cell})"
+        title += f" (cell {finding.cell}, line {finding.line})"
+        in_file = notebooks.region(finding) if notebooks is not None else None
+        if in_file is not None:
+            line, column, end_line, end_column = in_file
     properties = [
         ("file", finding.path),
-        ("line", str(finding.line)),
-        ("col", str(finding.column)),
-        ("endLine", str(finding.end_line)),
-        ("endColumn", str(finding.end_column)),
+        ("line", str(line)),
+        ("col", str(column)),
+        ("endLine", str(end_line)),
+        ("endColumn", str(end_column)),
         ("title", title),
     ]
     joined = ",".join(f"{key}={_escape_property(value)}" for key, value in properties)
@@ -164,8 +226,9 @@ def format_github(finding: Finding) -> str:
 
 
 def write_github(findings: Sequence[Finding], stream: IO[str]) -> None:
+    notebooks = NotebookFiles()
     for finding in findings:
-        stream.write(format_github(finding) + "\n")
+        stream.write(format_github(finding, notebooks) + "\n")
 
 
 # -- text: colour, source excerpts, summary ----------------------------------

@@ -441,3 +441,71 @@ def _cells_diff(path: str, cells: Dict[int, Cell], new_sources: Dict[int, List[s
         name = f"{path}:cell {number}"
         out.extend(difflib.unified_diff(before, after, fromfile=f"a/{name}", tofile=f"b/{name}"))
     return "".join(out)
+
+
+# -- positions in the .ipynb file itself -------------------------------------
+#
+# Tools that know only files (GitHub code scanning and annotations) need a
+# line of the .ipynb JSON. In nbformat's layout every source line of a cell is
+# one JSON string on its own line, so a finding's (cell, line, column) maps to
+# a (line, column) of the file.
+
+_MARKER = "lintorch-source-line-{}-{}"
+
+
+class FilePositions:
+    """Maps (cell, line, column) to (line, column) in the notebook file."""
+
+    def __init__(self, lines: Dict[Tuple[int, int], int], file_lines: List[str], ensure_ascii: bool):
+        self._lines = lines
+        self._file_lines = file_lines
+        self._ensure_ascii = ensure_ascii
+
+    def position(self, cell: int, line: int, column: int, source_line: Optional[str]) -> Optional[Tuple[int, int]]:
+        file_line = self._lines.get((cell, line))
+        if file_line is None:
+            return None
+        raw = self._file_lines[file_line - 1]
+        quote = raw.find('"')
+        if quote < 0 or source_line is None:
+            return file_line, 1
+        prefix = source_line[: max(column - 1, 0)]
+        escaped = json.dumps(prefix, ensure_ascii=self._ensure_ascii)[1:-1]
+        return file_line, quote + 1 + len(escaped) + 1
+
+
+def file_positions(data: bytes) -> Optional[FilePositions]:
+    """Positions in the file, when its layout is nbformat's (else None)."""
+    import copy
+
+    try:
+        text = data.decode("utf-8-sig")
+        document = json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(document, dict):
+        return None
+    layout = _layout(text, document)
+    if layout is None:
+        return None
+    marked = copy.deepcopy(document)
+    raw_cells, key = _code_cell_dicts(marked)
+    for number, cell in enumerate(raw_cells, start=1):
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        field_name = key if key in cell else "source"
+        parts = cell.get(field_name)
+        if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
+            continue
+        # one element per line: each ends with its newline, only the last may not
+        if any("\n" in p[:-1] or "\r" in p for p in parts) or any(not p.endswith("\n") for p in parts[:-1]):
+            continue
+        cell[field_name] = [_MARKER.format(number, i + 1) for i in range(len(parts))]
+    dumped = json.dumps(marked, **layout).split("\n")
+    lines: Dict[Tuple[int, int], int] = {}
+    pattern = re.compile(r"lintorch-source-line-(\d+)-(\d+)")
+    for index, row in enumerate(dumped, start=1):
+        match = pattern.search(row)
+        if match:
+            lines[(int(match.group(1)), int(match.group(2)))] = index
+    return FilePositions(lines, text.split("\n"), layout["ensure_ascii"])

@@ -85,7 +85,13 @@ def test_sarif_is_valid_against_the_sarif_2_1_0_schema(project, run_cli):
     assert train_lt102["level"] == "error"
     assert train_lt102["properties"]["fix"]["applicability"] == "unsafe"
     notebook_result = next(r for r in results if r["ruleId"] == "LT102" and "nb.ipynb" in json.dumps(r))
-    assert notebook_result["properties"]["cell"] == 4
+    properties = notebook_result["properties"]
+    assert (properties["cell"], properties["cellLine"], properties["cellColumn"]) == (4, 2, 18)
+    assert properties["regionInCell"] is False
+    # the region is in the .ipynb file itself, on the JSON string of that source line
+    region = notebook_result["locations"][0]["physicalLocation"]["region"]
+    file_line = (project / "nb.ipynb").read_text(encoding="utf-8").split("\n")[region["startLine"] - 1]
+    assert file_line[region["startColumn"] - 1 : region["endColumn"] - 1] == "out.sigmoid()"
 
 
 def test_sarif_for_a_clean_run_is_valid_and_empty(project, run_cli):
@@ -109,11 +115,22 @@ def test_github_annotations(project, run_cli):
     assert len(lines) == 2
 
 
+def test_github_annotations_for_notebooks_point_into_the_file(project, run_cli):
+    code, out, _ = run_cli("--isolated", "--format", "github", "nb.ipynb")
+    lines = [l for l in out.splitlines() if "LT102" in l]
+    [line] = lines
+    text = (project / "nb.ipynb").read_text(encoding="utf-8").split("\n")
+    fields = dict(part.split("=", 1) for part in line.split("::")[1].split(" ", 1)[1].split(","))
+    row = text[int(fields["line"]) - 1]
+    assert row[int(fields["col"]) - 1 : int(fields["endColumn"]) - 1] == "out.sigmoid()"
+    assert "(cell 4%2C line 2)" in fields["title"]
+
+
 def test_github_escapes_properties_and_message():
     finding = Finding("a,b:c.py", 1, 2, 1, 3, "LT107", "softmax-dim", Severity.WARNING, "50% of\nit, really: yes", cell=2)
     assert formats.format_github(finding) == (
         "::warning file=a%2Cb%3Ac.py,line=1,col=2,endLine=1,endColumn=3,"
-        "title=LT107 softmax-dim (cell 2)::50%25 of%0Ait, really: yes"
+        "title=LT107 softmax-dim (cell 2%2C line 1)::50%25 of%0Ait, really: yes"
     )
 
 

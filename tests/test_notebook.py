@@ -250,3 +250,22 @@ def test_precommit_hook_runs_on_a_notebook(tmp_path):
     )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "train.ipynb:cell 7:6:26: LT102" in result.stdout
+
+
+def test_file_positions_map_cell_positions_into_the_json(tmp_path):
+    path = write_notebook(
+        tmp_path / "pos.ipynb",
+        "import torch.nn as nn\ncriterion = nn.CrossEntropyLoss()",
+        'label = "caf\u00e9 \\t tab"; loss = criterion(out.softmax(1), y)',
+    )
+    data = path.read_bytes()
+    [finding] = engine.lint_bytes(data, str(path), all_rules())
+    positions = notebook.file_positions(data)
+    source_line = notebook.cell_lines(data)[finding.cell][finding.line - 1]
+    line, column = positions.position(finding.cell, finding.line, finding.column, source_line)
+    _, end_column = positions.position(finding.cell, finding.end_line, finding.end_column, source_line)
+    row = data.decode("utf-8").split("\n")[line - 1]
+    assert row[column - 1 : end_column - 1] == "out.softmax(1)"
+    # a notebook whose JSON is not in nbformat's layout has no file positions
+    compact = json.dumps(json.loads(data), separators=(",", ":")).encode()
+    assert notebook.file_positions(compact) is None
