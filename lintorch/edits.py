@@ -88,3 +88,50 @@ def prepend_statement(code: str) -> Callable[[cst.CSTNode], cst.CSTNode]:
         return updated.with_changes(body=[statement, *updated.body])
 
     return replace
+
+
+def renamed_method(call: cst.Call, new_name: str) -> Optional[cst.Call]:
+    """``x.softmax(1)`` / ``F.softmax(x, 1)`` with the last name of the
+    callee replaced (``x.log_softmax(1)`` / ``F.log_softmax(x, 1)``); None
+    for a bare-name callee (``softmax(x)``), whose new name may not be imported."""
+    func = call.func
+    if not isinstance(func, cst.Attribute):
+        return None
+    return call.with_changes(func=func.with_changes(attr=cst.Name(new_name)))
+
+
+def with_argument(call: cst.Call, keyword: str, position: Optional[int], value: str) -> cst.Call:
+    """``call`` with the argument ``keyword`` (or the positional one at
+    ``position``) set to the expression ``value``: replaced where present
+    (``dim=None``), else appended as ``keyword=value``."""
+    expression = cst.parse_expression(value)
+    args = list(call.args)
+    index = 0
+    for i, arg in enumerate(args):
+        if arg.keyword is not None and arg.keyword.value == keyword:
+            args[i] = arg.with_changes(value=expression)
+            return call.with_changes(args=args)
+        if arg.keyword is None and not arg.star:
+            if position is not None and index == position:
+                args[i] = arg.with_changes(value=expression)
+                return call.with_changes(args=args)
+            index += 1
+    new = cst.Arg(
+        keyword=cst.Name(keyword),
+        value=expression,
+        equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")),
+    )
+    if args and isinstance(args[-1].comma, cst.Comma):
+        # a trailing comma stays trailing: f(x,) -> f(x, dim=-1,)
+        last_comma = args[-1].comma
+        args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+        new = new.with_changes(comma=last_comma)
+    return call.with_changes(args=[*args, new])
+
+
+def call_without_method(call: cst.Call) -> Optional[cst.Call]:
+    """``model.forward(x)`` -> ``model(x)``."""
+    func = call.func
+    if not isinstance(func, cst.Attribute):
+        return None
+    return call.with_changes(func=parenthesized(func.value))

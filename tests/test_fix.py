@@ -240,3 +240,36 @@ def test_cached_findings_still_count_as_fixable(project, run_cli):
     second = run_cli(*args)
     assert first == second
     assert "1 more fixable with --unsafe-fixes" in second[1]
+
+
+@pytest.mark.parametrize(
+    "before,after",
+    [
+        ("F.softmax(x)", "F.softmax(x, dim=-1)"),
+        ("F.softmax(x, dim=None)", "F.softmax(x, dim=-1)"),
+        ("F.softmax(x, None)", "F.softmax(x, -1)"),
+        ("nn.Softmax()", "nn.Softmax(dim=-1)"),
+        ("F.softmax(x, dtype=torch.float)", "F.softmax(x, dtype=torch.float, dim=-1)"),
+        ("F.softmax(\n    x,\n)", "F.softmax(\n    x, dim=-1,\n)"),
+    ],
+)
+def test_edit_with_argument(before, after):
+    from lintorch import edits
+
+    position = 0 if before.startswith("nn.") else 1
+    new = edits.with_argument(cst.parse_expression(before), "dim", position, "-1")
+    assert cst.Module([]).code_for_node(new) == after
+
+
+def test_edit_helpers():
+    from lintorch import edits
+
+    code = cst.Module([]).code_for_node
+    assert code(edits.renamed_method(cst.parse_expression("torch.softmax(x, 1)"), "log_softmax")) == "torch.log_softmax(x, 1)"
+    assert code(edits.renamed_method(cst.parse_expression("x.softmax(dim=1)"), "log_softmax")) == "x.log_softmax(dim=1)"
+    assert edits.renamed_method(cst.parse_expression("softmax(x, 1)"), "log_softmax") is None
+    assert code(edits.call_without_method(cst.parse_expression("self.net.forward(x)"))) == "self.net(x)"
+    assert code(edits.call_without_method(cst.parse_expression("(a or b).forward(x)"))) == "(a or b)(x)"
+    assert code(edits.parenthesized(cst.parse_expression("a + b"))) == "(a + b)"
+    assert code(edits.parenthesized(cst.parse_expression("f(a)"))) == "f(a)"
+    assert edits.count_name_loads(cst.parse_module("p = f(x)\nq = p.p + g(p=1)\n"), "p") == 2
