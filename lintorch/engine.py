@@ -11,7 +11,6 @@ import traceback
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from lintorch import registry, source
 from lintorch.index import ModuleIndex
@@ -138,6 +137,9 @@ def _internal_error(path: str, rule: Rule, exc: BaseException, debug: bool) -> F
 
 
 def _position(module: cst.Module, path: str, reports: Iterable[tuple]) -> List[Finding]:
+    # Imported here: most files have no findings and never need positions.
+    from libcst.metadata import MetadataWrapper, PositionProvider
+
     positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
     findings = []
     for rule, report in reports:
