@@ -11,7 +11,6 @@ import traceback
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from lintorch import registry, source
 from lintorch.index import ModuleIndex
@@ -150,6 +149,9 @@ def _internal_error(path: str, rule: Rule, exc: BaseException, debug: bool) -> F
 def _position(
     module: cst.Module, path: str, reports: Iterable[tuple], line_label: Optional[Callable[[int], str]] = None
 ) -> List[Finding]:
+    # Imported here: most files have no findings and never need positions.
+    from libcst.metadata import MetadataWrapper, PositionProvider
+
     label = line_label or str
     positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
     findings = []

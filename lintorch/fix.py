@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from lintorch import engine, source
 from lintorch.rule import Finding, Fix, Rule
@@ -161,6 +160,8 @@ def _key(finding: Finding) -> Tuple[str, str]:
 def _non_overlapping(module: cst.Module, findings: List[Finding]) -> List[Finding]:
     """Findings whose fix nodes do not overlap, first come first served;
     the others wait for the next pass."""
+    from libcst.metadata import MetadataWrapper, PositionProvider
+
     positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
     taken: List[Tuple[Tuple[int, int], Tuple[int, int]]] = []
     selected = []
