@@ -17,6 +17,8 @@ from lintorch.rule import Fix, Rule, Severity
 
 DATA = REPO / "tests" / "data" / "fix"
 CASES = sorted(p for p in DATA.glob("*.py") if not p.name.endswith(".expected.py"))
+# NAME.py: the input; NAME.expected.py: after --fix --unsafe-fixes;
+# NAME.safe.expected.py: after --fix alone (absent: --fix alone changes nothing).
 
 
 def all_rules():
@@ -38,11 +40,16 @@ def test_fix_gives_the_expected_file_and_a_second_run_is_a_no_op(path):
 
 
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.name)
-def test_unsafe_fixes_need_the_unsafe_flag(path):
+def test_safe_fixes_alone(path):
+    """Without --unsafe-fixes only safe fixes apply: the result is
+    NAME.safe.expected.py, or the unchanged file when there is none."""
     outcome = fix.fix_bytes(path.read_bytes(), path.name, all_rules(), unsafe=False)
-    unsafe_only = all(f.fix is None or not f.fix.safe for f in outcome.remaining)
-    if unsafe_only:
-        assert not outcome.changed
+    safe_expected = path.with_name(path.stem + ".safe.expected.py")
+    expected = safe_expected if safe_expected.exists() else path
+    assert (outcome.text if outcome.changed else path.read_text(encoding="utf-8")) == expected.read_text(
+        encoding="utf-8"
+    ), outcome.diff()
+    assert all(f.fix.safe for f in outcome.applied)
 
 
 FIXTURE_FILES = sorted(FIXTURES.rglob("*.py"))
