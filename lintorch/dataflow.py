@@ -28,7 +28,7 @@ class Value(NamedTuple):
 
 
 class Activation(NamedTuple):
-    kind: str  # softmax | sigmoid | log_softmax
+    kind: str  # softmax | sigmoid | log_softmax | tanh
     node: cst.CSTNode  # where the activation is applied or constructed
     via: str  # human description: "torch.softmax(...)", "the last layer of nn.Sequential", ...
 
@@ -112,7 +112,13 @@ class Dataflow:
         """The function of this module that ``call`` invokes, if visible."""
         func = call.node.func
         if isinstance(func, cst.Name):
-            return self.index.function_named(func.value, call.scope, call.order)
+            function = self.index.function_named(func.value, call.scope, call.order)
+            if function is None:
+                # ``Trainer(model)`` runs ``Trainer.__init__(self, model)``
+                klass = self.index.class_named(func.value, call.scope, call.order)
+                if klass is not None:
+                    function = self.method_of(klass, "__init__")
+            return function
         if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self":
             klass = self._class_of_scope(call.scope)
             if klass is not None:
@@ -249,6 +255,7 @@ class Dataflow:
                 ("softmax", api.SOFTMAX_FUNCS),
                 ("sigmoid", api.SIGMOID_FUNCS),
                 ("log_softmax", api.LOG_SOFTMAX_FUNCS),
+                ("tanh", api.TANH_FUNCS),
             ):
                 if qualname in names:
                     return Activation(kind, expr, f"{qualname.rsplit('.', 1)[-1]}(...)")
@@ -292,6 +299,7 @@ class Dataflow:
                 ("softmax", api.SOFTMAX_MODULES),
                 ("sigmoid", api.SIGMOID_MODULES),
                 ("log_softmax", api.LOG_SOFTMAX_MODULES),
+                ("tanh", api.TANH_MODULES),
             ):
                 if qualname in names:
                     return Activation(kind, expr, f"nn.{qualname.rsplit('.', 1)[-1]}()")
