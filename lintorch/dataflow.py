@@ -374,6 +374,56 @@ class Dataflow:
             if matched:
                 yield LossCall(call, min(matched), call.arg(0, "input"), call.arg(1, "target"))
 
+    # -- modules (added for LT106, LT107, LT601, LT602) ---------------------
+
+    def module_instance(self, expr: cst.BaseExpression, scope: Scope, order: int) -> Optional[Value]:
+        """The constructor call of the module ``expr`` certainly is (every
+        definition is a torch.nn layer/container, a local ``nn.Module``
+        subclass or a model factory such as ``torchvision.models.resnet18()``),
+        or None. Looks through ``.to(device)``, ``.cuda()``, ``.train()``..."""
+        found: Optional[Value] = None
+        values = self.definitions(expr, scope, order)
+        if not values:
+            return None
+        for value in values:
+            for _ in range(MAX_DEPTH):
+                call = value.expr
+                if (
+                    isinstance(call, cst.Call)
+                    and isinstance(call.func, cst.Attribute)
+                    and call.func.attr.value in _MODULE_RETURNING_METHODS
+                    and self.index.qualname_of(call.func, value.scope, value.order) is None
+                ):
+                    inner = self.definitions(call.func.value, value.scope, value.order)
+                    if len(inner) != 1:
+                        return None
+                    value = inner[0]
+                    continue
+                break
+            if not self.is_module_constructor(value):
+                return None
+            found = found or value
+        return found
+
+    def is_module_constructor(self, value: Value) -> bool:
+        """``nn.Linear(...)``, ``Net(...)`` (local nn.Module subclass),
+        ``torchvision.models.resnet18(...)``."""
+        qualname, klass = self.constructor(value)
+        if qualname is not None:
+            if qualname.startswith(_MODULE_FACTORY_PREFIXES):
+                return True
+            head, _, last = qualname.rpartition(".")
+            return (
+                head in ("torch.nn", "torch.nn.parallel")
+                and last[:1].isupper()
+                and last not in ("Parameter", "Buffer", "UninitializedParameter", "Module")
+            )
+        return klass is not None and self.is_torch_module_class(klass)
+
+    def enclosing_class(self, scope: Scope) -> Optional[ClassInfo]:
+        """The class whose method (or a function nested in one) ``scope`` is."""
+        return self._class_of_scope(scope)
+
 
 class LossCall(NamedTuple):
     call: CallSite
@@ -388,3 +438,13 @@ class LossCall(NamedTuple):
 
 # Method names that are never a loss module being called (``x.view(...)``).
 _NON_LOSS_METHODS = frozenset({"append", "view", "reshape", "to", "item", "backward", "step", "zero_grad"})
+
+
+# Added for LT106, LT107, LT601, LT602 ---------------------------------------
+
+#: ``model.train()``/``model.eval()``/``model.to(dev)`` return the module itself.
+_MODULE_RETURNING_METHODS = frozenset(
+    {"to", "cuda", "cpu", "train", "eval", "float", "double", "half", "bfloat16", "requires_grad_", "to_empty"}
+)
+#: Callables outside ``torch.nn`` that build a module.
+_MODULE_FACTORY_PREFIXES = ("torchvision.models.", "timm.create_model", "torch.hub.load")
