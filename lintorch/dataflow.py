@@ -425,6 +425,52 @@ class Dataflow:
         return self._class_of_scope(scope)
 
 
+    def batch_source(self, expr: cst.BaseExpression, scope: Scope, order: int) -> Optional[cst.CSTNode]:
+        """Where ``expr`` visibly gets a batch of samples (a leading batch
+        dimension) from: a loop over a ``DataLoader`` (or a ``*loader*``
+        name, through ``enumerate``/``tqdm``), or a tensor factory such as
+        ``torch.randn(64, 10)`` with at least two dimensions, the first > 1.
+        None when that is not visible."""
+        for value in self.definitions(expr, scope, order) or [Value(expr, scope, order)]:
+            value = self.strip_value_preserving(value)
+            node = value.expr
+            if isinstance(node, cst.Name):
+                for binding in self.index.lookup(node.value, value.scope, value.order):
+                    if binding.kind == "for" and binding.value is not None:
+                        if self._is_loader_iterable(binding.value, binding.scope, binding.order):
+                            return binding.node
+            elif isinstance(node, cst.Call):
+                qualname = self.index.qualname_of(node.func, value.scope, value.order)
+                if qualname in _BATCH_FACTORIES:
+                    sizes = [a.value for a in node.args if a.keyword is None]
+                    if len(sizes) == 1 and isinstance(sizes[0], (cst.Tuple, cst.List)):
+                        sizes = [e.value for e in sizes[0].elements]
+                    if len(sizes) >= 2:
+                        first = self.int_values(sizes[0], value.scope, value.order)
+                        if first and all(n > 1 for n in first):
+                            return node
+        return None
+
+    def _is_loader_iterable(self, iterable: cst.BaseExpression, scope: Scope, order: int) -> bool:
+        from lintorch.index import dotted_name
+
+        for _ in range(3):
+            if isinstance(iterable, cst.Call) and iterable.args:
+                name = dotted_name(iterable.func) or ""
+                if name in ("enumerate", "iter") or name.rsplit(".", 1)[-1] == "tqdm":
+                    iterable = iterable.args[0].value
+                    continue
+            break
+        name = dotted_name(iterable)
+        if name is not None and "loader" in name.rsplit(".", 1)[-1].lower():
+            return True
+        for value in self.definitions(iterable, scope, order):
+            qualname, _ = self.constructor(value)
+            if qualname in api.TORCH_DATALOADER:
+                return True
+        return False
+
+
 class LossCall(NamedTuple):
     call: CallSite
     loss: str  # qualified name of the loss class or function
@@ -448,3 +494,5 @@ _MODULE_RETURNING_METHODS = frozenset(
 )
 #: Callables outside ``torch.nn`` that build a module.
 _MODULE_FACTORY_PREFIXES = ("torchvision.models.", "timm.create_model", "torch.hub.load")
+#: Tensor factories whose positional arguments are the sizes.
+_BATCH_FACTORIES = frozenset({"torch.randn", "torch.rand", "torch.zeros", "torch.ones", "torch.empty"})
