@@ -39,6 +39,9 @@ def _check_parser() -> argparse.ArgumentParser:
     parser.add_argument("--exit-zero", action="store_true", help="exit 0 even when there are findings")
     parser.add_argument("--config", type=Path, help="pyproject.toml to read [tool.lintorch] from")
     parser.add_argument("--isolated", action="store_true", help="ignore all configuration files")
+    parser.add_argument(
+        "--force-exclude", action="store_true", help="apply exclude to files named on the command line too"
+    )
     parser.add_argument("--stdin-filename", help="the path to report (and match config against) for stdin input")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     parser.add_argument("--version", action="version", version=f"lintorch {__version__}")
@@ -58,6 +61,7 @@ def _load_config(args: argparse.Namespace) -> config_mod.Config:
         config = config_mod.load(path)
     if args.select is not None:
         config.select = args.select
+    config.force_exclude = config.force_exclude or args.force_exclude
     config.ignore = config.ignore + args.ignore
     config.extend_select = config.extend_select + args.extend_select
     config_mod.validate_selectors(config, "command line")
@@ -155,7 +159,12 @@ def rule_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="lintorch rule", description="Show the documentation of rules.")
     parser.add_argument("selector", nargs="?", help="a code (LT102) or name (activation-before-cross-entropy)")
     parser.add_argument("--all", action="store_true", help="every rule")
-    parser.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    parser.add_argument(
+        "--format",
+        choices=("text", "markdown", "json", "table"),
+        default="text",
+        help="table: the README's rule table (markdown)",
+    )
     args = parser.parse_args(argv)
     if args.all == bool(args.selector):
         parser.error("give a rule code or name, or --all")
@@ -172,6 +181,8 @@ def rule_main(argv: Sequence[str]) -> int:
 
         json.dump(output.rules_json(classes), sys.stdout, indent=2)
         sys.stdout.write("\n")
+    elif args.format == "table":
+        sys.stdout.write(output.rule_table_markdown(classes))
     elif args.format == "markdown":
         sys.stdout.write("\n".join(output.rule_markdown(cls) for cls in classes))
     else:

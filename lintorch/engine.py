@@ -20,7 +20,7 @@ from lintorch.rule import Finding, Report, Rule, Severity
 # flake8's own pattern, so a comment means the same thing to both tools.
 NOQA_RE = re.compile(
     r"#\s*noqa"
-    r"(?::[\s]?(?P<codes>[A-Z][0-9]+(?:[,\s]+)?)+)?",
+    r"(?::[\s]?(?P<codes>[A-Z]+[0-9]+(?:[,\s]+)?)+)?",
     re.IGNORECASE,
 )
 _CODE_SPLIT_RE = re.compile(r"[,\s]+")
@@ -54,16 +54,38 @@ def lint_bytes(
     apply_noqa: bool = True,
     debug: bool = False,
 ) -> List[Finding]:
+    """Lint a file's raw bytes (decoded per PEP 263)."""
     candidates = could_trigger(data, rules)
     decoded = source.decode(data)
     if isinstance(decoded, source.SourceError):
         return [error_finding(path, decoded)]
     if not candidates:
         return []
-    module = source.parse(decoded.text)
+    return _lint_decoded(decoded.text, path, candidates, apply_noqa, debug)
+
+
+def lint_text(
+    text: str,
+    path: str,
+    rules: Sequence[Rule],
+    *,
+    apply_noqa: bool = True,
+    debug: bool = False,
+) -> List[Finding]:
+    """Lint already-decoded source (the flake8 plugin, editors' buffers)."""
+    candidates = [rule for rule in rules if any(word in text for word in rule.triggers)]
+    if "\x00" in text:
+        return [error_finding(path, source.SourceError("file contains a null byte (binary file?)"))]
+    if not candidates:
+        return []
+    return _lint_decoded(text, path, candidates, apply_noqa, debug)
+
+
+def _lint_decoded(text: str, path: str, rules: Sequence[Rule], apply_noqa: bool, debug: bool) -> List[Finding]:
+    module = source.parse(text)
     if isinstance(module, source.SourceError):
         return [error_finding(path, module)]
-    return lint_module(module, decoded.text, path, candidates, apply_noqa=apply_noqa, debug=debug)
+    return lint_module(module, text, path, rules, apply_noqa=apply_noqa, debug=debug)
 
 
 def lint_module(

@@ -126,6 +126,19 @@ class CallSite:
     def arg(self, position: Optional[int], keyword: Optional[str] = None) -> Optional[cst.BaseExpression]:
         return call_arg(self.node, position, keyword)
 
+    @property
+    def expects_exception(self) -> bool:
+        """Inside ``with pytest.raises(...)`` / ``self.assertRaises(...)``:
+        a test that the call fails, not a bug."""
+        for item in self.with_items:
+            manager = item.item
+            if isinstance(manager, cst.Call):
+                name = dotted_name(manager.func) or ""
+                last = name.rsplit(".", 1)[-1]
+                if last in ("raises", "assertRaises", "assertRaisesRegex", "assertRaisesRegexp"):
+                    return True
+        return False
+
     def __repr__(self) -> str:
         return f"<CallSite {self.dotted} @{self.order}>"
 
