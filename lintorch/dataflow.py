@@ -471,6 +471,167 @@ class Dataflow:
         return False
 
 
+    # -- model structure (added for LT601) --------------------------------
+
+    def sequential_layers(self, ctor: Value) -> Optional[List[Value]]:
+        """The layers of ``nn.Sequential(a, b, ...)`` (also the
+        ``OrderedDict([(name, layer), ...])`` spelling), each as the value
+        of its constructor where visible; None when ``*args`` or unknown."""
+        expr = ctor.expr
+        if not isinstance(expr, cst.Call):
+            return None
+        positional = [a for a in expr.args if a.keyword is None]
+        if any(a.star for a in positional):
+            return None
+        items = [a.value for a in positional]
+        if len(items) == 1 and isinstance(items[0], cst.Call) and items[0].args:
+            inner = items[0].args[0].value
+            if isinstance(inner, (cst.List, cst.Tuple)):
+                pairs = [e.value for e in inner.elements]
+                if pairs and all(isinstance(p, cst.Tuple) and len(p.elements) == 2 for p in pairs):
+                    items = [p.elements[1].value for p in pairs]
+        out = []
+        for item in items:
+            values = self.definitions(item, ctor.scope, ctor.order)
+            out.append(self.strip_value_preserving(values[0]) if len(values) == 1 else Value(item, ctor.scope, ctor.order))
+        return out
+
+    def weight_layer_count(self, ctor: Value, _depth: int = 0, kinds: FrozenSet[str] = api.WEIGHT_LAYERS) -> int:
+        """A lower bound on the number of weight layers (``torch.nn.Linear``,
+        convolutions: ``api.WEIGHT_LAYERS``) in the module built by ``ctor``:
+        through ``nn.Sequential``, ``nn.ModuleList([...])`` and the
+        ``self.<attr>`` layers of local module classes."""
+        if _depth > 4:
+            return 0
+        qualname, klass = self.constructor(ctor)
+        if qualname is not None:
+            if qualname in kinds:
+                return 1
+            if qualname in api.SEQUENTIAL:
+                layers = self.sequential_layers(ctor) or []
+                return sum(self.weight_layer_count(layer, _depth + 1, kinds) for layer in layers)
+            if qualname == "torch.nn.ModuleList" and isinstance(ctor.expr, cst.Call) and ctor.expr.args:
+                items = ctor.expr.args[0].value
+                if isinstance(items, (cst.List, cst.Tuple)):
+                    return sum(
+                        self.weight_layer_count(Value(e.value, ctor.scope, ctor.order), _depth + 1, kinds)
+                        for e in items.elements
+                    )
+            return 0
+        if klass is not None and self.is_torch_module_class(klass):
+            return self.class_weight_layer_count(klass, _depth, kinds)
+        return 0
+
+    def class_weight_layer_count(self, klass: ClassInfo, _depth: int = 0, kinds: FrozenSet[str] = api.WEIGHT_LAYERS) -> int:
+        total = 0
+        seen: Set[str] = set()
+        for cls in self.local_bases(klass):
+            for attr, assigns in cls.self_attrs.items():
+                if attr in seen or not assigns or assigns[-1].value is None:
+                    continue
+                seen.add(attr)
+                assign = assigns[-1]
+                values = self.definitions(assign.value, assign.scope, assign.order)
+                if len(values) == 1:
+                    total += self.weight_layer_count(self.strip_value_preserving(values[0]), _depth + 1, kinds)
+        return total
+
+    def final_layer_attrs(self, klass: ClassInfo) -> Optional[Set[str]]:
+        """Names of the ``self.<attr>`` layers whose output reaches the value
+        ``forward`` returns without passing through another layer with
+        weights: the output layer, and residual projections (``x +
+        self.proj(h)``). Activations, dropout and pooling modules are looked
+        through. None when ``forward`` (or part of what it returns) is not
+        visible."""
+        forward = self.method_of(klass, "forward")
+        if forward is None or not forward.returns:
+            return None
+        finals: Set[str] = set()
+        budget = [200]
+        for ret, order in forward.returns:
+            if ret.value is None:
+                return None
+            if not self._collect_finals(ret.value, forward.scope, order, finals, set(), budget):
+                return None
+        return finals
+
+    def _collect_finals(self, expr, scope: Scope, order: int, finals: Set[str], active: Set[int], budget) -> bool:
+        budget[0] -= 1
+        if budget[0] < 0 or id(expr) in active:
+            return budget[0] >= 0
+        active = active | {id(expr)}
+        if isinstance(expr, (cst.Integer, cst.Float, cst.SimpleString)) or (
+            isinstance(expr, cst.Name) and expr.value in ("None", "True", "False")
+        ):
+            return True
+        if isinstance(expr, cst.Name):
+            bindings = self.index.lookup(expr.value, scope, order)
+            if bindings and all(b.kind == "param" for b in bindings):
+                return True  # the module's input
+            values = self.definitions(expr, scope, order)
+            if not values or any(v.expr is expr for v in values):
+                return False  # a loop variable, a global, a builtin: not visible
+            return all(self._collect_finals(v.expr, v.scope, v.order, finals, active, budget) for v in values)
+        if isinstance(expr, cst.BinaryOperation):
+            return self._collect_finals(expr.left, scope, order, finals, active, budget) and self._collect_finals(
+                expr.right, scope, order, finals, active, budget
+            )
+        if isinstance(expr, cst.UnaryOperation):
+            return self._collect_finals(expr.expression, scope, order, finals, active, budget)
+        if isinstance(expr, (cst.Tuple, cst.List)):
+            return all(self._collect_finals(e.value, scope, order, finals, active, budget) for e in expr.elements)
+        if isinstance(expr, cst.Subscript):
+            return self._collect_finals(expr.value, scope, order, finals, active, budget)
+        if isinstance(expr, cst.Attribute):
+            return isinstance(expr.value, cst.Name) and expr.value.value == "self"  # a parameter or buffer
+        if not isinstance(expr, cst.Call):
+            return False
+        func = expr.func
+        args = [a.value for a in expr.args if a.keyword is None and not a.star]
+        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self":
+            attr = func.attr.value
+            klass = self._class_of_scope(scope)
+            method = self.method_of(klass, attr) if klass is not None else None
+            if method is not None:
+                if not method.returns:
+                    return False
+                return all(
+                    ret.value is not None and self._collect_finals(ret.value, method.scope, o, finals, active, budget)
+                    for ret, o in method.returns
+                )
+            layer = self.definitions(func, scope, order)
+            qualname = None
+            if len(layer) == 1:
+                qualname, _ = self.constructor(self.strip_value_preserving(layer[0]))
+            if qualname in api.PASS_THROUGH_MODULES:
+                return all(self._collect_finals(a, scope, order, finals, active, budget) for a in args)
+            finals.add(attr)
+            return True
+        qualname = self.index.qualname_of(func, scope, order)
+        if qualname is not None and qualname.startswith("torch."):
+            return all(self._collect_finals(a, scope, order, finals, active, budget) for a in args)
+        if isinstance(func, cst.Attribute) and qualname is None:
+            # x.view(...), x.mean(1), h.transpose(1, 2): a tensor method
+            return self._collect_finals(func.value, scope, order, finals, active, budget)
+        return False
+
+    def enclosing_blocks(self, call: CallSite) -> Tuple[Tuple[cst.CSTNode, str], ...]:
+        """The compound statements around ``call`` in its own scope,
+        outermost first, each with the branch the call is in (``body`` or
+        ``orelse``): ``((For, "body"), (If, "orelse"))``. Walks only the
+        scope's own statements, once per scope."""
+        cache = self.__dict__.setdefault("_blocks_cache", {})
+        key = id(call.scope)
+        if key not in cache:
+            table: Dict[int, Tuple[Tuple[cst.CSTNode, str], ...]] = {}
+            node = call.scope.node
+            body = node.body if isinstance(node, cst.Module) else getattr(getattr(node, "body", None), "body", ())
+            for statement in body:
+                _record_blocks(statement, (), table)
+            cache[key] = table
+        return cache[key].get(id(call.node), ())
+
+
 class LossCall(NamedTuple):
     call: CallSite
     loss: str  # qualified name of the loss class or function
@@ -496,3 +657,36 @@ _MODULE_RETURNING_METHODS = frozenset(
 _MODULE_FACTORY_PREFIXES = ("torchvision.models.", "timm.create_model", "torch.hub.load")
 #: Tensor factories whose positional arguments are the sizes.
 _BATCH_FACTORIES = frozenset({"torch.randn", "torch.rand", "torch.zeros", "torch.ones", "torch.empty"})
+
+
+def _record_blocks(root: cst.CSTNode, chain: Tuple, table: Dict) -> None:
+    """For :meth:`Dataflow.enclosing_blocks`: map every call under ``root``
+    (not inside nested functions or classes) to its chain of blocks."""
+    from lintorch.index import _child_fields
+
+    stack = [(root, chain)]
+    while stack:
+        node, chain = stack.pop()
+        if isinstance(node, (cst.FunctionDef, cst.ClassDef)):
+            continue
+        if isinstance(node, cst.Call):
+            table[id(node)] = chain
+        if isinstance(node, (cst.If, cst.For, cst.While, cst.With, cst.Try)):
+            inner = chain + ((node, "body"),)
+            stack.append((node.body, inner))
+            orelse = getattr(node, "orelse", None)
+            if orelse is not None:
+                stack.append((orelse if isinstance(orelse, cst.If) else orelse.body, chain + ((node, "orelse"),)))
+            for name in ("test", "iter", "items", "target", "handlers", "finalbody"):
+                value = getattr(node, name, None)
+                if isinstance(value, cst.CSTNode):
+                    stack.append((value, chain))
+                elif isinstance(value, (tuple, list)):
+                    stack.extend((item, chain) for item in value)
+            continue
+        for name in _child_fields(type(node)):
+            value = getattr(node, name)
+            if isinstance(value, cst.CSTNode):
+                stack.append((value, chain))
+            elif isinstance(value, (tuple, list)):
+                stack.extend((item, chain) for item in value if isinstance(item, cst.CSTNode))

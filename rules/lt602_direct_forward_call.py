@@ -16,7 +16,9 @@ class DirectForwardCall(Rule):
     `self.forward(...)` / `self.block.forward(...)` inside a module are a
     deliberate choice of the module's author (library code uses them to
     bypass its own hooks or to share code between `forward` and `predict`).
-    Objects whose class is not a module (`torch.autograd.Function`, a
+    `DistributedDataParallel`/`DataParallel` wrappers are not flagged
+    either: their `forward` is where their work happens, and hooks belong on
+    the wrapped module. Objects whose class is not a module (`torch.autograd.Function`, a
     pipeline class with a `forward` method) are never flagged.
 
     **Why is this bad?** `model(x)` goes through `nn.Module.__call__`, which
@@ -76,7 +78,7 @@ class DirectForwardCall(Rule):
             if isinstance(receiver, cst.Name) and receiver.value == "self":
                 continue
             ctor = flow.module_instance(receiver, call.scope, call.order)
-            if ctor is None:
+            if ctor is None or _is_parallel_wrapper(flow, receiver, call):
                 continue
             target = index.module.code_for_node(receiver)
             yield self.report(
@@ -86,3 +88,12 @@ class DirectForwardCall(Rule):
                 "fire and such layers use stale weights (the model may not learn as expected). "
                 f"Call the module instead: {target}(...).",
             )
+
+
+def _is_parallel_wrapper(flow, receiver, call) -> bool:
+    """Any definition of the receiver is a DDP/DataParallel wrapper."""
+    for value in flow.definitions(receiver, call.scope, call.order):
+        qualname, _ = flow.constructor(flow.strip_value_preserving(value))
+        if qualname is not None and qualname.startswith("torch.nn.parallel."):
+            return True
+    return False
