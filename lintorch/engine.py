@@ -110,6 +110,8 @@ def lint_module(
         index = ModuleIndex(module, path, text)
     except RecursionError:
         return [error_finding(path, source.SourceError("code nested too deeply to analyse"))]
+    if index.is_other_framework:
+        return []
     reports: List[tuple] = []
     findings: List[Finding] = []
     for rule in rules:

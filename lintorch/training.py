@@ -57,7 +57,9 @@ class TrainingFacts:
         method = call.method
         effects: Set[str] = set()
         if method in ("backward", "manual_backward"):
-            effects.add(BACKWARD)
+            # Distributed autograd keeps gradients per context, not in .grad.
+            if not (call.qualname or "").startswith("torch.distributed.autograd."):
+                effects.add(BACKWARD)
         elif method == "step":
             kind = self.receiver_kind(call)
             if kind == "optimizer" or (kind == "scaler" and call.node.args):
@@ -109,12 +111,15 @@ class TrainingFacts:
         return result
 
     def _local_functions_reached(self, call: CallSite) -> List[FunctionInfo]:
-        """Local functions a call runs: its callee and functions passed to it
-        (``optimizer.step(closure)``, ``engine = Engine(update)``)."""
+        """Local functions a call runs: its callee, and the closure passed to
+        ``optimizer.step(closure)``. (Functions handed to ``rpc_async``,
+        threads or ``Engine(update)`` run elsewhere, not per iteration.)"""
         reached = []
         callee = self.flow.local_callee(call)
         if callee is not None:
             reached.append(callee)
+        if call.method != "step":
+            return reached
         for arg in call.node.args:
             if isinstance(arg.value, cst.Name):
                 function = self.index.function_named(arg.value.value, call.scope, call.order)
