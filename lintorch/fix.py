@@ -9,8 +9,9 @@ comments, line endings) is kept byte for byte:
    unsafe ones with ``--unsafe-fixes``);
 2. pick fixes whose nodes do not overlap and replace those nodes in one
    libcst transformation;
-3. check that the new source still parses (libcst and ``ast``); a fix that
-   breaks it is dropped and reported, the others are kept;
+3. check that the new source still parses (libcst and ``ast``) and keeps
+   every comment; a fix that breaks either is dropped and reported, the
+   others are kept;
 4. repeat on the new source (a fix can make room for another) until nothing
    changes, at most :data:`MAX_PASSES` times.
 
@@ -23,9 +24,11 @@ change since it was read.
 import ast
 import codecs
 import difflib
+import io
 import os
 import stat
 import tempfile
+import tokenize
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -122,11 +125,13 @@ def fix_bytes(
         candidates = engine.could_trigger(text.encode("utf-8"), rules)
         findings = [f for f in engine.lint_module(module, text, path, candidates, debug=debug) if keep(f)]
         if budget is None:
-            # Each finding of the first pass may be fixed once: a rule whose
-            # fix does not make its finding go away cannot loop.
-            budget = Counter(_key(f) for f in findings if enabled(f.fix, unsafe))
+            # A code gets as many fixes as it had fixable findings in the
+            # first pass (a fix may turn its finding into one with another
+            # message, as log(softmax(x)) -> log_softmax(x) for LT107), so a
+            # rule whose fix does not make its finding go away cannot loop.
+            budget = Counter(f.code for f in findings if enabled(f.fix, unsafe))
         fixable = [
-            f for f in findings if enabled(f.fix, unsafe) and _key(f) not in dropped_keys and budget[_key(f)] > 0
+            f for f in findings if enabled(f.fix, unsafe) and _key(f) not in dropped_keys and budget[f.code] > 0
         ]
         if not fixable:
             break
@@ -140,7 +145,7 @@ def fix_bytes(
         if new_text == text:
             break  # the fixes changed nothing
         for finding in applied:
-            budget[_key(finding)] -= 1
+            budget[finding.code] -= 1
         outcome.applied.extend(applied)
         text = new_text
     else:
@@ -217,22 +222,36 @@ def check_parses(text: str) -> Optional[str]:
     return None
 
 
+def comments(text: str) -> Counter:
+    """The comments of a source (a fix must not delete any)."""
+    found: Counter = Counter()
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type == tokenize.COMMENT:
+                found[token.string.rstrip()] += 1
+    except (tokenize.TokenError, SyntaxError, ValueError):
+        pass
+    return found
+
+
 def _apply_checked(module: cst.Module, findings: List[Finding]):
-    """Apply the fixes together; when the result does not parse, find the
-    fixes that break it (each is tried alone), drop them, keep the rest."""
+    """Apply the fixes together; when the result does not parse (or loses a
+    comment), find the fixes that cause it (each is tried alone), drop them,
+    keep the rest."""
     dropped: List[Tuple[Finding, str]] = []
-    text = _try_apply(module, findings)
+    before = comments(module.code)
+    text = _try_apply(module, findings, before)
     if isinstance(text, str):
         return text, findings, dropped
     good = []
     for finding in findings:
-        alone = _try_apply(module, [finding])
+        alone = _try_apply(module, [finding], before)
         if isinstance(alone, str):
             good.append(finding)
         else:
             dropped.append((finding, alone[1]))
     while good:
-        text = _try_apply(module, good)
+        text = _try_apply(module, good, before)
         if isinstance(text, str):
             return text, good, dropped
         # Valid alone, invalid together: keep the first, retry the rest next pass.
@@ -240,7 +259,7 @@ def _apply_checked(module: cst.Module, findings: List[Finding]):
     return module.code, [], dropped
 
 
-def _try_apply(module: cst.Module, findings: List[Finding]):
+def _try_apply(module: cst.Module, findings: List[Finding], before: Counter):
     try:
         text = apply_fixes(module, [f.fix for f in findings])
     except Exception as exc:  # a replacement libcst cannot render
@@ -248,6 +267,9 @@ def _try_apply(module: cst.Module, findings: List[Finding]):
     problem = check_parses(text)
     if problem is not None:
         return (None, f"the fixed code would not parse: {problem}")
+    lost = before - comments(text)
+    if lost:
+        return (None, f"the fix would delete the comment {next(iter(lost))!r}")
     return text
 
 
