@@ -483,3 +483,26 @@ def exclusive_branches(root: cst.CSTNode, nodes) -> bool:
                 if key in branches_a and branches_a[key] != branch:
                     return True
     return False
+
+
+def enclosing_if_tests(root: cst.CSTNode, target: cst.CSTNode) -> List[cst.BaseExpression]:
+    """The tests of the ``if`` statements under ``root`` that enclose ``target``."""
+    stack: List[Tuple[cst.CSTNode, Tuple[cst.BaseExpression, ...]]] = [(root, ())]
+    while stack:
+        node, tests = stack.pop()
+        if node is target:
+            return list(tests)
+        if isinstance(node, cst.If):
+            stack.append((node.body, tests + (node.test,)))
+            if node.orelse is not None:
+                stack.append((node.orelse, tests + (node.test,)))
+            continue
+        for name in _child_fields(type(node)):
+            value = getattr(node, name)
+            if isinstance(value, cst.CSTNode):
+                stack.append((value, tests))
+            elif isinstance(value, (tuple, list)):
+                for item in value:
+                    if isinstance(item, cst.CSTNode):
+                        stack.append((item, tests))
+    return []
