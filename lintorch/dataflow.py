@@ -954,3 +954,67 @@ def _mutated_in_place(index: ModuleIndex, name: str) -> bool:
                     cache.add(receiver.value)
         index.__dict__["_inplace_receivers"] = cache
     return name in cache
+
+# -- loss and model-output recognition (LT2xx) --------------------------------
+
+_LOSS_NAME_WORDS = ("criterion", "loss_fn", "loss_func", "lossfn", "loss_function", "criteria")
+
+
+def looks_like_loss_call(flow: Dataflow, call: CallSite) -> bool:
+    """``criterion(out, y)``, ``nn.MSELoss()(out, y)``, ``F.mse_loss(out, y)``,
+    ``self.loss_fn(out, y)``: a call computing a loss from (input, target)."""
+    if len(call.node.args) < 2:
+        return False
+    qualname = call.qualname
+    if qualname is not None:
+        short = qualname.rsplit(".", 1)[-1]
+        return qualname.startswith("torch.nn.functional.") and (
+            short.endswith("loss") or short in _FUNCTIONAL_LOSSES
+        )
+    func = call.node.func
+    if isinstance(func, cst.Call):
+        ctor, _ = flow.constructor(Value(func, call.scope, call.order))
+        return ctor is not None and ctor.startswith("torch.nn.") and ctor.endswith("Loss")
+    if isinstance(func, (cst.Name, cst.Attribute)) and call.method not in _NON_LOSS_METHODS:
+        qualnames = flow.instance_qualnames(func, call.scope, call.order)
+        if any(q.startswith("torch.nn.") and q.endswith("Loss") for q in qualnames):
+            return True
+        last = (call.dotted or "").rsplit(".", 1)[-1].lower()
+        return any(word in last for word in _LOSS_NAME_WORDS)
+    return False
+
+
+_FUNCTIONAL_LOSSES = frozenset(
+    {"cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "cosine_embedding_loss"}
+)
+_MODEL_NAME_WORDS = ("model", "net", "classifier", "encoder", "decoder", "generator", "discriminator")
+
+
+def is_model_call(flow: Dataflow, call: CallSite) -> bool:
+    """``model(x)``, ``self.net(x)``, ``model.forward(x)``: a call running a
+    network (an ``nn`` module instance, a local ``nn.Module`` subclass, or a
+    name that says so) rather than a function or a loss."""
+    func = call.node.func
+    if isinstance(func, cst.Attribute) and func.attr.value == "forward":
+        func = func.value
+    if not isinstance(func, (cst.Name, cst.Attribute)):
+        return False
+    if call.qualname is not None:
+        return False
+    if isinstance(func, cst.Attribute) and call.method in _NON_LOSS_METHODS:
+        return False
+    for value in flow.definitions(func, call.scope, call.order):
+        value = flow.strip_value_preserving(value)
+        qualname, klass = flow.constructor(value)
+        if klass is not None and flow.is_torch_module_class(klass):
+            return True
+        if qualname is not None and qualname.startswith("torch.nn.") and not qualname.endswith("Loss"):
+            return qualname.rsplit(".", 1)[-1][:1].isupper()
+    last = (dotted_name_of(func) or "").rsplit(".", 1)[-1].lower()
+    return any(word in last for word in _MODEL_NAME_WORDS) and "loss" not in last
+
+
+def dotted_name_of(node):
+    from lintorch.index import dotted_name
+
+    return dotted_name(node)

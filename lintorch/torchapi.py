@@ -160,3 +160,38 @@ PASS_THROUGH_MODULES = frozenset(
         "torch.nn.AdaptiveMaxPool2d", "torch.nn.PReLU",
     }
 )
+
+# Optimisation-loop rules (LT2xx) -------------------------------------------
+
+#: Optimisers that scale each step by a running gradient statistic, so their
+#: useful learning rates are around 1e-3 (``Adadelta``, default lr 1.0, is not one).
+ADAPTIVE_OPTIMIZERS = frozenset(
+    {
+        "torch.optim.Adam", "torch.optim.AdamW", "torch.optim.RMSprop", "torch.optim.Adagrad",
+        "torch.optim.Adamax", "torch.optim.NAdam", "torch.optim.RAdam", "torch.optim.SparseAdam",
+    }
+)
+#: Schedulers whose schedule is naturally counted in epochs.
+EPOCH_SCHEDULERS = frozenset(
+    {
+        "torch.optim.lr_scheduler.StepLR", "torch.optim.lr_scheduler.MultiStepLR",
+        "torch.optim.lr_scheduler.ExponentialLR", "torch.optim.lr_scheduler.CosineAnnealingLR",
+    }
+)
+#: Schedulers that replace the optimiser's lr from their first step on
+#: (a warm-up, a cycle or a multiplier), so a large base lr is not used as is.
+LR_OVERRIDING_SCHEDULERS = frozenset(
+    {
+        "torch.optim.lr_scheduler.LambdaLR", "torch.optim.lr_scheduler.MultiplicativeLR",
+        "torch.optim.lr_scheduler.OneCycleLR", "torch.optim.lr_scheduler.CyclicLR",
+        "torch.optim.lr_scheduler.LinearLR", "torch.optim.lr_scheduler.ConstantLR",
+        "torch.optim.lr_scheduler.SequentialLR", "torch.optim.lr_scheduler.ChainedScheduler",
+    }
+)
+REDUCE_ON_PLATEAU = "torch.optim.lr_scheduler.ReduceLROnPlateau"
+#: Context managers / decorators that turn gradient recording off.
+GRAD_DISABLING = frozenset({"torch.no_grad", "torch.inference_mode", "torch.autograd.grad_mode.no_grad",
+                            "torch.autograd.grad_mode.inference_mode", "torch.autograd.no_grad"})
+GRAD_ENABLING = frozenset({"torch.enable_grad", "torch.autograd.grad_mode.enable_grad", "torch.autograd.enable_grad"})
+SET_GRAD_ENABLED = frozenset({"torch.set_grad_enabled", "torch.autograd.grad_mode.set_grad_enabled",
+                              "torch.autograd.set_grad_enabled"})
