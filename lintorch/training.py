@@ -441,6 +441,10 @@ class TrainingFacts:
             out.add(value.scope)
         return out
 
+    def functions_run_by(self, call: CallSite) -> List[FunctionInfo]:
+        """Local functions a call runs: its callee and functions passed to it."""
+        return self._local_functions_reached(call)
+
 
 def _kind_from_name(dotted: Optional[str]) -> Optional[str]:
     if not dotted:

@@ -21,8 +21,10 @@ class EvalWithoutEvalMode(Rule):
     epochs, predictions that change from run to run on the same input.
 
     **Fix.** Call `model.eval()` before the loop and `model.train()` before
-    training resumes. Models visibly built without dropout or batch-norm
-    layers are not flagged (the mode changes nothing for them), nor are
+    training resumes. Only models visibly containing dropout or batch norm
+    are flagged (an `nn.Sequential` or a module class of this file with such
+    layers, torchvision/timm/transformers models); models built without
+    them, or whose definition is not visible, are not, and neither are
     framework hooks such as Lightning's `validation_step`, whose framework
     switches modes itself. When the loop's function is only called from
     other modules, the caller may set the mode, so it is not flagged either.
@@ -92,8 +94,8 @@ class EvalWithoutEvalMode(Rule):
         flow = index.flow
         for found in training.validation_loops():
             for forward in found.forwards:
-                if flow.mode_layers(forward.node.func, forward.scope, forward.order) is False:
-                    continue
+                if flow.mode_layers(forward.node.func, forward.scope, forward.order) is not True:
+                    continue  # no visible dropout/batch norm: eval() may change nothing
                 if training.mode_set_before(forward, "eval", found.loop) is not False:
                     continue
                 why = "under no_grad" if found.no_grad and not found.named else "a validation/test loop"

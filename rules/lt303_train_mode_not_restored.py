@@ -30,7 +30,8 @@ class TrainModeNotRestored(Rule):
     training function), or at the end of the evaluation function. Models put
     in eval mode on purpose (names like `teacher`, `ema_model`,
     `target_net`) and models visibly without dropout or batch norm are not
-    flagged.
+    flagged. The finding is an error when the model visibly has dropout or
+    batch norm, and a warning when its layers are not visible in the file.
     """
 
     code = "LT303"
@@ -111,6 +112,8 @@ class TrainModeNotRestored(Rule):
                     continue
                 reported.add(id(call.node))
                 direct = call.method in ("eval", "train")
+                layers = _eval_target_layers(training, flow, call)
+                severity = None if layers is True else Severity.WARNING
                 what = "this call puts the model in eval mode" if direct else "this call leaves the model in eval mode"
                 yield self.report(
                     call.node,
@@ -120,6 +123,7 @@ class TrainModeNotRestored(Rule):
                     "not improving after the first epoch). Call model.train() at the start of each "
                     "epoch or training function.",
                     related=(loop.node,),
+                    severity=severity,
                 )
 
 
@@ -135,3 +139,19 @@ def _deliberately_frozen(call, flow) -> bool:
     if receiver is not None and flow.mode_layers(receiver, call.scope, call.order) is False:
         return True
     return False
+
+
+def _eval_target_layers(training, flow, call, _depth=0):
+    """mode_layers of the module the call puts in eval mode (through local
+    functions): True when it visibly has dropout/batch norm."""
+    if call.method in ("eval", "train") and call.receiver is not None:
+        return flow.mode_layers(call.receiver, call.scope, call.order)
+    if _depth > 3:
+        return None
+    for callee in training.functions_run_by(call):
+        for inner in callee.scope.calls:
+            if training.call_mode(inner) == "eval":
+                result = _eval_target_layers(training, flow, inner, _depth + 1)
+                if result is not None:
+                    return result
+    return None
