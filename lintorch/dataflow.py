@@ -478,7 +478,7 @@ class Dataflow:
                     if assign.value is None:
                         results.append(None)
                         continue
-                    for definition in self.definitions(assign.value, assign.scope, assign.order) or [None]:
+                    for definition in self._attr_value_definitions(klass, assign) or [None]:
                         if definition is None:
                             results.append(None)
                             continue
@@ -495,6 +495,26 @@ class Dataflow:
                             continue
                         results.append(self._value_mode_layers(definition, visiting))
         return _combine_layers(results)
+
+    def _attr_value_definitions(self, klass: ClassInfo, assign) -> List[Value]:
+        """Definitions of a ``self.x = value`` value; a parameter of
+        ``__init__`` is followed to the arguments of the class's
+        instantiations in this module (and its literal default)."""
+        value = assign.value
+        function = assign.scope.function
+        if isinstance(value, cst.Name) and function is not None and function.name == "__init__":
+            bindings = assign.scope.bindings.get(value.value, [])
+            if bindings and all(b.kind == "param" for b in bindings):
+                out = [
+                    d
+                    for arg in self.init_arguments(klass, value.value)
+                    for d in self.definitions(arg.expr, arg.scope, arg.order)
+                ]
+                param = bindings[0].node
+                if isinstance(param, cst.Param) and param.default is not None:
+                    out.extend(self.definitions(param.default, function.scope.parent or self.index.module_scope, 0))
+                return out
+        return self.definitions(value, assign.scope, assign.order)
 
     def iterated_values(self, expr: cst.BaseExpression, scope: Scope, order: int) -> List[Value]:
         """What a ``for`` loop over ``expr`` iterates: through ``enumerate``,
