@@ -1,6 +1,8 @@
 import re
 
-from lintorch.index import dotted_name
+import libcst as cst
+
+from lintorch.index import dotted_name, iter_nodes
 from lintorch.rule import Example, Rule, Severity
 
 #: Models that are put in eval mode on purpose and never trained.
@@ -106,6 +108,8 @@ class TrainModeNotRestored(Rule):
                     continue
                 if _deliberately_frozen(call, flow):
                     continue
+                if _alternative_to_train(loop, call, events):
+                    continue
                 following = events[i + 1:] + events[:i]
                 nxt = next((k for k, _ in following if k in ("train", "step")), None)
                 if nxt != "step":
@@ -155,3 +159,24 @@ def _eval_target_layers(training, flow, call, _depth=0):
                 if result is not None:
                     return result
     return None
+
+
+def _alternative_to_train(loop, eval_call, events) -> bool:
+    """``if phase == "train": model.train() else: model.eval()``: the eval
+    is one branch of a per-iteration mode switch whose other branch trains."""
+    train_nodes = {id(c.node) for kind, c in events if kind == "train"}
+    if not train_nodes:
+        return False
+    target = id(eval_call.node)
+    for node in iter_nodes(loop.node.body):
+        if isinstance(node, cst.If) and node.orelse is not None:
+            branches = (node.body, node.orelse)
+        elif isinstance(node, cst.IfExp):
+            branches = (node.body, node.orelse)
+        else:
+            continue
+        ids = [{id(n) for n in iter_nodes(branch) if isinstance(n, cst.Call)} for branch in branches]
+        for mine, other in ((ids[0], ids[1]), (ids[1], ids[0])):
+            if target in mine and other & train_nodes:
+                return True
+    return False
