@@ -162,7 +162,7 @@ def check_lt201(data: dict, line: Optional[int]) -> Check:
         if s["uncleared"]:
             text = ("between optimizer steps %d and %d the gradients of %d of %d parameters (%s) were never "
                     "cleared: .grad keeps summing every batch" % (
-                        s["step"] - 1, s["step"], len(s["uncleared"]), s["params"], ", ".join(s["uncleared"][:3])))
+                        s["step"] - 1, s["step"], len(s["uncleared"]), s["params"], ", ".join(s["uncleared"][:3]) + (", ..." if len(s["uncleared"]) > 3 else "")))
             acc = s.get("accumulation") or (data.get("accumulation") or [None])[0]
             if acc:
                 text += ("; grad of %s at step %d equals the step-%d gradient plus the step-%d batch gradient "
@@ -198,7 +198,8 @@ def check_lt206(data: dict, line: Optional[int]) -> Check:
         return Check(None, "no backward() call was reached")
     for b in backwards:
         if b["grad_fn"] is None:
-            why = "grad mode was disabled" if not b["grad_enabled"] else "the loss was detached from the model"
+            why = ("grad mode was disabled at backward()" if not b["grad_enabled"]
+                   else "it was computed without autograd: under torch.no_grad() or from detached tensors")
             if b.get("error"):
                 tail = "backward() raised %s" % b["error"]
             else:
@@ -273,8 +274,10 @@ def check_lt303(data: dict, line: Optional[int]) -> Check:
             return Check(True, "optimizer step %d ran while %s was in eval mode (dropout/batch-norm off during "
                          "training): model.train() was not called after evaluation" % (
                              s["step"], ", ".join(s["eval_mode_modules"][:3])))
+    if not any(s.get("has_norm_dropout") for s in steps):
+        return Check(None, "the trained model has no dropout or batch-norm layers, so train/eval mode has no effect")
     return Check(False, "every one of %d optimizer step(s) ran with the model's dropout/batch-norm layers in "
-                 "training mode (or it has none)" % len(steps))
+                 "training mode" % len(steps))
 
 
 # -- LT4xx, LT5xx, LT6xx -----------------------------------------------------------
@@ -284,17 +287,23 @@ def check_lt401(data: dict, line: Optional[int]) -> Check:
     hooks = data.get("hooks", [])
     forward = _at_line([h for h in hooks if h["kind"] == "register_forward_hook"], line)
     fired = [h for h in forward if h["fired"]]
+    groups: Dict[tuple, List[dict]] = {}
     for h in fired:
-        outside = h["fired"] - h["fired_in_backward"]
+        groups.setdefault((h["hook"], h["line"]), []).append(h)
+    for (hook, hook_line), group in groups.items():
+        total = sum(h["fired"] for h in group)
+        outside = total - sum(h["fired_in_backward"] for h in group)
         if outside:
-            shapes = h.get("first_args") or []
+            shapes = group[0].get("first_args") or []
             arrow = ""
             if len(shapes) >= 2:
-                arrow = "; its arguments are the layer's input and output (shapes %s -> %s), not gradients" % (
+                arrow = "; it receives the layer's input and output (shapes %s -> %s), not gradients" % (
                     shapes[0], shapes[-1])
-            return Check(True, "forward hook '%s' on %s%s fired %d time(s), %d of them while no backward pass was "
-                         "running%s" % (h["hook"], h["target"], " (line %s)" % h["line"] if h["line"] else "",
-                                        h["fired"], outside, arrow))
+            targets = sorted({h["target"] for h in group})
+            return Check(True, "forward hook '%s' (registered on %d module(s): %s%s) fired %d time(s), %d of them "
+                         "while no backward pass was running%s" % (
+                             hook, len(group), ", ".join(targets), ", line %s" % hook_line if hook_line else "",
+                             total, outside, arrow))
     if forward and not fired:
         return Check(None, "the forward hook(s) were registered but never fired")
     gradient_hooks = [h for h in hooks if h["kind"] != "register_forward_hook" and h["fired"]]

@@ -27,17 +27,53 @@ def _write(path: str, report: dict) -> None:
     os.replace(tmp, path)
 
 
+def _library(filename: str) -> bool:
+    import sysconfig
+
+    name = os.path.abspath(filename)
+    stdlib = sysconfig.get_paths().get("stdlib") or ""
+    return (
+        "site-packages" in name or "dist-packages" in name or (stdlib and name.startswith(stdlib))
+        or filename.startswith("<")
+    )
+
+
 def _user_frames(tb_or_frames, script: str) -> str:
-    """A traceback of user code: the probe's own frames and runpy's are dropped."""
+    """A traceback of user code: the probe's own frames, runpy's and the
+    interpreter's are dropped, and each run of library frames (torch,
+    stdlib) is folded to its innermost frame."""
     if isinstance(tb_or_frames, list):
         frames = tb_or_frames
     else:
         frames = traceback.extract_tb(tb_or_frames)
-    kept = [
+    frames = [
         f for f in frames
-        if not os.path.abspath(f.filename).startswith(PROBE_DIR) and "runpy" not in os.path.basename(f.filename)
+        if not os.path.abspath(f.filename).startswith(PROBE_DIR)
+        and os.path.basename(f.filename) != "runpy.py" and f.filename != "<string>"
     ]
-    return "".join(traceback.format_list(kept))
+    # runpy and interpreter frames above the script's first frame say nothing
+    while frames and _library(frames[0].filename):
+        frames = frames[1:]
+    lines = []
+    i = 0
+    while i < len(frames):
+        if not _library(frames[i].filename):
+            lines.extend(traceback.format_list([frames[i]]))
+            i += 1
+            continue
+        j = i
+        while j < len(frames) and _library(frames[j].filename):
+            j += 1
+        hidden = j - i - 1
+        if hidden:
+            lines.append("  ... %d library frame(s) ...\n" % hidden)
+        last = frames[j - 1]
+        if last.filename.startswith("<"):
+            lines.append("  (inside the interpreter: %s)\n" % last.filename)
+        else:
+            lines.extend(traceback.format_list([last]))
+        i = j
+    return "".join(lines)
 
 
 def _network_error(exc: BaseException) -> bool:
@@ -86,6 +122,7 @@ def main(config_path: str) -> None:
         }
         _write(report_path, report)
         os._exit(0)
+    report["default_device"] = "cuda" if torch.cuda.is_available() else "cpu"
     if torch.cuda.is_available():
         try:
             report["cuda_device"] = torch.cuda.get_device_name(0)

@@ -57,6 +57,20 @@ def static_findings(path: str, display: str):
     return [f for f in engine.read_and_lint(path, display, rules) if f.code != registry.UNPARSABLE_CODE]
 
 
+def probe(script: str, script_args: List[str] = (), steps: int = 5, device: str = "auto",
+          timeout: float = 120.0, on_progress=None, show_output: bool = False) -> dict:
+    """Static findings + one instrumented run of ``script`` -> the report dict."""
+    from lintorch.probe import report as report_mod, runner
+
+    display = script[2:] if script.startswith("./") else script
+    findings = static_findings(script, display)
+    result = runner.run(script, list(script_args), steps, device=device, timeout=timeout,
+                        on_progress=on_progress, show_output=show_output)
+    report = report_mod.build(display, findings, result, steps)
+    report["_run"] = result  # for tests; dropped before output
+    return report
+
+
 def main(argv: List[str]) -> int:
     own, script_args = _split(list(argv))
     args = _parser().parse_args(own)
@@ -75,11 +89,9 @@ def main(argv: List[str]) -> int:
               file=sys.stderr)
         return EXIT_ERROR
 
-    from lintorch.probe import report as report_mod, runner
+    from lintorch.probe import report as report_mod
 
     display = args.script[2:] if args.script.startswith("./") else args.script
-    findings = static_findings(args.script, display)
-
     progress = None
     tty = sys.stderr.isatty() and not args.show_output
     if tty:
@@ -90,15 +102,13 @@ def main(argv: List[str]) -> int:
         sys.stderr.write("probing %s: starting (importing torch)" % display)
         sys.stderr.flush()
     try:
-        result = runner.run(
-            args.script, script_args, args.steps, device=args.device, timeout=args.timeout,
-            on_progress=progress, show_output=args.show_output,
-        )
+        report = probe(args.script, script_args, args.steps, device=args.device, timeout=args.timeout,
+                       on_progress=progress, show_output=args.show_output)
     finally:
         if tty:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
-    report = report_mod.build(display, findings, result, args.steps)
+    report.pop("_run", None)
     outcome = report["outcome"]
     if outcome.get("status") in ("no_device", "no_torch"):
         print("lintorch probe: error: %s" % outcome.get("message"), file=sys.stderr)

@@ -363,6 +363,7 @@ class Recorder:
             "closure": closure,
             "line": self.script_line(),
             "eval_mode_modules": self._eval_mode_modules(),
+            "has_norm_dropout": any(self._is_norm_or_dropout(m) for r in self.roots for m in r.modules()),
         }
         pending = self._accum_probe.pop(index, None)
         if pending is not None and uncleared:

@@ -156,7 +156,7 @@ def build(script: str, findings: Sequence, result, steps_requested: int) -> dict
         outcome["output_tail"] = result.output_tail
 
     devices = data.get("devices") or []
-    device = ", ".join(devices) if devices else None
+    device = ", ".join(devices) if devices else child.get("default_device")
     if child.get("cuda_device") and any(d.startswith("cuda") for d in devices):
         device = "%s (%s)" % (device, child["cuda_device"])
 
