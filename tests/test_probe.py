@@ -211,3 +211,17 @@ def test_device_cuda_requires_a_gpu(run_cli):
     status, _, err = run_cli("probe", str(FIXTURES / "lt202_good.py"), "--device", "cuda")
     assert status == 2
     assert "--device cuda: no CUDA device is available" in err
+
+
+def test_symptoms_of_a_model_that_never_learns():
+    # zero_grad between backward and step: Adam sees zero gradients, so nothing moves
+    bad = run_probe("lt202_bad.py")
+    symptoms = bad["symptoms"]
+    assert symptoms["loss"]["flat"] is True
+    assert sorted(symptoms["parameters"]["never_changed"]) == ["0.bias", "0.weight", "2.bias", "2.weight"]
+    assert set(symptoms["gradients"]["problems"].values()) == {"none"}  # zero_grad() sets them to None
+
+
+def test_symptom_identical_rows_reported():
+    bad = run_probe("lt601_bad.py")
+    assert bad["symptoms"]["parameters"]["identical_rows"] == ["0.weight", "2.weight"]

@@ -155,3 +155,10 @@ def test_failure_before_first_step_text(status):
     buffer = io.StringIO()
     report.write_text(built, buffer)
     assert "before the first step" in buffer.getvalue()
+
+
+def test_identical_outputs_symptom():
+    same = {"forwards": [{"training": True, "grad_enabled": True, "module": "Net", "batch": 8, "shape": [8, 3],
+                          "spread": 0.0, "scale": 0.7, "step": 2, "distinct_argmax": 1, "classes": 3}]}
+    out = report.output_symptom(same)
+    assert out["identical"] is True and out["distinct_predictions"] == 1

@@ -13,6 +13,7 @@ This module imports torch and is only imported in the child process.
 
 import builtins
 import functools
+import io
 import os
 import sys
 import traceback
@@ -218,6 +219,24 @@ class Recorder:
         self._wrap_dataloader()
         self._wrap_hook_registration()
         self._wrap_checkpoints()
+        self._wrap_grad_scaler()
+
+    def _wrap_grad_scaler(self) -> None:
+        try:
+            from torch.amp.grad_scaler import GradScaler
+        except ImportError:  # older torch
+            return
+        original = GradScaler.scale
+        recorder = self
+
+        @functools.wraps(original)
+        def scale(self, outputs):
+            scaled = original(self, outputs)
+            if isinstance(outputs, torch.Tensor) and isinstance(scaled, torch.Tensor) and recorder._is_main():
+                recorder._last_scaled = (scaled, outputs)
+            return scaled
+
+        self._patch(GradScaler, "scale", scale)
 
     # -- modules --------------------------------------------------------------
 
@@ -366,11 +385,11 @@ class Recorder:
             "has_norm_dropout": any(self._is_norm_or_dropout(m) for r in self.roots for m in r.modules()),
         }
         pending = self._accum_probe.pop(index, None)
-        if pending is not None and uncleared:
-            try:
-                record["accumulation"] = self._accumulation_evidence(pending, count)
-            except Exception:
-                pass
+        if pending is not None and uncleared and pending.get("result"):
+            result = dict(pending["result"], step=count)
+            self._accum_done = True
+            self.data["accumulation"].append(result)
+            record["accumulation"] = result
         self._append("steps", record)
         self._pending_norms = norms
         return None
@@ -490,9 +509,13 @@ class Recorder:
 
     def _before_backward(self, loss, gradient, inputs):
         value = None
+        source = loss
+        scaled = getattr(self, "_last_scaled", None)
+        if scaled is not None and scaled[0] is loss:
+            source = scaled[1]  # GradScaler.scale(loss): trace the loss, not loss * scale
         try:
             with torch.no_grad():
-                value = _fmt(float(loss.detach().float().mean()))
+                value = _fmt(float(source.detach().float().mean()))
         except Exception:
             pass
         params = self.all_trainable()
@@ -535,6 +558,12 @@ class Recorder:
                 without.append(self.param_name(p))
         record["params_got_grad"] = got
         record["params_without_grad"] = without
+        for pending in self._accum_probe.values():
+            if pending["param"].grad is not None and pending["batch"] is not None:
+                try:
+                    pending["result"] = self._accumulation_evidence(pending)
+                except Exception:
+                    pass
         for opt in self.optimizers:
             index = self.opt_index[id(opt)]
             self._backwards_since[index] = self._backwards_since.get(index, 0) + 1
@@ -571,7 +600,9 @@ class Recorder:
             pending["backwards"] += 1
             self._accum_probe[index] = pending
 
-    def _accumulation_evidence(self, pending, count) -> dict:
+    def _accumulation_evidence(self, pending) -> dict:
+        """Right after the backward: .grad == previous .grad + the batch
+        gradients computed independently (before any unscale_/clipping)."""
         p = pending["param"]
         with torch.no_grad():
             expected = pending["previous"].float() + pending["batch"].float()
@@ -579,18 +610,14 @@ class Recorder:
             scale = float(expected.abs().max())
             batch_norm = float(pending["batch"].float().norm())
             previous_norm = float(pending["previous"].float().norm())
-        self._accum_done = True
-        result = {
+        return {
             "param": self.param_name(p),
-            "step": count,
             "max_abs_diff": _fmt(diff),
             "scale": _fmt(scale),
             "previous_norm": _fmt(previous_norm),
             "batch_norm": _fmt(batch_norm),
             "backwards": pending["backwards"],
         }
-        self.data["accumulation"].append(result)
-        return result
 
     # -- losses ---------------------------------------------------------------
 
@@ -801,6 +828,7 @@ class Recorder:
         self._patch(torch, "save", save)
         self._patch(torch, "load", load)
         self._patch(builtins, "open", open_)
+        self._patch(io, "open", open_)  # pathlib's Path.open / write_bytes
 
     # -- the end --------------------------------------------------------------
 
