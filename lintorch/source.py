@@ -3,6 +3,7 @@
 Every failure here becomes an LT000 finding with a position; nothing raises.
 """
 
+import ast
 import codecs
 import io
 import sys
@@ -73,8 +74,7 @@ def parse(text: str) -> Union[cst.Module, SourceError]:
     try:
         return cst.parse_module(text)
     except cst.ParserSyntaxError as exc:
-        message = str(exc.message).strip().splitlines()[0] if exc.message else "invalid syntax"
-        return SourceError(f"syntax error: {message}", exc.raw_line, exc.raw_column + 1)
+        return _syntax_error(text, exc)
     except RecursionError:
         return SourceError("expression nested too deeply to analyse")
     except MemoryError:
@@ -84,6 +84,21 @@ def parse(text: str) -> Union[cst.Module, SourceError]:
     finally:
         if old_limit < _PARSE_RECURSION_LIMIT:
             sys.setrecursionlimit(old_limit)
+
+
+def _syntax_error(text: str, exc: "cst.ParserSyntaxError") -> SourceError:
+    """Prefer CPython's own message and position (the ones users know from
+    tracebacks); fall back to libcst's where CPython accepts the code."""
+    try:
+        ast.parse(text)
+    except SyntaxError as error:
+        line = error.lineno or 1
+        column = error.offset or 1
+        return SourceError(f"syntax error: {error.msg}", line, max(column, 1))
+    except (RecursionError, MemoryError, ValueError):
+        pass
+    message = str(exc.message).strip().splitlines()[0] if exc.message else "invalid syntax"
+    return SourceError(f"syntax error: {message}", exc.raw_line, exc.raw_column + 1)
 
 
 def load(data: bytes) -> Tuple[Optional[DecodedSource], Union[cst.Module, SourceError]]:

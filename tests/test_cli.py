@@ -1,0 +1,202 @@
+"""The command-line contract: output formats, exit codes, selection, noqa,
+config, stdin, rule docs."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import FIXTURES, REPO
+
+BUGGY = textwrap.dedent(
+    """\
+    import torch
+    import torch.nn as nn
+
+    criterion = nn.CrossEntropyLoss()
+    loss = criterion(torch.softmax(logits, dim=1), y)
+    """
+)
+CLEAN = "import torch\nx = torch.zeros(3)\n"
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """An empty project directory as the working directory."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_text_output_and_exit_1(project, run_cli):
+    write(project / "train.py", BUGGY)
+    code, out, err = run_cli("train.py")
+    assert code == 1
+    first = out.splitlines()[0]
+    assert first.startswith("train.py:5:18: LT102 CrossEntropyLoss receives softmax output")
+    assert "Found 1 finding in 1 file (1 checked)." in out
+    assert err == ""
+
+
+def test_clean_file_exits_0_and_prints_nothing(project, run_cli):
+    write(project / "ok.py", CLEAN)
+    assert run_cli("ok.py") == (0, "", "")
+
+
+def test_exit_zero(project, run_cli):
+    write(project / "train.py", BUGGY)
+    code, out, _ = run_cli("--exit-zero", "train.py")
+    assert code == 0 and "LT102" in out
+
+
+def test_json_output(project, run_cli):
+    write(project / "train.py", BUGGY)
+    code, out, _ = run_cli("--format", "json", "train.py")
+    assert code == 1
+    [item] = json.loads(out)
+    assert item == {
+        "path": "train.py",
+        "line": 5,
+        "column": 18,
+        "end_line": 5,
+        "end_column": 46,
+        "code": "LT102",
+        "name": "activation-before-cross-entropy",
+        "severity": "error",
+        "message": item["message"],
+    }
+    assert "logits" in item["message"]
+
+
+def test_statistics(project, run_cli):
+    write(project / "a.py", BUGGY)
+    write(project / "b.py", BUGGY)
+    code, out, _ = run_cli("--statistics", ".")
+    assert code == 1
+    assert "2  LT102  activation-before-cross-entropy" in out
+
+
+@pytest.mark.parametrize("selector", ["LT102", "LT1", "activation-before-cross-entropy", "lt102"])
+def test_ignore_accepts_codes_prefixes_and_names(project, run_cli, selector):
+    write(project / "train.py", BUGGY)
+    assert run_cli("--ignore", selector, "train.py")[0] == 0
+
+
+def test_select_limits_rules(project, run_cli):
+    write(project / "train.py", BUGGY)
+    assert run_cli("--select", "LT2", "train.py")[0] == 0
+    assert run_cli("--select", "LT2", "--extend-select", "LT102", "train.py")[0] == 1
+
+
+def test_unknown_selector_is_usage_error(project, run_cli):
+    write(project / "train.py", BUGGY)
+    code, out, err = run_cli("--select", "LT999", "train.py")
+    assert code == 2 and "unknown rule code or name 'LT999'" in err and out == ""
+
+
+def test_missing_path_is_error_but_others_are_linted(project, run_cli):
+    write(project / "train.py", BUGGY)
+    code, out, err = run_cli("train.py", "nope.py")
+    assert code == 2
+    assert "nope.py: no such file or directory" in err
+    assert "LT102" in out
+
+
+def test_directory_walk_skips_venvs_and_build(project, run_cli):
+    write(project / "src" / "train.py", BUGGY)
+    for skipped in (".venv", "venv", "build", "__pycache__", ".git", "pkg.egg-info"):
+        write(project / skipped / "train.py", BUGGY)
+    code, out, _ = run_cli(".")
+    paths = {line.split(":")[0] for line in out.splitlines() if "LT102" in line}
+    assert paths == {os.path.join("src", "train.py")}
+
+
+def test_noqa_blanket_and_specific(project, run_cli):
+    lines = BUGGY.splitlines()
+    write(project / "blanket.py", "\n".join(lines[:-1] + [lines[-1] + "  # noqa"]) + "\n")
+    write(project / "specific.py", "\n".join(lines[:-1] + [lines[-1] + "  # noqa: LT102"]) + "\n")
+    write(project / "prefix.py", "\n".join(lines[:-1] + [lines[-1] + "  # NOQA:LT1"]) + "\n")
+    write(project / "other.py", "\n".join(lines[:-1] + [lines[-1] + "  # noqa: LT201"]) + "\n")
+    code, out, _ = run_cli("blanket.py", "specific.py", "prefix.py", "other.py")
+    assert [line.split(":")[0] for line in out.splitlines() if "LT102" in line] == ["other.py"]
+
+
+def test_stdin_with_filename(project, run_cli, monkeypatch):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(BUGGY.encode())))
+    code, out, _ = run_cli("-", "--stdin-filename", "pkg/train.py")
+    assert code == 1 and out.startswith("pkg/train.py:5:18: LT102")
+
+
+def test_syntax_error_is_lt000_and_run_continues(project, run_cli):
+    write(project / "broken.py", "import torch\ndef f(:\n    loss.backward()\n")
+    write(project / "train.py", BUGGY)
+    code, out, err = run_cli("broken.py", "train.py")
+    assert code == 1 and err == ""
+    assert out.startswith("broken.py:2:7: LT000 cannot analyse this file: syntax error")
+    assert "train.py:5:18: LT102" in out
+
+
+def test_rule_docs(run_cli):
+    code, out, _ = run_cli("rule", "LT102")
+    assert code == 0
+    assert out.startswith("LT102 activation-before-cross-entropy (error)")
+    for section in ("What it does", "Why is this bad", "Symptom", "Fix", "Use instead"):
+        assert section in out
+    code, out, _ = run_cli("rule", "bce-on-multiclass")
+    assert code == 0 and out.startswith("LT101 ")
+    code, _, err = run_cli("rule", "LT999")
+    assert code == 2 and "unknown rule" in err
+
+
+def test_rule_all_lists_every_rule(run_cli):
+    from lintorch import registry
+
+    code, out, _ = run_cli("rule", "--all")
+    assert code == 0
+    for cls in registry.all_rules():
+        assert f"{cls.code} {cls.name} ({cls.severity.value})" in out
+    code, out, _ = run_cli("rule", "--all", "--format", "json")
+    assert [item["code"] for item in json.loads(out)] == [cls.code for cls in registry.all_rules()]
+
+
+def test_version(run_cli, capsys):
+    from lintorch import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("--version")
+    assert exit_info.value.code == 0
+    assert __version__ in capsys.readouterr().out
+
+
+def test_console_script_runs_as_subprocess(tmp_path):
+    """The installed entry point, a fresh process: exit code and output."""
+    script = tmp_path / "train.py"
+    script.write_bytes((FIXTURES / "LT501" / "bad_from_import.py").read_bytes())
+    result = subprocess.run(
+        [sys.executable, "-m", "lintorch", "train.py"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 1, result.stderr
+    assert "LT501" in result.stdout and result.stderr == ""
+
+
+def test_linting_never_imports_torch():
+    code = (
+        "import sys\n"
+        "from lintorch.cli import main\n"
+        f"main([{str(FIXTURES)!r}, '--exit-zero', '--format', 'json'])\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip().endswith("ok")

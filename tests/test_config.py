@@ -1,0 +1,108 @@
+"""[tool.lintorch] in pyproject.toml."""
+
+import textwrap
+
+import pytest
+
+from test_cli import BUGGY, project, write  # noqa: F401  (fixture re-export)
+
+
+def pyproject(root, body):
+    write(root / "pyproject.toml", textwrap.dedent(body))
+
+
+def test_config_ignore(project, run_cli):
+    pyproject(project, '[tool.lintorch]\nignore = ["LT102"]\n')
+    write(project / "train.py", BUGGY)
+    assert run_cli("train.py")[0] == 0
+
+
+def test_config_select_and_cli_extend(project, run_cli):
+    pyproject(project, '[tool.lintorch]\nselect = ["LT2"]\n')
+    write(project / "train.py", BUGGY)
+    assert run_cli("train.py")[0] == 0
+    assert run_cli("--extend-select", "LT102", "train.py")[0] == 1
+
+
+def test_more_specific_select_beats_prefix_ignore(project, run_cli):
+    pyproject(project, '[tool.lintorch]\nselect = ["LT102"]\nignore = ["LT1"]\n')
+    write(project / "train.py", BUGGY)
+    assert run_cli("train.py")[0] == 1
+
+
+def test_per_file_ignores(project, run_cli):
+    pyproject(
+        project,
+        """
+        [tool.lintorch]
+        per-file-ignores = { "experiments/*.py" = ["activation-before-cross-entropy"] }
+        """,
+    )
+    write(project / "experiments" / "try.py", BUGGY)
+    write(project / "train.py", BUGGY)
+    code, out, _ = run_cli(".")
+    assert code == 1
+    assert [line.split(":")[0] for line in out.splitlines() if "LT102" in line] == ["train.py"]
+
+
+def test_exclude_applies_to_walks_and_with_force_exclude_to_explicit_files(project, run_cli):
+    pyproject(project, '[tool.lintorch]\nexclude = ["generated"]\n')
+    write(project / "generated" / "train.py", BUGGY)
+    assert run_cli(".")[0] == 0
+    assert run_cli("generated/train.py")[0] == 1  # named explicitly: linted, as ruff does
+    assert run_cli("--force-exclude", "generated/train.py")[0] == 0
+    pyproject(project, '[tool.lintorch]\nexclude = ["generated"]\nforce-exclude = true\n')
+    assert run_cli("generated/train.py")[0] == 0
+
+
+def test_config_found_by_walking_up_from_paths(project, run_cli, monkeypatch):
+    pyproject(project, '[tool.lintorch]\nignore = ["LT102"]\n')
+    write(project / "pkg" / "deep" / "train.py", BUGGY)
+    monkeypatch.chdir(project / "pkg")
+    assert run_cli("deep/train.py")[0] == 0
+
+
+def test_pyproject_without_lintorch_table_is_skipped(project, run_cli):
+    pyproject(project, '[tool.lintorch]\nignore = ["LT102"]\n')
+    pyproject(project / "sub", "[project]\nname = 'x'\n")
+    write(project / "sub" / "train.py", BUGGY)
+    assert run_cli("sub/train.py")[0] == 0
+
+
+def test_explicit_config_and_isolated(project, run_cli):
+    pyproject(project / "conf", '[tool.lintorch]\nignore = ["LT102"]\n')
+    write(project / "train.py", BUGGY)
+    assert run_cli("--config", "conf/pyproject.toml", "train.py")[0] == 0
+    pyproject(project, '[tool.lintorch]\nignore = ["LT102"]\n')
+    assert run_cli("--isolated", "train.py")[0] == 1
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ('[tool.lintorch]\nselcet = ["LT1"]\n', "unknown key(s) in [tool.lintorch]: selcet"),
+        ('[tool.lintorch]\nignore = ["LT9"]\n', "unknown rule code or name 'LT9' in ignore"),
+        ("[tool.lintorch]\nignore = 3\n", "ignore must be a list of strings"),
+        ("[tool.lintorch]\nignore = [\n", "invalid TOML"),
+        ('[tool.lintorch]\nper-file-ignores = ["x"]\n', "per-file-ignores must be a table"),
+    ],
+)
+def test_bad_config_is_a_clear_error(project, run_cli, body, message):
+    pyproject(project, body)
+    write(project / "train.py", BUGGY)
+    code, out, err = run_cli("train.py")
+    assert code == 2 and out == ""
+    assert message in err and "pyproject.toml" in err
+
+
+def test_invalid_toml_names_the_line(project, run_cli):
+    pyproject(project, '[tool.lintorch]\nselect = ["LT1"]\nignore = [1,,]\n')
+    write(project / "train.py", BUGGY)
+    code, _, err = run_cli("train.py")
+    assert code == 2 and "line 3" in err
+
+
+def test_missing_config_file(project, run_cli):
+    write(project / "train.py", BUGGY)
+    code, _, err = run_cli("--config", "nope.toml", "train.py")
+    assert code == 2 and "nope.toml: config file not found" in err
