@@ -1,6 +1,6 @@
 import libcst as cst
 
-from lintorch.rule import Example, Rule, Severity
+from lintorch.rule import Example, Fix, Rule, Severity
 
 
 class LegacyBackwardHook(Rule):
@@ -21,6 +21,14 @@ class LegacyBackwardHook(Rule):
     **Fix.** Use `module.register_full_backward_hook(hook)` (same
     signature, correct gradients) or `tensor.register_hook(...)` on the
     tensors you care about.
+
+    **Fix safety.** `--unsafe-fixes` renames the call to
+    `register_full_backward_hook` (`register_module_full_backward_hook`).
+    Unsafe: the hook then receives the module's true input/output
+    gradients, so a hook written around the old (last-operation) values
+    may behave differently, and PyTorch raises an error when such a module
+    modifies its input or output in place (`nn.ReLU(inplace=True)`):
+    review the hook.
     """
 
     code = "LT402"
@@ -78,6 +86,7 @@ class LegacyBackwardHook(Rule):
                     "wrong or incomplete and the gradient statistics mislead (a model not learning "
                     "looks like a different problem). Use register_full_backward_hook (same signature) "
                     "or tensor.register_hook.",
+                    fix=_rename(call.node.func.attr, "register_full_backward_hook"),
                 )
             elif call.qualname in ("torch.nn.register_module_backward_hook", "torch.nn.modules.module.register_module_backward_hook"):
                 yield self.report(
@@ -85,4 +94,11 @@ class LegacyBackwardHook(Rule):
                     "register_module_backward_hook is deprecated and gives the gradients of the last "
                     "operation of each module only (wrong grad_input for multi-op modules), so gradient "
                     "statistics mislead. Use register_module_full_backward_hook.",
+                    fix=_rename(call.node.func.attr, "register_module_full_backward_hook")
+                    if isinstance(call.node.func, cst.Attribute)
+                    else None,
                 )
+
+
+def _rename(name: cst.Name, new: str) -> Fix:
+    return Fix(name, name.with_changes(value=new), safe=False, description=f"use {new}")
