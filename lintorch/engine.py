@@ -10,10 +10,9 @@ import os
 import re
 import stat
 import traceback
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from lintorch import registry, source
 from lintorch.index import ModuleIndex
@@ -26,6 +25,8 @@ NOQA_RE = re.compile(
     re.IGNORECASE,
 )
 _CODE_SPLIT_RE = re.compile(r"[,\s]+")
+#: Jupyter notebooks are linted as the concatenation of their code cells.
+NOTEBOOK_SUFFIX = ".ipynb"
 
 
 def error_finding(path: str, error: source.SourceError) -> Finding:
@@ -56,7 +57,12 @@ def lint_bytes(
     apply_noqa: bool = True,
     debug: bool = False,
 ) -> List[Finding]:
-    """Lint a file's raw bytes (decoded per PEP 263)."""
+    """Lint a file's raw bytes (decoded per PEP 263); a ``.ipynb`` path is
+    read as a Jupyter notebook."""
+    if path.endswith(NOTEBOOK_SUFFIX):
+        from lintorch import notebook
+
+        return notebook.lint_notebook_bytes(data, path, rules, apply_noqa=apply_noqa, debug=debug)
     candidates = could_trigger(data, rules)
     decoded = source.decode(data)
     if isinstance(decoded, source.SourceError):
@@ -98,12 +104,17 @@ def lint_module(
     *,
     apply_noqa: bool = True,
     debug: bool = False,
+    line_label: Optional[Callable[[int], str]] = None,
 ) -> List[Finding]:
+    """``line_label`` turns a line number into the text that replaces
+    ``{line0}`` in messages (notebooks say which cell)."""
     with source.deep_recursion():
         try:
             index = ModuleIndex(module, path, text)
         except RecursionError:
             return [error_finding(path, source.SourceError("code nested too deeply to analyse"))]
+        if index.is_other_framework:
+            return []
         reports: List[tuple] = []
         findings: List[Finding] = []
         for rule in rules:
@@ -116,7 +127,7 @@ def lint_module(
                 findings.append(_internal_error(path, rule, exc, debug))
         if reports:
             try:
-                findings.extend(_position(module, path, reports))
+                findings.extend(_position(module, path, reports, line_label))
             except RecursionError:  # libcst's position pass recurses per nesting level
                 return [error_finding(path, source.SourceError("code nested too deeply to locate findings"))]
     if apply_noqa and findings:
@@ -145,7 +156,13 @@ def _internal_error(path: str, rule: Rule, exc: BaseException, debug: bool) -> F
     )
 
 
-def _position(module: cst.Module, path: str, reports: Iterable[tuple]) -> List[Finding]:
+def _position(
+    module: cst.Module, path: str, reports: Iterable[tuple], line_label: Optional[Callable[[int], str]] = None
+) -> List[Finding]:
+    # Imported here: most files have no findings and never need positions.
+    from libcst.metadata import MetadataWrapper, PositionProvider
+
+    label = line_label or str
     positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
     findings = []
     for rule, report in reports:
@@ -159,7 +176,7 @@ def _position(module: cst.Module, path: str, reports: Iterable[tuple]) -> List[F
         message = report.message
         for i, related in enumerate(report.related):
             related_range = positions.get(related)
-            message = message.replace(f"{{line{i}}}", str(related_range.start.line) if related_range else "?")
+            message = message.replace(f"{{line{i}}}", label(related_range.start.line) if related_range else "?")
         findings.append(
             Finding(
                 path=path,
@@ -171,6 +188,7 @@ def _position(module: cst.Module, path: str, reports: Iterable[tuple]) -> List[F
                 name=rule.name,
                 severity=report.severity or rule.severity,
                 message=message,
+                fix=report.fix,
             )
         )
     return findings

@@ -2,9 +2,7 @@
 large runs, serial for small ones, results streamed in input order."""
 
 import gc
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 from lintorch import config as config_mod, engine, registry
@@ -48,7 +46,7 @@ class FileLinter:
         codes = self.rules.codes_for(display)
         key = None
         if self.cache is not None:
-            key = self.cache.key(data, codes)
+            key = self.cache.key(data, codes, "ipynb" if display.endswith(engine.NOTEBOOK_SUFFIX) else "")
             cached = self.cache.get(key, display)
             if cached is not None:
                 return cached
@@ -94,6 +92,8 @@ def _tune_gc() -> None:
 
 
 def _pool_context():
+    import multiprocessing
+
     methods = multiprocessing.get_all_start_methods()
     # fork shares the already-imported libcst and rules with the workers.
     return multiprocessing.get_context("fork" if "fork" in methods else None)
@@ -132,6 +132,8 @@ def lint_paths(
     # amortising the inter-process round trip.
     chunk = max(1, min(32, len(paths) // (workers * 8)))
     chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+    from concurrent.futures import ProcessPoolExecutor
+
     with ProcessPoolExecutor(
         max_workers=workers,
         mp_context=_pool_context(),
