@@ -133,12 +133,49 @@ def lint_paths(
     chunk = max(1, min(32, len(paths) // (workers * 8)))
     chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=_pool_context(),
-        initializer=_init_worker,
-        initargs=(config, cache_dir, debug),
-    ) as pool:
-        for results in pool.map(_lint_chunk, chunks):
-            yield from results
+    done = 0
+    try:
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=_pool_context(),
+            initializer=_init_worker,
+            initargs=(config, cache_dir, debug),
+        ) as pool:
+            for results in pool.map(_lint_chunk, chunks):
+                yield from results
+                done += len(results)
+    except BrokenProcessPool:
+        # A worker died (a native crash, the OOM killer): find the file that
+        # kills it by linting the rest one per fresh worker, and report it.
+        yield from _lint_isolated(paths[done:], config, cache_dir, debug)
+
+
+def _lint_isolated(
+    paths: Sequence[str], config: config_mod.Config, cache_dir: Optional[str], debug: bool
+) -> Iterator[Tuple[str, List[Finding]]]:
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from lintorch import source
+
+    pool = None
+    try:
+        for path in paths:
+            if pool is None:
+                pool = ProcessPoolExecutor(
+                    max_workers=1, mp_context=_pool_context(), initializer=_init_worker,
+                    initargs=(config, cache_dir, debug),
+                )
+            try:
+                yield from pool.submit(_lint_chunk, [path]).result()
+            except BrokenProcessPool:
+                pool.shutdown(wait=True)
+                pool = None
+                reason = "the process analysing this file died (a crash in a native library?); other files were analysed"
+                error = engine.error_finding(display_path(path), source.SourceError(reason))
+                yield path, [error] if error.code in config.enabled_codes() else []
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)

@@ -200,7 +200,7 @@ def _too_deep(text: str) -> Optional[SourceError]:
         return SourceError(f"syntax error: {error.msg}", error.lineno or 1, max(error.offset or 1, 1))
     except (RecursionError, MemoryError):
         line = deepest_line if deepest > _MAX_BRACKETS else longest_line
-        return SourceError(f"expression nested too deeply to analyse (CPython cannot compile it either)", line)
+        return SourceError("expression nested too deeply to analyse (CPython cannot compile it either)", line)
     except ValueError:
         return None
     node = _node_deeper_than(tree, MAX_NESTING)

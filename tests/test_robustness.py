@@ -14,10 +14,8 @@ import time
 
 import pytest
 
-from conftest import REPO
-
 from lintorch import engine, registry, source
-from lintorch.rule import Report, Rule
+from lintorch.rule import Report
 
 # LT102 at 4:18 (the criterion call's first argument).
 BUG = (
@@ -758,3 +756,32 @@ def test_notebook_cell_with_an_unpaired_surrogate_is_lt000():
     rules = registry.instantiate(registry.resolve_enabled(["ALL"], []))
     outcome = notebook.fix_notebook_bytes(data, "nb.ipynb", rules, unsafe=True)
     assert not outcome.changed and [f.code for f in outcome.remaining] == ["LT000"]
+
+
+def test_subprocess_a_worker_that_dies_does_not_end_the_run(tmp_path):
+    """A native crash in a pool worker (simulated by SIGKILL on one file)
+    breaks the process pool: the run re-lints the rest one file per worker,
+    reports the file that kills its worker as LT000, and goes on."""
+    for i in range(24):
+        (tmp_path / f"m{i:02d}.py").write_text(BUG if i % 2 else "import torch\n")
+    (tmp_path / "killer.py").write_text(BUG)
+    script = (
+        "import os, signal, sys\n"
+        "from lintorch import engine\n"
+        "real = engine.lint_bytes\n"
+        "def lint_bytes(data, path, *args, **kwargs):\n"
+        "    if path.endswith('killer.py'):\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return real(data, path, *args, **kwargs)\n"
+        "engine.lint_bytes = lint_bytes\n"
+        "from lintorch.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, "--no-cache", "-j", "2", "."],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "killer.py:1:1: LT000 cannot analyse this file: the process analysing this file died" in result.stdout
+    linted = [line.split(":")[0] for line in result.stdout.splitlines() if ": LT102 " in line]
+    assert linted == [f"m{i:02d}.py" for i in range(1, 24, 2)]
