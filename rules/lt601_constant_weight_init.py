@@ -341,8 +341,10 @@ def _guarded_module_variable(index, flow, call, layer: cst.Name):
         if (
             isinstance(iterable, cst.Call)
             and isinstance(iterable.func, cst.Attribute)
-            and iterable.func.attr.value in ("modules", "children")
-            and binding.unpack == ()
+            and (
+                (iterable.func.attr.value in ("modules", "children") and binding.unpack == ())
+                or (iterable.func.attr.value in ("named_modules", "named_children") and binding.unpack == (1,))
+            )
         ):
             owners.append((iterable.func.value, binding.scope, binding.order))
     elif binding.kind == "param":
@@ -382,11 +384,12 @@ def _isinstance_guard(index, call, name: str) -> Optional[FrozenSet[str]]:
     """Layer types (qualified names; "?" when not a torch name) of the
     innermost ``if isinstance(<name>, T):`` around the call (in its body)."""
     for node, branch in reversed(index.flow.enclosing_blocks(call)):
-        if not isinstance(node, cst.If) or branch != "body":
+        if not isinstance(node, cst.If):
             continue
         test = node.test
         if (
-            isinstance(test, cst.Call)
+            branch == "body"
+            and isinstance(test, cst.Call)
             and dotted_name(test.func) == "isinstance"
             and len(test.args) == 2
             and isinstance(test.args[0].value, cst.Name)
@@ -395,7 +398,56 @@ def _isinstance_guard(index, call, name: str) -> Optional[FrozenSet[str]]:
             types = test.args[1].value
             elements = [e.value for e in types.elements] if isinstance(types, (cst.Tuple, cst.List)) else [types]
             return frozenset(index.qualname_of(e, call.scope, call.order) or "?" for e in elements)
+        if branch == "body":
+            kinds = _classname_guard(index, call, test, name)
+            if kinds is not None:
+                return kinds
+            return None  # a further filter (``if m is self.out``, ``if name.startswith("head")``)
     return None
+
+
+def _classname_guard(index, call, test, name: str) -> Optional[FrozenSet[str]]:
+    """DCGAN style: ``classname = m.__class__.__name__`` and
+    ``if classname.find("Conv") != -1`` (or ``"Linear" in classname``,
+    joined with ``or``): the layer kinds whose class name contains it."""
+    if isinstance(test, cst.BooleanOperation):
+        if not isinstance(test.operator, cst.Or):
+            return None
+        left = _classname_guard(index, call, test.left, name)
+        right = _classname_guard(index, call, test.right, name)
+        return left | right if left is not None and right is not None else None
+    if not isinstance(test, cst.Comparison) or len(test.comparisons) != 1:
+        return None
+    comparison = test.comparisons[0]
+    word = subject = None
+    if isinstance(comparison.operator, cst.In) and isinstance(test.left, cst.SimpleString):
+        word, subject = test.left.evaluated_value, comparison.comparator
+    elif (
+        isinstance(comparison.operator, cst.NotEqual)
+        and int_value(comparison.comparator) == -1
+        and isinstance(test.left, cst.Call)
+        and isinstance(test.left.func, cst.Attribute)
+        and test.left.func.attr.value == "find"
+        and test.left.args
+        and isinstance(test.left.args[0].value, cst.SimpleString)
+    ):
+        word, subject = test.left.args[0].value.evaluated_value, test.left.func.value
+    if not isinstance(word, str) or not word or subject is None:
+        return None
+    if isinstance(subject, cst.Name):
+        values = index.flow.definitions(subject, call.scope, call.order)
+        if len(values) != 1:
+            return None
+        subject = values[0].expr
+    if dotted_name(subject) not in (f"{name}.__class__.__name__",) and not (
+        isinstance(subject, cst.Attribute)
+        and subject.attr.value == "__name__"
+        and isinstance(subject.value, cst.Call)
+        and dotted_name(subject.value.func) == "type"
+    ):
+        return None
+    kinds = frozenset(q for q in api.WEIGHT_LAYERS if word in q.rsplit(".", 1)[-1])
+    return kinds or None
 
 
 def _model_weight_layers(flow, owner, scope, order, kinds) -> Tuple[int, str]:
