@@ -655,7 +655,10 @@ class Dataflow:
             inner = self.value_range(expr.expression, scope, order, depth)
             return (-inner[1], -inner[0]) if inner is not None else None
         if isinstance(expr, cst.BinaryOperation):
-            return self._binary_range(expr, scope, order, depth)
+            try:
+                return self._binary_range(expr, scope, order, depth)
+            except (OverflowError, ValueError):
+                return None
         if isinstance(expr, cst.Subscript):
             return self.value_range(expr.value, scope, order, depth)
         if isinstance(expr, (cst.List, cst.Tuple)):
