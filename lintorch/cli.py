@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Dict, FrozenSet, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from lintorch import __version__, config as config_mod, registry
 from lintorch.rule import Finding, Rule
@@ -43,6 +43,9 @@ def _check_parser() -> argparse.ArgumentParser:
         "--force-exclude", action="store_true", help="apply exclude to files named on the command line too"
     )
     parser.add_argument("--stdin-filename", help="the path to report (and match config against) for stdin input")
+    parser.add_argument("-j", "--jobs", type=int, default=0, help="worker processes (default: all cores; 1: serial)")
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the findings cache")
+    parser.add_argument("--cache-dir", help="where to keep the cache (default: .lintorch_cache beside pyproject.toml)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     parser.add_argument("--version", action="version", version=f"lintorch {__version__}")
     return parser
@@ -68,29 +71,19 @@ def _load_config(args: argparse.Namespace) -> config_mod.Config:
     return config
 
 
-class _RuleCache:
-    """Rule instances per distinct set of enabled codes (per-file ignores)."""
+def _cache_dir(args: argparse.Namespace, config: config_mod.Config) -> Optional[str]:
+    if args.no_cache:
+        return None
+    if args.cache_dir:
+        return args.cache_dir
+    from lintorch.cache import CACHE_DIR_NAME
 
-    def __init__(self, config: config_mod.Config):
-        self.config = config
-        self.enabled = config.enabled_codes()
-        self._by_codes: Dict[FrozenSet[str], List[Rule]] = {}
-
-    def codes_for(self, path: str) -> FrozenSet[str]:
-        ignored = self.config.per_file_ignored(path)
-        if not ignored:
-            return self.enabled
-        return frozenset(code for code in self.enabled if not any(code.startswith(p) for p in ignored))
-
-    def rules_for(self, codes: FrozenSet[str]) -> List[Rule]:
-        rules = self._by_codes.get(codes)
-        if rules is None:
-            rules = self._by_codes[codes] = registry.instantiate(codes)
-        return rules
+    root = config.root if config.source is not None else Path.cwd()
+    return str(root / CACHE_DIR_NAME)
 
 
 def check_main(argv: Sequence[str]) -> int:
-    from lintorch import engine, files, output
+    from lintorch import files, output, runner
 
     args = _check_parser().parse_args(argv)
     try:
@@ -99,17 +92,14 @@ def check_main(argv: Sequence[str]) -> int:
         print(f"lintorch: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
 
-    rules = _RuleCache(config)
     findings: List[Finding] = []
     paths = args.paths or ["."]
     status = EXIT_CLEAN
     checked = 0
 
     if "-" in paths:
-        display = args.stdin_filename or "-"
-        codes = rules.codes_for(display)
-        data = sys.stdin.buffer.read()
-        findings += _keep(engine.lint_bytes(data, display, rules.rules_for(codes), debug=args.debug), codes)
+        linter = runner.FileLinter(config, None, args.debug)
+        findings += linter.lint_data(sys.stdin.buffer.read(), args.stdin_filename or "-")
         checked += 1
         paths = [p for p in paths if p != "-"]
 
@@ -117,10 +107,11 @@ def check_main(argv: Sequence[str]) -> int:
     for path, reason in discovery.missing:
         print(f"lintorch: error: {path}: {reason}", file=sys.stderr)
         status = EXIT_ERROR
-    for path in discovery.files:
-        codes = rules.codes_for(path)
-        found = engine.read_and_lint(path, _display(path), rules.rules_for(codes), debug=args.debug)
-        findings += _keep(found, codes)
+    results = runner.lint_paths(
+        discovery.files, config, jobs=args.jobs, cache_dir=_cache_dir(args, config), debug=args.debug
+    )
+    for _, found in results:
+        findings += found
         checked += 1
 
     stdout = sys.stdout
@@ -139,15 +130,6 @@ def check_main(argv: Sequence[str]) -> int:
     if findings and not args.exit_zero:
         return EXIT_FINDINGS
     return EXIT_CLEAN
-
-
-def _keep(found: List[Finding], codes: FrozenSet[str]) -> List[Finding]:
-    return [f for f in found if f.code in codes]
-
-
-def _display(path: str) -> str:
-    """Paths as the user typed them, without a leading ``./``."""
-    return path[2:] if path.startswith("./") else path
 
 
 # -- lintorch rule ------------------------------------------------------------

@@ -8,10 +8,9 @@ reported nodes -> ``# noqa`` filtering.
 
 import re
 import traceback
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from lintorch import registry, source
 from lintorch.index import ModuleIndex
@@ -101,6 +100,8 @@ def lint_module(
         index = ModuleIndex(module, path, text)
     except RecursionError:
         return [error_finding(path, source.SourceError("code nested too deeply to analyse"))]
+    if index.is_other_framework:
+        return []
     reports: List[tuple] = []
     findings: List[Finding] = []
     for rule in rules:
@@ -138,6 +139,9 @@ def _internal_error(path: str, rule: Rule, exc: BaseException, debug: bool) -> F
 
 
 def _position(module: cst.Module, path: str, reports: Iterable[tuple]) -> List[Finding]:
+    # Imported here: most files have no findings and never need positions.
+    from libcst.metadata import MetadataWrapper, PositionProvider
+
     positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
     findings = []
     for rule, report in reports:
@@ -210,14 +214,21 @@ def _dedupe(findings: List[Finding]) -> List[Finding]:
     return out
 
 
-def read_and_lint(path: str, display_path: str, rules: Sequence[Rule], *, debug: bool = False) -> List[Finding]:
-    """Lint a file on disk; unreadable files become LT000 findings."""
+def read_file(path: str, display_path: str) -> Union[bytes, Finding]:
+    """The file's bytes, or the LT000 finding saying why it cannot be read."""
     try:
         with open(path, "rb") as handle:
-            data = handle.read()
+            return handle.read()
     except IsADirectoryError:
-        return [error_finding(display_path, source.SourceError("is a directory"))]
+        reason = "is a directory"
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        return [error_finding(display_path, source.SourceError(f"cannot read file: {reason}"))]
+        reason = f"cannot read file: {exc.strerror or exc}"
+    return error_finding(display_path, source.SourceError(reason))
+
+
+def read_and_lint(path: str, display_path: str, rules: Sequence[Rule], *, debug: bool = False) -> List[Finding]:
+    """Lint a file on disk; unreadable files become LT000 findings."""
+    data = read_file(path, display_path)
+    if isinstance(data, Finding):
+        return [data]
     return lint_bytes(data, display_path, rules, debug=debug)

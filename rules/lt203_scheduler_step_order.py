@@ -1,0 +1,192 @@
+import libcst as cst
+
+from lintorch import torchapi as api
+from lintorch.index import dotted_name
+from lintorch.rule import Example, Rule, Severity
+from lintorch.training import BACKWARD, SCHEDULER_STEP, STEP, exclusive_branches
+
+#: Scheduler factories outside torch that return a torch ``LambdaLR``.
+_SCHEDULER_FACTORIES = ("transformers.", "diffusers.optimization.")
+
+
+class SchedulerStepOrder(Rule):
+    """
+    **What it does.** Flags a learning-rate scheduler's `step()` that runs
+    before the optimizer's `step()` in the same pass of a loop (warning),
+    and, as an error, `scheduler.step()` in a loop that runs `backward()`
+    but never an optimizer `step()` anywhere in the file.
+
+    **Why is this bad?** Since PyTorch 1.1 the scheduler must be stepped
+    *after* the optimizer: stepping it first skips the first value of the
+    schedule (PyTorch prints "Detected call of `lr_scheduler.step()` before
+    `optimizer.step()`"), so warm-ups start late and decays come one period
+    early. A scheduler only changes the learning rate; it never updates the
+    weights, so a loop with `backward()` and `scheduler.step()` but no
+    `optimizer.step()` trains nothing.
+
+    **Symptom.** Order: the first epoch(s) run at the wrong learning rate
+    and accuracy improves less than expected. Missing optimizer step: the
+    loss does not change at all and the model is not learning.
+
+    **Fix.** Call `optimizer.step()` after `backward()` and
+    `scheduler.step()` after `optimizer.step()` (per batch for per-step
+    schedules, after the batch loop for per-epoch ones). Not flagged: a
+    scheduler stepped once before the loop to set an initial learning
+    rate, `ReduceLROnPlateau`, and loops whose optimizer step happens in a
+    closure or a helper (LBFGS, `train_step()`), which count as steps.
+    """
+
+    code = "LT203"
+    name = "scheduler-step-order"
+    severity = Severity.WARNING
+    summary = "scheduler.step() before optimizer.step(), or without any optimizer.step()"
+    symptom = "first learning-rate value skipped; or loss not changing, model not learning"
+    triggers = ("step(",)
+
+    bad = [
+        Example(
+            """
+            from torch.optim.lr_scheduler import OneCycleLR
+            scheduler = OneCycleLR(optimizer, max_lr=0.1, total_steps=1000)
+            for x, y in loader:
+                optimizer.zero_grad()
+                criterion(model(x), y).backward()
+                scheduler.step()
+                optimizer.step()
+            """
+        ),
+    ]
+    good = [
+        Example(
+            """
+            from torch.optim.lr_scheduler import OneCycleLR
+            scheduler = OneCycleLR(optimizer, max_lr=0.1, total_steps=1000)
+            for x, y in loader:
+                optimizer.zero_grad()
+                criterion(model(x), y).backward()
+                optimizer.step()
+                scheduler.step()
+            """
+        ),
+    ]
+
+    def check(self, index):
+        training = index.training
+        any_step = None
+        for call in index.method_calls("step"):
+            if SCHEDULER_STEP not in training.call_effects(call) or call.loop is None:
+                continue
+            found = training.scheduler_constructor(call)
+            if found is None:
+                continue
+            qualname, ctor = found
+            if not (qualname.startswith(api.LR_SCHEDULER_PREFIX) or qualname.startswith(_SCHEDULER_FACTORIES)):
+                continue
+            if any_step is None:
+                any_step = any(STEP in training.call_effects(c) for c in index.calls) or any(
+                    STEP in training.loop_witnesses(loop) for loop in index.loops
+                )
+            if not any_step:
+                report = self._missing_step(index, call)
+                if report is not None:
+                    yield report
+                continue
+            if qualname == api.REDUCE_ON_PLATEAU:
+                continue
+            report = self._before_step(training, call, ctor)
+            if report is not None:
+                yield report
+
+    def _before_step(self, training, call, ctor):
+        loop = call.loop
+        if loop.scope is not call.scope:
+            return None
+        sequence = training.scope_effects(call.scope)
+        position = next(i for i, e in enumerate(sequence) if e.call is call)
+        target = _scheduler_optimizer(ctor)
+        for earlier in sequence[:position]:
+            if STEP in earlier.effects and earlier.call.loop is not None and loop.contains(earlier.call.loop):
+                return None  # the optimizer already stepped in this pass
+        for later in sequence[position + 1:]:
+            if later.call.loop is None or not loop.contains(later.call.loop):
+                continue
+            if STEP not in later.effects:
+                continue
+            if not _steps_target(training, later, target, ctor):
+                continue
+            if exclusive_branches(loop.node, [call.node, later.call.node]):
+                continue
+            return self.report(
+                call.node,
+                f"{dotted_name(call.node.func) or 'scheduler.step'}() runs before the optimizer step "
+                "(line {line0}) in each pass of this loop: the first learning-rate value of the schedule "
+                "is skipped (PyTorch warns about this order), so warm-up and decay come one period early "
+                "and accuracy improves less than it should. Call scheduler.step() after optimizer.step().",
+                related=(later.call.node,),
+            )
+        return None
+
+    def _missing_step(self, index, call):
+        training = index.training
+        for loop in (call.loop, *call.loop.ancestors()):
+            if loop.scope is not call.scope:
+                break
+            witnesses = training.loop_witnesses(loop)
+            if BACKWARD not in witnesses:
+                continue
+            for other in loop.calls:
+                if other.method == "step" and training.receiver_kind(other) is None:
+                    return None  # engine.step(), trainer.step(): may step the optimizer
+                if other.qualname is None and other.method not in ("step", "backward", "zero_grad") and any(
+                    _optimizer_like(training, arg.value, other) for arg in other.node.args
+                ):
+                    return None  # the optimizer is handed to something that may step it
+            return self.report(
+                call.node,
+                f"{dotted_name(call.node.func) or 'scheduler.step'}() in a loop that runs backward() "
+                "(line {line0}) but no optimizer.step() anywhere: a scheduler only changes the learning "
+                "rate and never updates the weights, so the loss does not change and the model is not "
+                "learning. Call optimizer.step() after backward(), then scheduler.step().",
+                related=(witnesses[BACKWARD],),
+                severity=Severity.ERROR,
+            )
+        return None
+
+
+def _scheduler_optimizer(ctor):
+    expr = ctor.expr
+    if not isinstance(expr, cst.Call):
+        return None
+    from lintorch.index import call_arg
+
+    return call_arg(expr, 0, "optimizer")
+
+
+def _steps_target(training, effect, target, ctor) -> bool:
+    """Whether this step is (visibly possibly) of the scheduler's optimizer."""
+    if target is None:
+        return True
+    ctor_call = training.call_at(ctor.expr)
+    if ctor_call is None:
+        return True
+    optimizer = training.stepped_optimizer(effect.call)
+    if optimizer is not None:
+        return training.same_object(optimizer, effect.call, target, ctor_call)
+    # a helper or closure: it must be handed the scheduler's optimizer
+    return any(
+        isinstance(arg.value, (cst.Name, cst.Attribute))
+        and training.same_object(arg.value, effect.call, target, ctor_call)
+        for arg in effect.call.node.args
+    ) or not any(True for _ in effect.call.node.args)
+
+
+def _optimizer_like(training, expr, call) -> bool:
+    if not isinstance(expr, (cst.Name, cst.Attribute)):
+        return False
+    last = (dotted_name(expr) or "").rsplit(".", 1)[-1].lower()
+    if "opt" in last:
+        return True
+    return any(
+        q.startswith(api.OPTIMIZER_PREFIX) and not q.startswith(api.LR_SCHEDULER_PREFIX)
+        for q in training.flow.instance_qualnames(expr, call.scope, call.order)
+    )
