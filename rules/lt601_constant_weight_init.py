@@ -197,8 +197,8 @@ class ConstantWeightInit(Rule):
         if _written_again(index, call, name.value, loop):
             return None
         owner = iterable.func.value
-        if _loaded_later(index, owner):
-            return None
+        if _final_by_name(owner) or _loaded_later(index, owner):
+            return None  # zero_module(self.out), for p in self.head.parameters()
         count, label = _model_weight_layers(flow, owner, call.scope, call.order, api.WEIGHT_LAYERS)
         if count < 2:
             return None
