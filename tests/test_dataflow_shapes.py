@@ -151,3 +151,34 @@ def test_enclosing_blocks():
     kinds = [(type(node).__name__, branch) for node, branch in flow.enclosing_blocks(touch)]
     assert kinds == [("If", "body"), ("For", "body")]
     assert [(type(n).__name__, b) for n, b in flow.enclosing_blocks(other)] == [("If", "orelse")]
+
+
+def test_output_width():
+    index = index_of(
+        """
+        import torch.nn as nn
+        import torchvision
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.body = nn.Linear(8, 32)
+                self.classifier = nn.Linear(32, 7)
+
+            def forward(self, x):
+                return self.classifier(self.body(x).relu())
+
+        a = nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1))
+        b = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1), nn.Dropout(0.1))
+        c = Net()
+        d = torchvision.models.resnet18(num_classes=2)
+        e = torchvision.models.resnet18()
+        use(a, b, c, d, e)
+        """
+    )
+    flow = index.flow
+    call = last_call(index, "use")
+    widths = [
+        flow.output_width(flow.module_instance(arg.value, call.scope, call.order)) for arg in call.node.args
+    ]
+    assert widths == [3, 1, 7, 2, 1000]
