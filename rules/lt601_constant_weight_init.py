@@ -39,8 +39,12 @@ class ConstantWeightInit(Rule):
     whose output `forward` returns or adds to a residual, layers named like
     `head`, `out`, `proj`, `last`, `final`, `classifier`, `[-1]` of a
     `Sequential`: zero-init there is a known technique), loops with a filter
-    (`if "bias" in name`, `if p.dim() > 1`), and parameters that are
-    overwritten afterwards (`load_state_dict`, `copy_`).
+    (`if "bias" in name`, `if p.dim() > 1`), parameters that are
+    overwritten afterwards (`load_state_dict`, `copy_`, `p.data += ...`:
+    model averaging, EMA), and whole-model constant loops in files that
+    never train (no optimizer, no `backward()`): tests that compare two
+    implementations or probe receptive fields set constant weights on
+    purpose.
 
     **Why is this bad?** When every weight of a hidden layer has the same
     value, every unit of the layer computes the same output and receives the
@@ -68,15 +72,18 @@ class ConstantWeightInit(Rule):
     bad = [
         Example(
             """
+            import torch
             import torch.nn as nn
 
             model = nn.Sequential(nn.Linear(1, 10), nn.ReLU(), nn.Linear(10, 1))
             for p in model.parameters():
                 nn.init.constant_(p, 0.01)
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
             """
         ),
         Example(
             """
+            import torch
             import torch.nn as nn
 
             class Net(nn.Module):
@@ -94,6 +101,7 @@ class ConstantWeightInit(Rule):
 
             model = Net()
             model.apply(init_weights)
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
             """
         ),
     ]
@@ -139,6 +147,8 @@ class ConstantWeightInit(Rule):
             if isinstance(tensor, cst.Attribute) and tensor.attr.value == "weight":
                 reason = self._hidden_layer_weight(index, flow, call, tensor.value)
             elif isinstance(tensor, cst.Name):
+                if not _trains(index) or _copies_parameters(index):
+                    continue  # a test comparing implementations, model averaging
                 reason = self._parameter_loop(index, flow, call, tensor)
             else:
                 continue
@@ -331,6 +341,8 @@ def _guarded_module_variable(index, flow, call, layer: cst.Name):
     kinds = _isinstance_guard(index, call, layer.value)
     if not kinds or not kinds <= api.WEIGHT_LAYERS:
         return None
+    if not _trains(index) or _copies_parameters(index):
+        return None  # constant weights to test or probe a model (receptive fields)
     bindings = index.lookup(layer.value, call.scope, call.order)
     if len(bindings) != 1:
         return None
@@ -509,3 +521,21 @@ def _loaded_later(index, owner) -> bool:
     return any(
         c.method == "load_state_dict" and dotted_name(c.receiver) == dotted for c in index.method_calls("load_state_dict")
     )
+
+
+def _trains(index) -> bool:
+    """The module builds an optimizer or calls ``backward()``: the
+    constant-initialised model is trained here, not just probed or compared
+    with another implementation in a test."""
+    return any(
+        (call.qualname or "").startswith(api.OPTIMIZER_PREFIX) or call.method == "backward" for call in index.calls
+    )
+
+
+def _copies_parameters(index) -> bool:
+    """Parameters are overwritten elsewhere in the module (model averaging,
+    EMA, federated aggregation, checkpoints): a constant start is then
+    only a placeholder."""
+    if any(assign.attr == "data" for assign in index.attr_assigns):
+        return True  # p.data = ..., p.data += ...
+    return any(call.method in ("copy_", "load_state_dict", "lerp_") for call in index.calls)
