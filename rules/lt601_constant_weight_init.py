@@ -67,7 +67,8 @@ class ConstantWeightInit(Rule):
     severity = Severity.ERROR
     summary = "hidden-layer weights initialised to a constant: symmetry is never broken"
     symptom = "identical outputs for every input; model not learning"
-    triggers = ("constant_", "zeros_", "ones_", "fill_", "zero_", "init.constant", "init.zeros", "init.ones")
+    # "zeros_(" rather than "zeros_": "zeros_like" and "zero_grad" are everywhere.
+    triggers = ("constant_(", "zeros_(", "ones_(", "fill_(", "zero_()", "init.constant", "init.zeros", "init.ones")
 
     bad = [
         Example(
