@@ -25,7 +25,9 @@ class SuspiciousLearningRate(Rule):
     accuracy does not improve.
 
     **Fix.** Start from `lr=1e-3` (Adam's default) and tune downwards or
-    upwards by factors of 3. Not flagged: SGD, learning-rate range tests
+    upwards by factors of 3. Not flagged: SGD, tensors optimised directly
+    (`Adam([image], lr=0.1)` in feature visualisation or style transfer),
+    learning-rate range tests
     (`lr_find`, `LRFinder`), and optimisers whose lr a scheduler replaces
     from the first step (`LambdaLR` warm-up/Noam schedules, `OneCycleLR`,
     `CyclicLR`, transformers' `get_*_schedule_with_warmup`, a manual
@@ -84,7 +86,7 @@ class SuspiciousLearningRate(Rule):
             values = [number_value(v.expr) for v in flow.definitions(lr, call.scope, call.order)]
             if not values or any(v is None or v < 0.1 for v in values):
                 continue
-            if _lr_replaced(index, call):
+            if _lr_replaced(index, call) or _optimises_tensors(index, call):
                 continue
             short = call.qualname.rsplit(".", 1)[-1]
             value = max(values)
@@ -127,3 +129,28 @@ def _lr_replaced(index, ctor_call) -> bool:
         if any(word in name for word in _OVERRIDE_WORDS):
             return True
     return False
+
+
+def _optimises_tensors(index, call) -> bool:
+    """``Adam([image], lr=0.1)``: pixels, latents or embeddings optimised
+    directly (feature visualisation, style transfer, adversarial inputs),
+    where per-element steps of 0.1 are normal."""
+    params = call.arg(0, "params")
+    if params is None:
+        return False
+    values = [params]
+    if isinstance(params, cst.Name):
+        values = [v.expr for v in index.flow.definitions(params, call.scope, call.order)]
+    for value in values:
+        if isinstance(value, (cst.List, cst.Tuple)) and value.elements:
+            if all(not isinstance(e.value, cst.Dict) and not _is_parameters_call(e.value) for e in value.elements):
+                return True
+    return False
+
+
+def _is_parameters_call(node) -> bool:
+    if isinstance(node, cst.StarredElement):
+        node = node.value
+    return isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value in (
+        "parameters", "named_parameters"
+    )
