@@ -2,7 +2,7 @@ import libcst as cst
 
 from lintorch.index import dotted_name
 from lintorch.rule import Example, Rule, Severity
-from lintorch.training import BACKWARD
+from lintorch.training import BACKWARD, STEP
 
 #: Calls that turn a loss tensor into a graph-free value.
 _SCALARISING = frozenset({"item", "detach", "tolist", "numpy", "cpu", "data"})
@@ -26,7 +26,9 @@ class LossKeptWithGraph(Rule):
 
     **Fix.** Accumulate `loss.item()` (a Python float) or `loss.detach()`.
     Not flagged: an accumulated loss that is itself backpropagated later
-    (`total = total + loss` then `total.backward()`, `torch.stack(losses).mean().backward()`).
+    (`total = total + loss` then `total.backward()`, `torch.stack(losses).mean().backward()`),
+    and an accumulator re-initialised at every optimizer step (micro-batch
+    losses of one step), which holds one step's graphs at most.
     """
 
     code = "LT205"
@@ -100,6 +102,8 @@ class LossKeptWithGraph(Rule):
                     defs = {id(v.expr) for v in flow.definitions(value, scope, order)}
                     if not defs or defs != loss_defs:
                         continue
+                    if _reset_every_step(training, scope, backward, target, node):
+                        continue
                     yield self.report(
                         value,
                         f"{name} is backpropagated (line {{line0}}) and also accumulated as a tensor into "
@@ -147,3 +151,22 @@ def _loss_name(call):
     if isinstance(receiver, cst.Call) and isinstance(receiver.func, cst.Attribute) and receiver.func.attr.value == "scale":
         receiver = receiver.args[0].value if len(receiver.args) == 1 else None
     return receiver if isinstance(receiver, cst.Name) else None
+
+
+def _reset_every_step(training, scope, backward, target, accumulation) -> bool:
+    """The accumulator is re-initialised inside the loop that steps the
+    optimizer (``losses = []`` per batch, summed over micro-batches): it
+    holds one step's graphs at most, so memory does not grow."""
+    loop = backward.loop
+    while loop is not None and loop.scope is scope and STEP not in training.loop_witnesses(loop):
+        loop = loop.parent
+    if loop is None or loop.scope is not scope:
+        return False
+    for binding in scope.bindings.get(target, ()):
+        if binding.node is accumulation or binding.kind not in ("assign", "annassign"):
+            continue
+        if isinstance(binding.value, cst.BinaryOperation):
+            continue  # total = total + loss: the accumulation itself
+        if training.loop_contains_node(loop, binding.node):
+            return True
+    return False
