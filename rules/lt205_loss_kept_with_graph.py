@@ -119,8 +119,9 @@ def _accumulations(index, scope, name):
         for binding in bindings:
             value = binding.value
             if binding.kind == "augassign" and isinstance(binding.node, cst.AugAssign):
-                if isinstance(binding.node.operator, cst.AddAssign) and isinstance(value, cst.Name) and value.value == name:
-                    yield binding.node, binding.name, value
+                added = _scaled_name(value, name)
+                if isinstance(binding.node.operator, cst.AddAssign) and added is not None:
+                    yield binding.node, binding.name, added
             elif binding.kind == "assign" and isinstance(value, cst.BinaryOperation) and isinstance(value.operator, cst.Add):
                 sides = (value.left, value.right)
                 if any(isinstance(s, cst.Name) and s.value == binding.name for s in sides):
@@ -170,3 +171,14 @@ def _reset_every_step(training, scope, backward, target, accumulation) -> bool:
         if training.loop_contains_node(loop, binding.node):
             return True
     return False
+
+
+def _scaled_name(value, name):
+    """The Name ``name`` in ``loss``, ``loss * x.size(0)``, ``loss / n``."""
+    if isinstance(value, cst.Name):
+        return value if value.value == name else None
+    if isinstance(value, cst.BinaryOperation) and isinstance(value.operator, (cst.Multiply, cst.Divide)):
+        for side in (value.left, value.right):
+            if isinstance(side, cst.Name) and side.value == name:
+                return side
+    return None

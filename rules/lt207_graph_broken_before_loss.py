@@ -197,6 +197,8 @@ class GraphBrokenBeforeLoss(Rule):
             return True
         if isinstance(expr, cst.Name):
             values = index.flow.definitions(expr, scope, order)
+            if len(values) == 1 and values[0].expr is expr:
+                return True  # defined elsewhere (an earlier notebook cell): the labels
             return all(
                 value.expr is not expr and self._is_data(index, value.expr, value.scope, value.order, depth + 1)
                 for value in values
