@@ -101,6 +101,8 @@ class SchedulerStepOrder(Rule):
         loop = call.loop
         if loop.scope is not call.scope:
             return None
+        if training.loop_contains_node(loop, ctor.expr):
+            return None  # a scheduler built in this pass and stepped once to set its initial lr
         sequence = training.scope_effects(call.scope)
         position = next(i for i, e in enumerate(sequence) if e.call is call)
         target = _scheduler_optimizer(ctor)
