@@ -41,7 +41,7 @@ class SchedulerStepOrder(Rule):
     severity = Severity.WARNING
     summary = "scheduler.step() before optimizer.step(), or without any optimizer.step()"
     symptom = "first learning-rate value skipped; or loss not changing, model not learning"
-    triggers = ("step(",)
+    triggers = ("lr_scheduler", "_schedule_with_warmup", "get_scheduler")
 
     bad = [
         Example(

@@ -39,7 +39,7 @@ class SuspiciousLearningRate(Rule):
     severity = Severity.WARNING
     summary = "adaptive optimiser (Adam, RMSprop, Adagrad...) with a learning rate of 0.1 or more"
     symptom = "loss oscillating, exploding or stuck; identical predictions; accuracy not improving"
-    triggers = ("Adam", "RMSprop", "Adagrad")
+    triggers = ("Adam(", "AdamW(", "RMSprop(", "Adagrad(", "Adamax(")
 
     bad = [
         Example(

@@ -40,7 +40,7 @@ class SchedulerStepMetric(Rule):
     severity = Severity.ERROR
     summary = "scheduler.step(metric) on a scheduler that is not ReduceLROnPlateau"
     symptom = "learning rate never follows the schedule; training plateaus, accuracy not improving"
-    triggers = ("step(",)
+    triggers = ("lr_scheduler",)
 
     bad = [
         Example(
