@@ -26,7 +26,7 @@ DEFAULT_EXCLUDES = (
 )
 
 _LIST_KEYS = ("select", "ignore", "extend-select", "extend-ignore", "exclude", "extend-exclude")
-KNOWN_KEYS = frozenset(_LIST_KEYS + ("per-file-ignores",))
+KNOWN_KEYS = frozenset(_LIST_KEYS + ("per-file-ignores", "force-exclude"))
 
 
 class ConfigError(Exception):
@@ -40,6 +40,8 @@ class Config:
     extend_select: List[str] = field(default_factory=list)
     exclude: List[str] = field(default_factory=list)
     per_file_ignores: Dict[str, List[str]] = field(default_factory=dict)
+    #: Apply ``exclude`` to explicitly named files too (for pre-commit).
+    force_exclude: bool = False
     #: Directory that relative patterns are anchored to.
     root: Path = field(default_factory=Path.cwd)
     source: Optional[Path] = None
@@ -146,7 +148,11 @@ def from_table(table: dict, path: Path) -> Config:
             raise ConfigError(f"{path}: per-file-ignores must be a table of glob = [codes]")
         for pattern, codes in raw.items():
             per_file[pattern] = _string_list(codes, f"per-file-ignores.{pattern!r}", path)
+    force_exclude = table.get("force-exclude", False)
+    if not isinstance(force_exclude, bool):
+        raise ConfigError(f"{path}: force-exclude must be true or false")
     config = Config(
+        force_exclude=force_exclude,
         select=values.get("select", ["ALL"]),
         ignore=values.get("ignore", []) + values.get("extend-ignore", []),
         extend_select=values.get("extend-select", []),

@@ -8,10 +8,9 @@ reported nodes -> ``# noqa`` filtering.
 
 import re
 import traceback
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from lintorch import registry, source
 from lintorch.index import ModuleIndex
@@ -24,6 +23,8 @@ NOQA_RE = re.compile(
     re.IGNORECASE,
 )
 _CODE_SPLIT_RE = re.compile(r"[,\s]+")
+#: Jupyter notebooks are linted as the concatenation of their code cells.
+NOTEBOOK_SUFFIX = ".ipynb"
 
 
 def error_finding(path: str, error: source.SourceError) -> Finding:
@@ -54,7 +55,12 @@ def lint_bytes(
     apply_noqa: bool = True,
     debug: bool = False,
 ) -> List[Finding]:
-    """Lint a file's raw bytes (decoded per PEP 263)."""
+    """Lint a file's raw bytes (decoded per PEP 263); a ``.ipynb`` path is
+    read as a Jupyter notebook."""
+    if path.endswith(NOTEBOOK_SUFFIX):
+        from lintorch import notebook
+
+        return notebook.lint_notebook_bytes(data, path, rules, apply_noqa=apply_noqa, debug=debug)
     candidates = could_trigger(data, rules)
     decoded = source.decode(data)
     if isinstance(decoded, source.SourceError):
@@ -96,11 +102,16 @@ def lint_module(
     *,
     apply_noqa: bool = True,
     debug: bool = False,
+    line_label: Optional[Callable[[int], str]] = None,
 ) -> List[Finding]:
+    """``line_label`` turns a line number into the text that replaces
+    ``{line0}`` in messages (notebooks say which cell)."""
     try:
         index = ModuleIndex(module, path, text)
     except RecursionError:
         return [error_finding(path, source.SourceError("code nested too deeply to analyse"))]
+    if index.is_other_framework:
+        return []
     reports: List[tuple] = []
     findings: List[Finding] = []
     for rule in rules:
@@ -110,7 +121,7 @@ def lint_module(
         except Exception as exc:  # a bug in one rule must not stop the others
             findings.append(_internal_error(path, rule, exc, debug))
     if reports:
-        findings.extend(_position(module, path, reports))
+        findings.extend(_position(module, path, reports, line_label))
     if apply_noqa and findings:
         findings = filter_noqa(findings, text)
     findings.sort(key=Finding.sort_key)
@@ -137,7 +148,13 @@ def _internal_error(path: str, rule: Rule, exc: BaseException, debug: bool) -> F
     )
 
 
-def _position(module: cst.Module, path: str, reports: Iterable[tuple]) -> List[Finding]:
+def _position(
+    module: cst.Module, path: str, reports: Iterable[tuple], line_label: Optional[Callable[[int], str]] = None
+) -> List[Finding]:
+    # Imported here: most files have no findings and never need positions.
+    from libcst.metadata import MetadataWrapper, PositionProvider
+
+    label = line_label or str
     positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
     findings = []
     for rule, report in reports:
@@ -151,7 +168,7 @@ def _position(module: cst.Module, path: str, reports: Iterable[tuple]) -> List[F
         message = report.message
         for i, related in enumerate(report.related):
             related_range = positions.get(related)
-            message = message.replace(f"{{line{i}}}", str(related_range.start.line) if related_range else "?")
+            message = message.replace(f"{{line{i}}}", label(related_range.start.line) if related_range else "?")
         findings.append(
             Finding(
                 path=path,
@@ -163,6 +180,7 @@ def _position(module: cst.Module, path: str, reports: Iterable[tuple]) -> List[F
                 name=rule.name,
                 severity=report.severity or rule.severity,
                 message=message,
+                fix=report.fix,
             )
         )
     return findings
@@ -210,14 +228,21 @@ def _dedupe(findings: List[Finding]) -> List[Finding]:
     return out
 
 
-def read_and_lint(path: str, display_path: str, rules: Sequence[Rule], *, debug: bool = False) -> List[Finding]:
-    """Lint a file on disk; unreadable files become LT000 findings."""
+def read_file(path: str, display_path: str) -> Union[bytes, Finding]:
+    """The file's bytes, or the LT000 finding saying why it cannot be read."""
     try:
         with open(path, "rb") as handle:
-            data = handle.read()
+            return handle.read()
     except IsADirectoryError:
-        return [error_finding(display_path, source.SourceError("is a directory"))]
+        reason = "is a directory"
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        return [error_finding(display_path, source.SourceError(f"cannot read file: {reason}"))]
+        reason = f"cannot read file: {exc.strerror or exc}"
+    return error_finding(display_path, source.SourceError(reason))
+
+
+def read_and_lint(path: str, display_path: str, rules: Sequence[Rule], *, debug: bool = False) -> List[Finding]:
+    """Lint a file on disk; unreadable files become LT000 findings."""
+    data = read_file(path, display_path)
+    if isinstance(data, Finding):
+        return [data]
     return lint_bytes(data, display_path, rules, debug=debug)

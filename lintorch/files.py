@@ -1,4 +1,5 @@
-"""Which files a run covers: explicit files, and ``*.py`` under directories."""
+"""Which files a run covers: explicit files, and ``*.py``, ``*.pyi`` and
+``*.ipynb`` (Jupyter notebooks) under directories."""
 
 import fnmatch
 import os
@@ -7,7 +8,7 @@ from typing import Iterator, List, Sequence, Tuple
 
 from lintorch.config import DEFAULT_EXCLUDES, Config
 
-SOURCE_SUFFIXES = (".py", ".pyi")
+SOURCE_SUFFIXES = (".py", ".pyi", ".ipynb")
 
 
 @dataclass
@@ -39,9 +40,10 @@ def _walk(directory: str, config: Config) -> Iterator[str]:
 def discover(paths: Sequence[str], config: Config) -> Discovery:
     """Files to lint, in a stable order, without duplicates.
 
-    Explicitly named files are linted whatever their suffix (pre-commit and
-    editors pass exactly the files they want), unless the user's own
-    ``exclude`` matches them.
+    Explicitly named files are linted whatever their suffix and whatever
+    ``exclude`` says (as ruff does), unless ``force-exclude`` is set, which
+    the pre-commit hook turns on so that excluded files stay excluded when
+    pre-commit names them.
     """
     found = Discovery()
     seen = set()
@@ -57,7 +59,7 @@ def discover(paths: Sequence[str], config: Config) -> Discovery:
             for file in _walk(path, config):
                 add(file)
         elif os.path.lexists(path):
-            if not config.is_excluded(path):
+            if not (config.force_exclude and config.is_excluded(path)):
                 add(path)
         else:
             found.missing.append((path, "no such file or directory"))

@@ -17,7 +17,7 @@ training-loop facts), never by walking the tree again.
 """
 
 import dataclasses
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple, Union
 
 import libcst as cst
 
@@ -25,6 +25,9 @@ from lintorch.torchapi import canonical
 
 Loop = Union[cst.For, cst.While]
 _UNSET = object()
+OTHER_FRAMEWORKS = frozenset(
+    {"mxnet", "tensorflow", "keras", "jax", "flax", "paddle", "mindspore", "oneflow", "chainer", "tf_keras"}
+)
 
 
 class Binding:
@@ -125,6 +128,19 @@ class CallSite:
 
     def arg(self, position: Optional[int], keyword: Optional[str] = None) -> Optional[cst.BaseExpression]:
         return call_arg(self.node, position, keyword)
+
+    @property
+    def expects_exception(self) -> bool:
+        """Inside ``with pytest.raises(...)`` / ``self.assertRaises(...)``:
+        a test that the call fails, not a bug."""
+        for item in self.with_items:
+            manager = item.item
+            if isinstance(manager, cst.Call):
+                name = dotted_name(manager.func) or ""
+                last = name.rsplit(".", 1)[-1]
+                if last in ("raises", "assertRaises", "assertRaisesRegex", "assertRaisesRegexp"):
+                    return True
+        return False
 
     def __repr__(self) -> str:
         return f"<CallSite {self.dotted} @{self.order}>"
@@ -299,6 +315,24 @@ class ModuleIndex:
         self._flow = None
         self._training = None
         _Walker(self).walk_module(module)
+
+    def imported_roots(self) -> FrozenSet[str]:
+        """Top-level packages imported anywhere in the module."""
+        roots = set()
+        for scope in self.scopes:
+            for bindings in scope.bindings.values():
+                for binding in bindings:
+                    if binding.kind == "import" and binding.qualname:
+                        roots.add(binding.qualname.split(".")[0])
+        roots.update(module.split(".")[0] for module in self.star_imports)
+        return frozenset(roots)
+
+    @property
+    def is_other_framework(self) -> bool:
+        """Code for another deep-learning framework (MXNet, TensorFlow, JAX,
+        ...) that does not touch torch: PyTorch rules do not apply."""
+        roots = self.imported_roots()
+        return bool(roots & OTHER_FRAMEWORKS) and "torch" not in roots
 
     @property
     def flow(self):

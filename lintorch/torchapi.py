@@ -45,7 +45,7 @@ SIGMOID_MODULES = frozenset({"torch.nn.Sigmoid"})
 LOG_SOFTMAX_MODULES = frozenset({"torch.nn.LogSoftmax"})
 
 #: Tensor methods spelled like the functions above: ``x.softmax(1)``.
-ACTIVATION_METHODS = {"softmax": "softmax", "sigmoid": "sigmoid", "log_softmax": "log_softmax"}
+ACTIVATION_METHODS = {"softmax": "softmax", "sigmoid": "sigmoid", "log_softmax": "log_softmax", "tanh": "tanh"}
 
 # Losses -------------------------------------------------------------------
 
@@ -91,6 +91,76 @@ VALUE_PRESERVING_METHODS = frozenset(
     }
 )
 
+# Added for LT103-LT107, LT601, LT602 -----------------------------------------
+
+TANH_FUNCS = frozenset({"torch.tanh", "torch.nn.functional.tanh"})
+TANH_MODULES = frozenset({"torch.nn.Tanh"})
+
+BCE_WITH_LOGITS_MODULES = frozenset({"torch.nn.BCEWithLogitsLoss"})
+BCE_WITH_LOGITS_FUNCS = frozenset(
+    {"torch.nn.functional.binary_cross_entropy_with_logits", "torch.binary_cross_entropy_with_logits"}
+)
+
+#: Element-wise regression losses whose targets must lie in the output's range.
+REGRESSION_LOSS_MODULES = frozenset(
+    {"torch.nn.MSELoss", "torch.nn.L1Loss", "torch.nn.SmoothL1Loss", "torch.nn.HuberLoss"}
+)
+REGRESSION_LOSS_FUNCS = frozenset(
+    {
+        "torch.nn.functional.mse_loss",
+        "torch.nn.functional.l1_loss",
+        "torch.nn.functional.smooth_l1_loss",
+        "torch.nn.functional.huber_loss",
+    }
+)
+
+#: Softmax-family APIs whose ``dim`` is optional (implicit dim, deprecated).
+#: ``torch.softmax(x)`` and ``x.softmax()`` require ``dim`` and raise instead.
+IMPLICIT_DIM_SOFTMAX_FUNCS = frozenset(
+    {"torch.nn.functional.softmax", "torch.nn.functional.log_softmax", "torch.nn.functional.softmin"}
+)
+IMPLICIT_DIM_SOFTMAX_MODULES = frozenset({"torch.nn.Softmax", "torch.nn.LogSoftmax", "torch.nn.Softmin"})
+LOG_FUNCS = frozenset({"torch.log"})
+
+NN_INIT_CONSTANT = frozenset(
+    {
+        "torch.nn.init.constant_", "torch.nn.init.zeros_", "torch.nn.init.ones_",
+        "torch.nn.init.constant", "torch.nn.init.zeros", "torch.nn.init.ones",
+    }
+)
+#: Layers whose ``weight`` is a matrix mixing features: constant values there
+#: make every unit compute the same thing.
+WEIGHT_LAYERS = frozenset(
+    {
+        "torch.nn.Linear", "torch.nn.LazyLinear", "torch.nn.Bilinear",
+        "torch.nn.Conv1d", "torch.nn.Conv2d", "torch.nn.Conv3d",
+        "torch.nn.ConvTranspose1d", "torch.nn.ConvTranspose2d", "torch.nn.ConvTranspose3d",
+        "torch.nn.LazyConv1d", "torch.nn.LazyConv2d", "torch.nn.LazyConv3d",
+    }
+)
+NORM_LAYERS = frozenset(
+    {
+        "torch.nn.BatchNorm1d", "torch.nn.BatchNorm2d", "torch.nn.BatchNorm3d", "torch.nn.SyncBatchNorm",
+        "torch.nn.LazyBatchNorm1d", "torch.nn.LazyBatchNorm2d", "torch.nn.LazyBatchNorm3d",
+        "torch.nn.LayerNorm", "torch.nn.GroupNorm", "torch.nn.RMSNorm", "torch.nn.LocalResponseNorm",
+        "torch.nn.InstanceNorm1d", "torch.nn.InstanceNorm2d", "torch.nn.InstanceNorm3d",
+    }
+)
+#: Modules with no parameters that pass a layer's output on (activations,
+#: dropout, pooling, reshaping): a layer followed only by these is final.
+PASS_THROUGH_MODULES = frozenset(
+    {
+        "torch.nn.ReLU", "torch.nn.ReLU6", "torch.nn.LeakyReLU", "torch.nn.ELU", "torch.nn.SELU",
+        "torch.nn.CELU", "torch.nn.GELU", "torch.nn.SiLU", "torch.nn.Mish", "torch.nn.Sigmoid",
+        "torch.nn.Tanh", "torch.nn.Softmax", "torch.nn.LogSoftmax", "torch.nn.Softplus", "torch.nn.Hardtanh",
+        "torch.nn.Hardswish", "torch.nn.Hardsigmoid", "torch.nn.Dropout", "torch.nn.Dropout1d",
+        "torch.nn.Dropout2d", "torch.nn.Dropout3d", "torch.nn.AlphaDropout", "torch.nn.Identity",
+        "torch.nn.Flatten", "torch.nn.Unflatten", "torch.nn.MaxPool1d", "torch.nn.MaxPool2d",
+        "torch.nn.AvgPool1d", "torch.nn.AvgPool2d", "torch.nn.AdaptiveAvgPool1d", "torch.nn.AdaptiveAvgPool2d",
+        "torch.nn.AdaptiveMaxPool2d", "torch.nn.PReLU",
+    }
+)
+
 # Optimisation-loop rules (LT2xx) -------------------------------------------
 
 #: Optimisers that scale each step by a running gradient statistic, so their
@@ -125,3 +195,64 @@ GRAD_DISABLING = frozenset({"torch.no_grad", "torch.inference_mode", "torch.auto
 GRAD_ENABLING = frozenset({"torch.enable_grad", "torch.autograd.grad_mode.enable_grad", "torch.autograd.enable_grad"})
 SET_GRAD_ENABLED = frozenset({"torch.set_grad_enabled", "torch.autograd.grad_mode.set_grad_enabled",
                               "torch.autograd.set_grad_enabled"})
+
+# Train/eval mode (LT3xx) -----------------------------------------------------
+
+#: Context managers (called) and decorators under which no graph is built.
+NO_GRAD_CONTEXTS = frozenset(
+    {
+        "torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad",
+        "torch.autograd.grad_mode.no_grad", "torch.autograd.grad_mode.inference_mode",
+        "torch.autograd.inference_mode",
+    }
+)
+SET_GRAD_ENABLED = frozenset({"torch.set_grad_enabled", "torch.autograd.set_grad_enabled", "torch.autograd.grad_mode.set_grad_enabled"})
+
+#: Layers that behave differently in train() and eval() mode.
+MODE_DEPENDENT_LAYERS = frozenset(
+    {
+        "torch.nn.Dropout", "torch.nn.Dropout1d", "torch.nn.Dropout2d", "torch.nn.Dropout3d",
+        "torch.nn.AlphaDropout", "torch.nn.FeatureAlphaDropout",
+        "torch.nn.BatchNorm1d", "torch.nn.BatchNorm2d", "torch.nn.BatchNorm3d", "torch.nn.SyncBatchNorm",
+        "torch.nn.LazyBatchNorm1d", "torch.nn.LazyBatchNorm2d", "torch.nn.LazyBatchNorm3d",
+        "torch.nn.Transformer", "torch.nn.TransformerEncoder", "torch.nn.TransformerDecoder",
+        "torch.nn.TransformerEncoderLayer", "torch.nn.TransformerDecoderLayer",
+    }
+)
+#: torch.nn layers whose mode dependence is a ``dropout=`` argument (default 0).
+DROPOUT_ARGUMENT_LAYERS = frozenset(
+    {"torch.nn.LSTM", "torch.nn.GRU", "torch.nn.RNN", "torch.nn.MultiheadAttention"}
+)
+#: torch.nn containers whose layers are their arguments.
+MODULE_CONTAINERS = frozenset({"torch.nn.Sequential", "torch.nn.ModuleList", "torch.nn.ModuleDict"})
+#: Model zoos whose models (nearly) all contain dropout or batch norm.
+MODEL_ZOO_PREFIXES = ("torchvision.models.", "timm.", "transformers.", "torch.hub.load")
+
+DROPOUT_FUNCS = frozenset(
+    {
+        "torch.nn.functional.dropout", "torch.nn.functional.dropout1d", "torch.nn.functional.dropout2d",
+        "torch.nn.functional.dropout3d", "torch.nn.functional.alpha_dropout",
+        "torch.nn.functional.feature_alpha_dropout",
+    }
+)
+
+# Data pipeline (LT5xx) ---------------------------------------------------------
+
+TO_TENSOR = frozenset({"torchvision.transforms.ToTensor", "torchvision.transforms.v2.ToTensor", "torchvision.transforms.transforms.ToTensor"})
+COMPOSE = frozenset({"torchvision.transforms.Compose", "torchvision.transforms.v2.Compose", "torchvision.transforms.transforms.Compose"})
+#: Functions that return a torch tensor.
+TENSOR_FACTORIES = frozenset(
+    {
+        "torch.tensor", "torch.as_tensor", "torch.from_numpy", "torch.rand", "torch.randn", "torch.randint",
+        "torch.zeros", "torch.ones", "torch.empty", "torch.full", "torch.arange", "torch.linspace",
+        "torch.stack", "torch.cat", "torch.rand_like", "torch.randn_like", "torch.zeros_like",
+        "torch.ones_like", "torch.empty_like", "torch.Tensor", "torch.FloatTensor", "torch.LongTensor",
+    }
+)
+TENSOR_DATASET = frozenset({"torch.utils.data.TensorDataset"})
+ITERABLE_DATASETS = frozenset({"torch.utils.data.IterableDataset", "torch.utils.data.IterDataPipe"})
+DATASET_BASES = frozenset({"torch.utils.data.Dataset"})
+#: numpy generator objects: a copy of one in every worker repeats its stream.
+NUMPY_GENERATORS = frozenset(
+    {"numpy.random.default_rng", "numpy.random.RandomState", "numpy.random.Generator"}
+)

@@ -1,4 +1,4 @@
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Set
 
 import libcst as cst
 
@@ -82,6 +82,8 @@ class ForwardHookForGradients(Rule):
 
     def check(self, index):
         for call in index.method_calls("register_forward_hook"):
+            if call.expects_exception:
+                continue
             hook = call.arg(0, "hook")
             if hook is None:
                 continue
@@ -123,15 +125,22 @@ def _hook_signature(index, call: CallSite, hook: cst.BaseExpression):
 
 
 def _gradient_reading(params: Sequence[str], body: cst.CSTNode) -> Optional[str]:
+    """Why the hook reads its arguments as gradients, or None.
+
+    Parameter names alone are not enough: hooks written as
+    ``hook(module, grad_in, grad_out)`` that store ``grad_out`` as the
+    layer's output are misnamed but correct. The body must use them as
+    gradients: ``.grad`` of an argument, ``.norm()`` of a gradient-named
+    argument, or an argument printed or stored under a "grad" label.
+    """
     nodes = list(iter_nodes(body))
     for node in nodes:
         if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
             if node.func.attr.value in _GRADIENT_AWARE_METHODS:
                 return None
-    grad_named = [p for p in params if "grad" in p.lower()]
-    if grad_named:
-        return f"names its arguments {', '.join(grad_named)}"
     param_set = set(params)
+    grad_named = [p for p in params if "grad" in p.lower()]
+    named = f"names its arguments {', '.join(grad_named)} and " if grad_named else ""
     for node in nodes:
         if (
             isinstance(node, cst.Attribute)
@@ -139,10 +148,57 @@ def _gradient_reading(params: Sequence[str], body: cst.CSTNode) -> Optional[str]
             and isinstance(node.value, cst.Name)
             and node.value.value in param_set
         ):
-            return f"reads {node.value.value}.grad"
+            return f"{named}reads {node.value.value}.grad"
     used = {n.value for n in nodes if isinstance(n, cst.Name)} & param_set
-    if used and any(_mentions_gradient(n) for n in nodes):
-        return "reports its arguments as gradients"
+    if not used:
+        return None
+    for node in nodes:
+        if _norm_of_gradient_named(node, grad_named, nodes):
+            return f"{named}computes gradient norms from them"
+    if any(_mentions_gradient(n) for n in nodes):
+        return f"{named}reports them as gradients"
+    for node in nodes:
+        if _stores_as_gradient(node, param_set):
+            return f"{named}stores them as gradients"
+    return None
+
+
+def _norm_of_gradient_named(node: cst.CSTNode, grad_named: Sequence[str], nodes) -> bool:
+    """``grad_out.norm()`` / ``g.norm()`` for ``g`` iterating a gradient-named argument."""
+    if not (isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value == "norm"):
+        return False
+    names = {n.value for n in iter_nodes(node.func.value) if isinstance(n, cst.Name)}
+    if names & set(grad_named):
+        return True
+    for loop in nodes:
+        if isinstance(loop, cst.For) and isinstance(loop.target, cst.Name) and loop.target.value in names:
+            iterated = {n.value for n in iter_nodes(loop.iter) if isinstance(n, cst.Name)}
+            if iterated & set(grad_named):
+                return True
+    return False
+
+
+def _stores_as_gradient(node: cst.CSTNode, params: Set[str]) -> bool:
+    """``self.gradients = output`` / ``grads[name] = grad_out[0]``."""
+    if not isinstance(node, cst.Assign):
+        return False
+    value_names = {n.value for n in iter_nodes(node.value) if isinstance(n, cst.Name)}
+    if not value_names & params:
+        return False
+    for target in node.targets:
+        label = _target_label(target.target)
+        if label and "grad" in label.lower():
+            return True
+    return False
+
+
+def _target_label(target: cst.CSTNode) -> Optional[str]:
+    if isinstance(target, cst.Name):
+        return target.value
+    if isinstance(target, cst.Attribute):
+        return target.attr.value
+    if isinstance(target, cst.Subscript):
+        return _target_label(target.value)
     return None
 
 

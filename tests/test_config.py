@@ -45,10 +45,13 @@ def test_per_file_ignores(project, run_cli):
     assert [line.split(":")[0] for line in out.splitlines() if "LT102" in line] == ["train.py"]
 
 
-def test_exclude_applies_to_walks_and_explicit_files(project, run_cli):
+def test_exclude_applies_to_walks_and_with_force_exclude_to_explicit_files(project, run_cli):
     pyproject(project, '[tool.lintorch]\nexclude = ["generated"]\n')
     write(project / "generated" / "train.py", BUGGY)
     assert run_cli(".")[0] == 0
+    assert run_cli("generated/train.py")[0] == 1  # named explicitly: linted, as ruff does
+    assert run_cli("--force-exclude", "generated/train.py")[0] == 0
+    pyproject(project, '[tool.lintorch]\nexclude = ["generated"]\nforce-exclude = true\n')
     assert run_cli("generated/train.py")[0] == 0
 
 

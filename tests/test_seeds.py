@@ -6,6 +6,7 @@ rules that may not exist yet; only registered rules are compared, so a new
 rule is held to the seeds the moment it is added.
 """
 
+import os
 import re
 
 import pytest
@@ -31,6 +32,12 @@ def seed_blocks():
 
 
 BLOCKS = list(seed_blocks()) if SEEDS.is_dir() else []
+
+# A clone without ../shared beside it skips the seeds; CI requires them.
+pytestmark = pytest.mark.skipif(
+    not SEEDS.is_dir() and not os.environ.get("LINTORCH_REQUIRE_SEEDS"),
+    reason=f"seed questions not found at {SEEDS}",
+)
 
 
 def test_seeds_are_present():

@@ -1,0 +1,104 @@
+"""Content-hash cache of findings.
+
+The key is a hash of the file's bytes, lintorch's version and the enabled
+codes, so an edit, an upgrade or a config change all miss. Entries are
+written atomically (temp file + rename), so concurrent runs never see half a
+file, and an unreadable or corrupt entry is simply a miss.
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import FrozenSet, List, Optional
+
+from lintorch import __version__
+from lintorch.rule import Finding, Fix, Severity
+
+CACHE_DIR_NAME = ".lintorch_cache"
+_TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# lintorch cache; see https://bford.info/cachedir/\n"
+
+
+class FindingsCache:
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.entries = self.directory / f"v{__version__}"
+        self._prepared = False
+
+    def _prepare(self) -> bool:
+        if self._prepared:
+            return True
+        try:
+            self.entries.mkdir(parents=True, exist_ok=True)
+            tag = self.directory / "CACHEDIR.TAG"
+            if not tag.exists():
+                tag.write_text(_TAG)
+                (self.directory / ".gitignore").write_text("*\n")
+        except OSError:
+            return False  # read-only checkout: run without a cache
+        self._prepared = True
+        return True
+
+    @staticmethod
+    def key(data: bytes, codes: FrozenSet[str], kind: str = "") -> str:
+        """``kind`` separates inputs read differently from the same bytes
+        (``ipynb``: a notebook)."""
+        digest = hashlib.blake2b(data, digest_size=20)
+        digest.update(b"\0" + __version__.encode() + b"\0" + ",".join(sorted(codes)).encode())
+        if kind:
+            digest.update(b"\0" + kind.encode())
+        return digest.hexdigest()
+
+    def _path(self, key: str) -> Path:
+        return self.entries / key[:2] / key
+
+    def get(self, key: str, path: str) -> Optional[List[Finding]]:
+        try:
+            with open(self._path(key), "rb") as handle:
+                rows = json.loads(handle.read())
+            return [
+                Finding(path, r[0], r[1], r[2], r[3], r[4], r[5], Severity(r[6]), r[7], *_extra(r)) for r in rows
+            ]
+        except (OSError, ValueError, TypeError, IndexError, KeyError):
+            return None
+
+    def put(self, key: str, findings: List[Finding]) -> None:
+        if not self._prepare():
+            return
+        rows = [
+            [f.line, f.column, f.end_line, f.end_column, f.code, f.name, f.severity.value, f.message]
+            + _extra_row(f)
+            for f in findings
+        ]
+        target = self._path(key)
+        try:
+            target.parent.mkdir(exist_ok=True)
+            fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+            with os.fdopen(fd, "w") as handle:
+                json.dump(rows, handle)
+            os.replace(temp, target)
+        except OSError:
+            try:
+                os.unlink(temp)
+            except (OSError, UnboundLocalError):
+                pass
+
+
+# Optional trailing columns of a row: the notebook cell, and whether a fix is
+# offered ([safe, description]) so a cached finding still counts as fixable
+# (the fix itself is recomputed by --fix, which does not use the cache).
+
+
+def _extra_row(finding: Finding) -> list:
+    fix = [finding.fix.safe, finding.fix.description] if finding.fix is not None else None
+    if finding.cell is None and fix is None:
+        return []
+    return [finding.cell, fix]
+
+
+def _extra(row: list) -> tuple:
+    if len(row) <= 8:
+        return ()
+    cell, fix = row[8], row[9]
+    return (cell, Fix(None, None, bool(fix[0]), str(fix[1])) if fix else None)

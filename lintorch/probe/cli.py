@@ -1,0 +1,120 @@
+"""``lintorch probe SCRIPT [options] [-- script args...]``.
+
+Runs the script for a few real optimizer steps in a child process under
+instrumentation and reports, for every static finding in it, whether the run
+confirmed it, refuted it or never reached it, plus the measured symptoms.
+
+Exit status: 0 nothing confirmed; 1 a finding (or an unambiguous runtime
+check) confirmed; 2 usage errors, torch missing, no CUDA device for
+``--device cuda``, or the script never reached a training step.
+
+This module must not import torch: the child does.
+"""
+
+import argparse
+import importlib.util
+import os
+import sys
+from typing import List
+
+EXIT_ERROR = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lintorch probe",
+        description="Run a training script for a few real steps and confirm lintorch's findings with measurements.",
+        epilog="Arguments after -- go to the script. Exit status: 0 nothing confirmed, 1 confirmed, 2 could not run.",
+    )
+    parser.add_argument("script", help="the training script (run as __main__)")
+    parser.add_argument("--steps", type=int, default=5, help="optimizer steps to run before stopping (default: 5)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto: whatever the script picks; cpu: hide accelerators; cuda: require one")
+    parser.add_argument("--timeout", type=float, default=120.0, help="wall-clock limit in seconds (default: 120)")
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    parser.add_argument("--show-output", action="store_true", help="let the script print to the terminal")
+    return parser
+
+
+def _split(argv: List[str]):
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1:]
+    return argv, []
+
+
+def torch_available() -> bool:
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def static_findings(path: str, display: str):
+    from lintorch import engine, registry
+
+    rules = registry.instantiate(registry.resolve_enabled(["ALL"], []))
+    return [f for f in engine.read_and_lint(path, display, rules) if f.code != registry.UNPARSABLE_CODE]
+
+
+def probe(script: str, script_args: List[str] = (), steps: int = 5, device: str = "auto",
+          timeout: float = 120.0, on_progress=None, show_output: bool = False) -> dict:
+    """Static findings + one instrumented run of ``script`` -> the report dict."""
+    from lintorch.probe import report as report_mod, runner
+
+    display = script[2:] if script.startswith("./") else script
+    findings = static_findings(script, display)
+    result = runner.run(script, list(script_args), steps, device=device, timeout=timeout,
+                        on_progress=on_progress, show_output=show_output)
+    report = report_mod.build(display, findings, result, steps)
+    report["_run"] = result  # for tests; dropped before output
+    return report
+
+
+def main(argv: List[str]) -> int:
+    own, script_args = _split(list(argv))
+    args = _parser().parse_args(own)
+    if args.steps < 1:
+        print("lintorch probe: error: --steps must be at least 1", file=sys.stderr)
+        return EXIT_ERROR
+    if args.timeout <= 0:
+        print("lintorch probe: error: --timeout must be positive", file=sys.stderr)
+        return EXIT_ERROR
+    if not os.path.isfile(args.script):
+        print("lintorch probe: error: %s: no such file" % args.script, file=sys.stderr)
+        return EXIT_ERROR
+    if not torch_available():
+        print("lintorch probe: error: the probe runs your script with PyTorch, which is not installed here; "
+              "install it with `pip install 'lintorch[probe]'` (the static `lintorch check` needs no torch)",
+              file=sys.stderr)
+        return EXIT_ERROR
+
+    from lintorch.probe import report as report_mod
+
+    display = args.script[2:] if args.script.startswith("./") else args.script
+    progress = None
+    tty = sys.stderr.isatty() and not args.show_output
+    if tty:
+        def progress(line: str) -> None:
+            sys.stderr.write("\r\033[Kprobing %s: %s" % (display, line))
+            sys.stderr.flush()
+
+        sys.stderr.write("probing %s: starting (importing torch)" % display)
+        sys.stderr.flush()
+    try:
+        report = probe(args.script, script_args, args.steps, device=args.device, timeout=args.timeout,
+                       on_progress=progress, show_output=args.show_output)
+    finally:
+        if tty:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+    report.pop("_run", None)
+    outcome = report["outcome"]
+    if outcome.get("status") in ("no_device", "no_torch"):
+        print("lintorch probe: error: %s" % outcome.get("message"), file=sys.stderr)
+    if args.format == "json":
+        report_mod.write_json(report, sys.stdout)
+    else:
+        report_mod.write_text(report, sys.stdout)
+    sys.stdout.flush()
+    return report_mod.exit_status(report)

@@ -1,0 +1,865 @@
+"""Child side: the hooks and narrow wrappers that record a training run.
+
+Everything recorded here is plain JSON data (numbers, strings, lists): the
+parent process evaluates it with :mod:`lintorch.probe.checks` and never sees
+a tensor. Public torch hooks are used where they exist (global module
+forward hooks, global optimizer step hooks); narrow wrappers otherwise
+(``Tensor.backward``, ``torch.nn.functional`` losses, ``DataLoader.__init__``,
+``Module.register_*_hook``, ``Tensor.register_hook``, ``torch.save``/``load``
+and ``open`` of checkpoint files).
+
+This module imports torch and is only imported in the child process.
+"""
+
+import builtins
+import functools
+import io
+import os
+import sys
+import traceback
+from typing import Any, Dict, List, Optional
+
+import torch
+
+PROBE_DIR = os.path.dirname(os.path.abspath(__file__))
+TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
+
+MAX_RECORDS = 40  # per kind of event: the probe runs a few steps, not epochs
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".tar", ".bin", ".safetensors", ".pkl")
+
+
+class ProbeStop(BaseException):
+    """Raised from the optimizer step post-hook after the requested number of
+    steps. A BaseException, so the script's ``except Exception`` cannot
+    swallow it."""
+
+
+def _fmt(value: float) -> float:
+    return float("%.6g" % value) if value == value and abs(value) != float("inf") else float(value)
+
+
+def _grad_fn_name(tensor) -> Optional[str]:
+    fn = getattr(tensor, "grad_fn", None)
+    return type(fn).__name__ if fn is not None else None
+
+
+def _first_tensor(value):
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            found = _first_tensor(item)
+            if found is not None:
+                return found
+    if isinstance(value, dict):
+        for item in value.values():
+            found = _first_tensor(item)
+            if found is not None:
+                return found
+    logits = getattr(value, "logits", None)  # HF-style output objects
+    if isinstance(logits, torch.Tensor):
+        return logits
+    return None
+
+
+def _shape(value) -> Optional[List[int]]:
+    tensor = _first_tensor(value)
+    return list(tensor.shape) if tensor is not None else None
+
+
+class Recorder:
+    """All the state of one probed run."""
+
+    def __init__(self, script: str, steps: int, checkpoint_dir: str, progress_fd: Optional[int] = None):
+        self.script = os.path.abspath(script)
+        self.max_steps = steps
+        self.checkpoint_dir = checkpoint_dir
+        self.progress_fd = progress_fd
+        self.main_pid = os.getpid()
+        self.stopping = False
+        self._handles: List[Any] = []
+        self._originals: List[tuple] = []
+        self._reentrant = False
+        self._in_backward = 0
+        self._depth = 0
+
+        self.optimizers: List[Any] = []  # strong refs; the run is short
+        self.opt_index: Dict[int, int] = {}
+        self.opt_steps: Dict[int, int] = {}
+        self.total_steps = 0
+        self.roots: List[Any] = []  # top-level modules with parameters, in call order
+        self._root_ids = set()
+        self._names: Dict[int, str] = {}
+
+        # per-parameter state for LT201 (keyed by id(param))
+        self._norm_at_step: Dict[int, float] = {}
+        self._cleared: Dict[int, bool] = {}
+        self._initial: Dict[int, Any] = {}  # clones taken before the first step
+        self._initial_rows: Dict[int, dict] = {}
+        self._accum_probe: Dict[int, dict] = {}  # optimizer index -> pending LT201 evidence
+        self._accum_done = False
+        self._backwards_since: Dict[int, int] = {}
+        self._post_backward_norm: Dict[int, Optional[float]] = {}
+
+        self.data: Dict[str, Any] = {
+            "steps": [],
+            "backwards": [],
+            "losses": [],
+            "forwards": [],
+            "nograd_train_mode": [],
+            "hooks": [],
+            "dataloaders": [],
+            "saves": [],
+            "accumulation": [],
+            "devices": [],
+        }
+
+    # -- helpers --------------------------------------------------------------
+
+    def _is_main(self) -> bool:
+        return os.getpid() == self.main_pid
+
+    def user_site(self):
+        """(file, line) of the innermost caller frame in user code."""
+        frame = sys._getframe(2)
+        while frame is not None:
+            name = os.path.abspath(frame.f_code.co_filename)
+            if not (name.startswith(PROBE_DIR) or name.startswith(TORCH_DIR) or name.startswith("<frozen")):
+                return name, frame.f_lineno
+            frame = frame.f_back
+        return None, None
+
+    def script_line(self) -> Optional[int]:
+        frame = sys._getframe(1)
+        while frame is not None:
+            if os.path.abspath(frame.f_code.co_filename) == self.script:
+                return frame.f_lineno
+            frame = frame.f_back
+        return None
+
+    def _append(self, kind: str, record: dict) -> None:
+        items = self.data[kind]
+        if len(items) < MAX_RECORDS:
+            items.append(record)
+
+    def param_name(self, param) -> str:
+        key = id(param)
+        if key not in self._names:
+            for root_index, root in enumerate(self.roots):
+                prefix = "" if len(self.roots) == 1 else "%s[%d]." % (type(root).__name__, root_index)
+                for name, p in root.named_parameters():
+                    self._names.setdefault(id(p), prefix + name)
+        return self._names.get(key) or "param%s" % list(param.shape)
+
+    def module_name(self, module) -> str:
+        for root in self.roots:
+            for name, m in root.named_modules():
+                if m is module:
+                    return name or type(root).__name__
+        return type(module).__name__
+
+    def trainable(self, optimizer) -> list:
+        out = []
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if isinstance(p, torch.Tensor) and p.requires_grad:
+                    out.append(p)
+        return out
+
+    def all_trainable(self) -> list:
+        seen, out = set(), []
+        for opt in self.optimizers:
+            for p in self.trainable(opt):
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    out.append(p)
+        if not out:
+            for root in self.roots:
+                for p in root.parameters():
+                    if p.requires_grad and id(p) not in seen:
+                        seen.add(id(p))
+                        out.append(p)
+        return out
+
+    @staticmethod
+    def grad_norm(p) -> Optional[float]:
+        g = p.grad
+        if g is None:
+            return None
+        try:
+            return float(g.detach().float().norm())
+        except RuntimeError:  # sparse or exotic gradients
+            return float("nan")
+
+    def progress(self, text: str) -> None:
+        if self.progress_fd is None:
+            return
+        try:
+            os.write(self.progress_fd, (text.replace("\n", " ") + "\n").encode())
+        except OSError:
+            pass
+
+    # -- installation ---------------------------------------------------------
+
+    def _patch(self, owner, name: str, replacement) -> None:
+        self._originals.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, replacement)
+
+    def install(self) -> None:
+        from torch.nn.modules import module as module_mod
+        from torch.optim import optimizer as optimizer_mod
+
+        self._handles.append(module_mod.register_module_forward_pre_hook(self._forward_pre))
+        self._handles.append(module_mod.register_module_forward_hook(self._forward_post, always_call=True))
+        self._handles.append(optimizer_mod.register_optimizer_step_pre_hook(self._step_pre))
+        self._handles.append(optimizer_mod.register_optimizer_step_post_hook(self._step_post))
+        self._wrap_optimizer_init()
+        self._wrap_backward()
+        self._wrap_losses()
+        self._wrap_dataloader()
+        self._wrap_hook_registration()
+        self._wrap_checkpoints()
+        self._wrap_grad_scaler()
+
+    def _wrap_grad_scaler(self) -> None:
+        try:
+            from torch.amp.grad_scaler import GradScaler
+        except ImportError:  # older torch
+            return
+        original = GradScaler.scale
+        recorder = self
+
+        @functools.wraps(original)
+        def scale(self, outputs):
+            scaled = original(self, outputs)
+            if isinstance(outputs, torch.Tensor) and isinstance(scaled, torch.Tensor) and recorder._is_main():
+                recorder._last_scaled = (scaled, outputs)
+            return scaled
+
+        self._patch(GradScaler, "scale", scale)
+
+    # -- modules --------------------------------------------------------------
+
+    def _forward_pre(self, module, args):
+        if not self._is_main():
+            return None
+        if self._depth == 0 and id(module) not in self._root_ids and any(True for _ in module.parameters()):
+            self._root_ids.add(id(module))
+            self.roots.append(module)
+            self._names.clear()
+        self._depth += 1
+        if module.training and not torch.is_grad_enabled() and self._is_norm_or_dropout(module):
+            self._append(
+                "nograd_train_mode",
+                {"module": self.module_name(module), "type": type(module).__name__, "step": self.total_steps},
+            )
+        return None
+
+    @staticmethod
+    def _is_norm_or_dropout(module) -> bool:
+        from torch.nn.modules.batchnorm import _BatchNorm
+        from torch.nn.modules.dropout import _DropoutNd
+
+        return isinstance(module, (_DropoutNd, _BatchNorm))
+
+    def _forward_post(self, module, args, output):
+        if not self._is_main():
+            return None
+        self._depth = max(0, self._depth - 1)
+        if self._depth != 0 or id(module) not in self._root_ids:
+            return None
+        try:
+            self._record_forward(module, output)
+        except Exception:  # a measurement must never break the script
+            pass
+        return None
+
+    def _record_forward(self, module, output) -> None:
+        tensor = _first_tensor(output)
+        grad = torch.is_grad_enabled()
+        record = {
+            "module": type(module).__name__,
+            "step": self.total_steps,
+            "training": bool(module.training),
+            "grad_enabled": bool(grad),
+            "norm_dropout_training": sorted(
+                {name for name, m in module.named_modules() if self._is_norm_or_dropout(m) and m.training}
+            )[:8],
+            "has_norm_dropout": any(self._is_norm_or_dropout(m) for m in module.modules()),
+            "shape": list(tensor.shape) if tensor is not None else None,
+        }
+        if tensor is not None and tensor.dim() >= 1 and tensor.shape[0] >= 2 and tensor.is_floating_point():
+            with torch.no_grad():
+                flat = tensor.detach().float().reshape(tensor.shape[0], -1)
+                spread = float((flat - flat[0:1]).abs().max())
+                scale = float(flat.abs().max())
+                record["batch"] = int(flat.shape[0])
+                record["spread"] = _fmt(spread)
+                record["scale"] = _fmt(scale)
+                if flat.shape[1] > 1:
+                    predictions = flat.argmax(dim=1)
+                    record["distinct_argmax"] = int(predictions.unique().numel())
+                    record["classes"] = int(flat.shape[1])
+        forwards = self.data["forwards"]
+        # keep the first few, every no-grad/eval pass (capped) and the latest training pass
+        if len(forwards) < 6 or not (record["training"] and record["grad_enabled"]):
+            self._append("forwards", record)
+        else:
+            self.data["last_train_forward"] = record
+
+    # -- optimizers -----------------------------------------------------------
+
+    def _wrap_optimizer_init(self) -> None:
+        original = torch.optim.Optimizer.__init__
+        recorder = self
+
+        @functools.wraps(original)
+        def __init__(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            if recorder._is_main() and id(self) not in recorder.opt_index:
+                recorder.opt_index[id(self)] = len(recorder.optimizers)
+                recorder.optimizers.append(self)
+
+        self._patch(torch.optim.Optimizer, "__init__", __init__)
+
+    def _index(self, optimizer) -> int:
+        if id(optimizer) not in self.opt_index:
+            self.opt_index[id(optimizer)] = len(self.optimizers)
+            self.optimizers.append(optimizer)
+        return self.opt_index[id(optimizer)]
+
+    def _step_pre(self, optimizer, args, kwargs):
+        if not self._is_main():
+            return None
+        if self.stopping:
+            raise ProbeStop()
+        index = self._index(optimizer)
+        count = self.opt_steps.get(index, 0) + 1
+        # args holds the optimizer itself, then step()'s own arguments
+        closure = any(a is not None for a in args[1:]) or kwargs.get("closure") is not None
+        params = self.trainable(optimizer)
+        if count == 1:
+            self._snapshot_initial(params)
+            self._record_devices(params)
+        norms = {}
+        for p in params:
+            norms[id(p)] = self.grad_norm(p)
+        present = [n for n in norms.values() if n is not None]
+        total = sum(n * n for n in present if n == n) ** 0.5 if present else None
+        all_zero = all(n is None or n == 0.0 for n in norms.values())
+        uncleared = []
+        if count > 1 and not closure:
+            for p in params:
+                key = id(p)
+                before = self._norm_at_step.get(key)
+                now = norms[key]
+                if before and now and not self._cleared.get(key, True):
+                    uncleared.append(self.param_name(p))
+        lrs = []
+        for group in optimizer.param_groups:
+            lr = group.get("lr")
+            try:
+                lrs.append(_fmt(float(lr)))
+            except (TypeError, ValueError):
+                lrs.append(None)
+        per_param = {}
+        for p in params[:64]:
+            n = norms[id(p)]
+            per_param[self.param_name(p)] = None if n is None else _fmt(n)
+        record = {
+            "step": count,
+            "optimizer": index,
+            "optimizer_type": type(optimizer).__name__,
+            "lr": lrs,
+            "params": len(params),
+            "grad_total_norm": None if total is None else _fmt(total),
+            "grad_norms": per_param,
+            "grads_none": sum(1 for n in norms.values() if n is None),
+            "all_zero_or_none": all_zero,
+            "backwards_since": self._backwards_since.get(index, 0),
+            "post_backward_norm": self._post_backward_norm.get(index),
+            "uncleared": uncleared,
+            "closure": closure,
+            "line": self.script_line(),
+            "eval_mode_modules": self._eval_mode_modules(),
+            "has_norm_dropout": any(self._is_norm_or_dropout(m) for r in self.roots for m in r.modules()),
+        }
+        pending = self._accum_probe.pop(index, None)
+        if pending is not None and uncleared and pending.get("result"):
+            result = dict(pending["result"], step=count)
+            self._accum_done = True
+            self.data["accumulation"].append(result)
+            record["accumulation"] = result
+        self._append("steps", record)
+        self._pending_norms = norms
+        return None
+
+    def _step_post(self, optimizer, args, kwargs):
+        if not self._is_main():
+            return None
+        index = self._index(optimizer)
+        norms = getattr(self, "_pending_norms", {})
+        for p in self.trainable(optimizer):
+            self._norm_at_step[id(p)] = norms.get(id(p))
+            self._cleared[id(p)] = False
+        self._backwards_since[index] = 0
+        self._post_backward_norm[index] = None
+        self.opt_steps[index] = self.opt_steps.get(index, 0) + 1
+        self.total_steps = max(self.opt_steps.values())
+        loss = self.data["backwards"][-1]["loss"] if self.data["backwards"] else None
+        self.progress("step %d/%d%s" % (self.total_steps, self.max_steps, "" if loss is None else " loss %.4g" % loss))
+        if self.total_steps >= self.max_steps:
+            self.stopping = True
+            raise ProbeStop()
+        return None
+
+    def _eval_mode_modules(self) -> list:
+        out = []
+        for root in self.roots:
+            for name, m in root.named_modules():
+                if self._is_norm_or_dropout(m) and not m.training:
+                    out.append("%s '%s'" % (type(m).__name__, name or type(root).__name__))
+                    if len(out) >= 4:
+                        return out
+        return out
+
+    def _snapshot_initial(self, params) -> None:
+        budget = 64 * 1024 * 1024  # elements; beyond that only norms are compared
+        used = sum(t.numel() for t in self._initial.values())
+        with torch.no_grad():
+            for p in params:
+                if id(p) in self._initial:
+                    continue
+                if used + p.numel() <= budget:
+                    self._initial[id(p)] = p.detach().clone()
+                    used += p.numel()
+                if p.dim() >= 2 and p.shape[0] >= 2:
+                    self._initial_rows[id(p)] = self._rows_identical(p)
+
+    def _record_devices(self, params) -> None:
+        devices = sorted({str(p.device) for p in params})
+        for device in devices:
+            if device not in self.data["devices"]:
+                self.data["devices"].append(device)
+
+    @staticmethod
+    def _rows_identical(p) -> dict:
+        with torch.no_grad():
+            rows = p.detach().float().reshape(p.shape[0], -1)
+            diff = float((rows - rows[0:1]).abs().max())
+            scale = float(rows.abs().max())
+        return {
+            "rows": int(rows.shape[0]),
+            "max_row_diff": _fmt(diff),
+            "scale": _fmt(scale),
+            "identical": diff <= 1e-6 * max(scale, 1e-30),
+        }
+
+    # -- backward -------------------------------------------------------------
+
+    def _wrap_backward(self) -> None:
+        recorder = self
+        original_method = torch.Tensor.backward
+        original_function = torch.autograd.backward
+
+        @functools.wraps(original_method)
+        def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+            return recorder._backward(self, gradient, inputs, lambda: original_method(
+                self, gradient, retain_graph, create_graph, inputs))
+
+        @functools.wraps(original_function)
+        def autograd_backward(tensors, grad_tensors=None, *args, **kwargs):
+            first = tensors if isinstance(tensors, torch.Tensor) else (tensors[0] if len(tensors) == 1 else None)
+            if first is None:
+                return original_function(tensors, grad_tensors, *args, **kwargs)
+            return recorder._backward(first, grad_tensors, kwargs.get("inputs"), lambda: original_function(
+                tensors, grad_tensors, *args, **kwargs))
+
+        self._patch(torch.Tensor, "backward", backward)
+        self._patch(torch.autograd, "backward", autograd_backward)
+
+    def _backward(self, loss, gradient, inputs, call):
+        if self._reentrant or not self._is_main() or not isinstance(loss, torch.Tensor):
+            return call()
+        self._reentrant = True
+        try:
+            record = None
+            try:
+                record, before = self._before_backward(loss, gradient, inputs)
+            except Exception:
+                before = None
+            self._in_backward += 1
+            try:
+                result = call()
+            except Exception as exc:
+                if record is not None:
+                    record["error"] = "%s: %s" % (type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+                    self._after_backward(record, before)
+                raise
+            finally:
+                self._in_backward -= 1
+            if record is not None:
+                try:
+                    self._after_backward(record, before)
+                except Exception:
+                    pass
+            return result
+        finally:
+            self._reentrant = False
+
+    def _before_backward(self, loss, gradient, inputs):
+        value = None
+        source = loss
+        scaled = getattr(self, "_last_scaled", None)
+        if scaled is not None and scaled[0] is loss:
+            source = scaled[1]  # GradScaler.scale(loss): trace the loss, not loss * scale
+        try:
+            with torch.no_grad():
+                value = _fmt(float(source.detach().float().mean()))
+        except Exception:
+            pass
+        params = self.all_trainable()
+        before = {id(p): self.grad_norm(p) for p in params}
+        # LT201: was each parameter's gradient cleared since its optimizer's last step?
+        for p in params:
+            key = id(p)
+            if key in self._cleared and not self._cleared[key]:
+                now = before[key]
+                if now is None or now == 0.0 or now != self._norm_at_step.get(key):
+                    self._cleared[key] = True
+        self._probe_accumulation(loss, gradient, inputs)
+        record = {
+            "step": self.total_steps + 1,
+            "loss": value,
+            "shape": list(loss.shape),
+            "grad_fn": _grad_fn_name(loss),
+            "requires_grad": bool(loss.requires_grad),
+            "is_leaf": bool(loss.is_leaf),
+            "grad_enabled": bool(torch.is_grad_enabled()),
+            "params": len(params),
+            "line": self.script_line(),
+        }
+        self._append("backwards", record)
+        if len(self.data["backwards"]) >= MAX_RECORDS:
+            self.data.setdefault("loss_tail", []).append(value)
+            del self.data["loss_tail"][:-MAX_RECORDS]
+        return record, (params, before)
+
+    def _after_backward(self, record, before) -> None:
+        if before is None:
+            return
+        params, norms = before
+        got, without = 0, []
+        for p in params:
+            after = self.grad_norm(p)
+            if after is not None and after != norms[id(p)]:
+                got += 1
+            elif len(without) < 8:
+                without.append(self.param_name(p))
+        record["params_got_grad"] = got
+        record["params_without_grad"] = without
+        for pending in self._accum_probe.values():
+            if pending["param"].grad is not None and pending["batch"] is not None:
+                try:
+                    pending["result"] = self._accumulation_evidence(pending)
+                except Exception:
+                    pass
+        for opt in self.optimizers:
+            index = self.opt_index[id(opt)]
+            self._backwards_since[index] = self._backwards_since.get(index, 0) + 1
+            present = [self.grad_norm(p) for p in self.trainable(opt)]
+            present = [n for n in present if n is not None and n == n]
+            self._post_backward_norm[index] = _fmt(sum(n * n for n in present) ** 0.5) if present else None
+
+    def _probe_accumulation(self, loss, gradient, inputs) -> None:
+        """LT201 evidence, measured once: when a backward starts on top of an
+        uncleared gradient, compute this batch's gradient independently
+        (``torch.autograd.grad``) so that the step can compare
+        ``.grad == previous grad + batch gradient``."""
+        if self._accum_done or inputs is not None or loss.grad_fn is None:
+            return
+        for opt in self.optimizers:
+            index = self.opt_index[id(opt)]
+            if not self.opt_steps.get(index):
+                continue
+            params = [p for p in self.trainable(opt) if p.grad is not None]
+            if not params:
+                continue
+            p = max(params, key=lambda t: t.numel())
+            key = id(p)
+            if self._cleared.get(key, True):
+                self._accum_probe.pop(index, None)
+                continue
+            pending = self._accum_probe.get(index)
+            if pending is None:
+                pending = {"param": p, "previous": p.grad.detach().clone(), "batch": None, "backwards": 0}
+            (batch,) = torch.autograd.grad(loss, [p], grad_outputs=gradient, retain_graph=True, allow_unused=True)
+            if batch is None:
+                continue
+            pending["batch"] = batch.detach() if pending["batch"] is None else pending["batch"] + batch.detach()
+            pending["backwards"] += 1
+            self._accum_probe[index] = pending
+
+    def _accumulation_evidence(self, pending) -> dict:
+        """Right after the backward: .grad == previous .grad + the batch
+        gradients computed independently (before any unscale_/clipping)."""
+        p = pending["param"]
+        with torch.no_grad():
+            expected = pending["previous"].float() + pending["batch"].float()
+            diff = float((p.grad.detach().float() - expected).abs().max())
+            scale = float(expected.abs().max())
+            batch_norm = float(pending["batch"].float().norm())
+            previous_norm = float(pending["previous"].float().norm())
+        return {
+            "param": self.param_name(p),
+            "max_abs_diff": _fmt(diff),
+            "scale": _fmt(scale),
+            "previous_norm": _fmt(previous_norm),
+            "batch_norm": _fmt(batch_norm),
+            "backwards": pending["backwards"],
+        }
+
+    # -- losses ---------------------------------------------------------------
+
+    def _wrap_losses(self) -> None:
+        import torch.nn.functional as F
+
+        for name in ("cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits"):
+            original = getattr(F, name)
+            self._patch(F, name, self._loss_wrapper(name, original))
+
+    def _loss_wrapper(self, name, original):
+        recorder = self
+
+        @functools.wraps(original)
+        def wrapper(input, target, *args, **kwargs):
+            if recorder._is_main() and len(recorder.data["losses"]) < MAX_RECORDS:
+                try:
+                    recorder._record_loss(name, input, target)
+                except Exception:
+                    pass
+            return original(input, target, *args, **kwargs)
+
+        return wrapper
+
+    def _record_loss(self, name, input, target) -> None:
+        if not isinstance(input, torch.Tensor) or not input.is_floating_point() or input.numel() == 0:
+            return
+        record = {
+            "fn": name,
+            "step": self.total_steps + 1,
+            "grad_enabled": bool(torch.is_grad_enabled()),
+            "input_shape": list(input.shape),
+            "input_grad_fn": _grad_fn_name(input),
+            "line": self.script_line(),
+        }
+        with torch.no_grad():
+            x = input.detach().float()
+            record["input_min"] = _fmt(float(x.min()))
+            record["input_max"] = _fmt(float(x.max()))
+            if name in ("cross_entropy", "nll_loss"):
+                if x.dim() == 1:
+                    rows = x.reshape(1, -1)
+                elif x.dim() == 2:
+                    rows = x
+                else:
+                    rows = x.movedim(1, -1).reshape(-1, x.shape[1])
+                sums = rows.sum(dim=1)
+                record["classes"] = int(rows.shape[1])
+                record["row_sum_min"] = _fmt(float(sums.min()))
+                record["row_sum_max"] = _fmt(float(sums.max()))
+                record["row_max_min"] = _fmt(float(rows.max(dim=1).values.min()))
+                record["row_max_max"] = _fmt(float(rows.max(dim=1).values.max()))
+            if isinstance(target, torch.Tensor):
+                record["target_shape"] = list(target.shape)
+                record["target_dtype"] = str(target.dtype).replace("torch.", "")
+                if name.startswith("binary") and target.dim() >= 2 and target.numel():
+                    t = target.detach().float().reshape(-1, target.shape[-1])
+                    binary = bool(((t == 0) | (t == 1)).all())
+                    sums = t.sum(dim=1)
+                    record["target_columns"] = int(t.shape[1])
+                    record["target_binary"] = binary
+                    record["target_row_sum_min"] = _fmt(float(sums.min()))
+                    record["target_row_sum_max"] = _fmt(float(sums.max()))
+                    record["target_rows"] = int(t.shape[0])
+        self.data["losses"].append(record)
+
+    # -- data loading ---------------------------------------------------------
+
+    def _wrap_dataloader(self) -> None:
+        from torch.utils.data import DataLoader
+
+        original = DataLoader.__init__
+        recorder = self
+
+        @functools.wraps(original)
+        def __init__(self, *args, **kwargs):
+            record = None
+            if recorder._is_main():
+                record = {
+                    "class": type(self).__name__,
+                    "kwargs": sorted(kwargs),
+                    "line": recorder.script_line(),
+                    "error": None,
+                }
+                recorder._append("dataloaders", record)
+            try:
+                return original(self, *args, **kwargs)
+            except TypeError as exc:
+                if record is not None:
+                    record["error"] = "TypeError: %s" % exc
+                raise
+
+        self._patch(DataLoader, "__init__", __init__)
+
+    # -- hooks ----------------------------------------------------------------
+
+    def _in_backward_now(self) -> bool:
+        if self._in_backward:
+            return True
+        task = getattr(torch._C, "_current_graph_task_id", None)
+        try:
+            return task is not None and task() != -1
+        except Exception:
+            return False
+
+    def _wrap_hook_registration(self) -> None:
+        recorder = self
+        for owner, name in (
+            (torch.nn.Module, "register_forward_hook"),
+            (torch.nn.Module, "register_full_backward_hook"),
+            (torch.nn.Module, "register_backward_hook"),
+            (torch.Tensor, "register_hook"),
+        ):
+            original = getattr(owner, name)
+            self._patch(owner, name, recorder._hook_registrar(name, original))
+
+    def _hook_registrar(self, kind, original):
+        recorder = self
+
+        @functools.wraps(original)
+        def register(target, hook, *args, **kwargs):
+            filename, line = recorder.user_site()
+            if filename is None or not recorder._is_main() or not callable(hook):
+                return original(target, hook, *args, **kwargs)
+            record = {
+                "kind": kind,
+                "hook": getattr(hook, "__name__", type(hook).__name__),
+                "target": type(target).__name__,
+                "line": line if filename == recorder.script else None,
+                "fired": 0,
+                "fired_in_backward": 0,
+                "first_args": None,
+            }
+            if len(recorder.data["hooks"]) >= MAX_RECORDS:
+                return original(target, hook, *args, **kwargs)
+            recorder.data["hooks"].append(record)
+
+            @functools.wraps(hook)
+            def wrapped(*hook_args, **hook_kwargs):
+                record["fired"] += 1
+                if recorder._in_backward_now():
+                    record["fired_in_backward"] += 1
+                if record["first_args"] is None:
+                    try:
+                        record["first_args"] = [_shape(a) for a in hook_args if not isinstance(a, torch.nn.Module)]
+                    except Exception:
+                        record["first_args"] = []
+                return hook(*hook_args, **hook_kwargs)
+
+            return original(target, wrapped, *args, **kwargs)
+
+        return register
+
+    # -- checkpoints ----------------------------------------------------------
+
+    def redirect(self, path) -> str:
+        """The temporary path that replaces a user checkpoint path."""
+        absolute = os.path.abspath(os.fspath(path))
+        mapping = self.data.setdefault("_redirects", {})
+        if absolute not in mapping:
+            base = os.path.basename(absolute) or "checkpoint"
+            mapping[absolute] = os.path.join(self.checkpoint_dir, "%d_%s" % (len(mapping), base))
+        return mapping[absolute]
+
+    def _wrap_checkpoints(self) -> None:
+        recorder = self
+        os.makedirs(self.checkpoint_dir, exist_ok=True)
+        original_save = torch.save
+        original_load = torch.load
+        original_open = builtins.open
+
+        def is_path(f) -> bool:
+            return isinstance(f, (str, bytes, os.PathLike))
+
+        @functools.wraps(original_save)
+        def save(obj, f, *args, **kwargs):
+            if is_path(f):
+                target = recorder.redirect(f)
+                recorder._append("saves", {"path": os.fsdecode(f), "line": recorder.script_line(), "via": "torch.save"})
+                return original_save(obj, target, *args, **kwargs)
+            return original_save(obj, f, *args, **kwargs)
+
+        @functools.wraps(original_load)
+        def load(f, *args, **kwargs):
+            if is_path(f):
+                mapping = recorder.data.get("_redirects", {})
+                absolute = os.path.abspath(os.fsdecode(f))
+                if absolute in mapping:
+                    f = mapping[absolute]
+            return original_load(f, *args, **kwargs)
+
+        @functools.wraps(original_open)
+        def open_(file, mode="r", *args, **kwargs):
+            if is_path(file) and not isinstance(file, int):
+                name = os.fsdecode(file)
+                absolute = os.path.abspath(name)
+                mapping = recorder.data.get("_redirects", {})
+                writing = any(c in str(mode) for c in "wax+")
+                if writing and name.lower().endswith(CHECKPOINT_SUFFIXES) and not absolute.startswith(
+                    recorder.checkpoint_dir
+                ):
+                    recorder._append("saves", {"path": name, "line": recorder.script_line(), "via": "open"})
+                    file = recorder.redirect(name)
+                elif absolute in mapping:
+                    file = mapping[absolute]
+            return original_open(file, mode, *args, **kwargs)
+
+        self._patch(torch, "save", save)
+        self._patch(torch, "load", load)
+        self._patch(builtins, "open", open_)
+        self._patch(io, "open", open_)  # pathlib's Path.open / write_bytes
+
+    # -- the end --------------------------------------------------------------
+
+    def finish(self) -> Dict[str, Any]:
+        """Measurements that need the final state of the parameters."""
+        params = self.all_trainable()
+        unchanged, changed, rows = [], 0, []
+        with torch.no_grad():
+            for p in params:
+                initial = self._initial.get(id(p))
+                if initial is not None:
+                    if torch.equal(initial, p.detach()):
+                        unchanged.append(self.param_name(p))
+                    else:
+                        changed += 1
+                if p.dim() >= 2 and p.shape[0] >= 2:
+                    state = self._rows_identical(p)
+                    state["param"] = self.param_name(p)
+                    state["identical_at_start"] = self._initial_rows.get(id(p), {}).get("identical")
+                    rows.append(state)
+        self.data["params_compared"] = len(self._initial)
+        self.data["params_unchanged"] = unchanged
+        self.data["params_changed"] = changed
+        self.data["weight_rows"] = rows[:64]
+        self.data["total_steps"] = self.total_steps
+        self.data["optimizers"] = [type(o).__name__ for o in self.optimizers]
+        self.data.pop("_redirects", None)
+        return self.data
+
+    def uninstall(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        for owner, name, original in reversed(self._originals):
+            setattr(owner, name, original)

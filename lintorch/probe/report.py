@@ -1,0 +1,334 @@
+"""Turn the child's recorded data and the static findings into the probe
+report: one JSON object (stable keys, for CI) or human-readable text.
+
+JSON shape::
+
+    {"script", "device", "torch", "steps", "steps_requested", "seconds",
+     "outcome": {"status", "message", "traceback"?, "output_tail"?},
+     "findings": [{"code", "name", "line", "column", "status", "evidence", "message"}],
+     "checks":   [{"code", "name", "status", "evidence", "static_finding"}],
+     "symptoms": {"loss", "outputs", "parameters", "gradients", "learning_rate",
+                  "validation", "checkpoints"}}
+
+``outcome.status`` is one of: stopped (the requested steps ran), finished
+(the script ended by itself), exited (sys.exit), crashed, timeout,
+no_device, no_torch, no_report.
+"""
+
+import json
+import math
+from typing import Dict, List, Optional, Sequence
+
+from lintorch.probe import checks
+
+FLAT_RELATIVE = 1e-5  # loss range below this fraction of its size: "flat"
+EXPLODING_NORM = 1e3
+
+
+def _g(value) -> str:
+    return checks._g(value)
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+# -- symptoms -------------------------------------------------------------------
+
+
+def loss_symptom(data: dict) -> dict:
+    trace = [b.get("loss") for b in data.get("backwards", [])]
+    trace = [x for x in trace if x is not None]
+    out = {"trace": trace, "flat": None, "change": None}
+    values = [x for x in trace if _finite(x)]
+    if len(values) != len(trace):
+        out["non_finite"] = True
+    if len(values) >= 2:
+        spread = max(values) - min(values)
+        size = max(abs(values[0]), 1e-12)
+        out["change"] = checks._g(values[-1] - values[0])
+        out["flat"] = spread <= FLAT_RELATIVE * size
+    return out
+
+
+def output_symptom(data: dict) -> dict:
+    forwards = data.get("forwards", [])
+    train = [f for f in forwards if f["training"] and f["grad_enabled"]]
+    last = data.get("last_train_forward") or (train[-1] if train else None)
+    out = {"identical": None}
+    if last is None or "spread" not in last:
+        return out
+    out.update(
+        module=last["module"],
+        batch=last["batch"],
+        shape=last["shape"],
+        max_spread=last["spread"],
+        scale=last["scale"],
+        identical=last["spread"] <= 1e-6 * max(last["scale"], 1e-30),
+        after_step=last["step"],
+    )
+    if "distinct_argmax" in last:
+        out["distinct_predictions"] = last["distinct_argmax"]
+        out["classes"] = last["classes"]
+    return out
+
+
+def parameter_symptom(data: dict) -> dict:
+    return {
+        "compared": data.get("params_compared", 0),
+        "never_changed": data.get("params_unchanged", []),
+        "identical_rows": [r["param"] for r in data.get("weight_rows", []) if r["identical"]],
+    }
+
+
+def gradient_symptom(data: dict) -> dict:
+    per: Dict[str, List] = {}
+    for s in data.get("steps", []):
+        for name, norm in s.get("grad_norms", {}).items():
+            per.setdefault(name, []).append(norm)
+    layers = {}
+    for name, norms in per.items():
+        present = [n for n in norms if n is not None]
+        state = "ok"
+        if not present:
+            state = "none"
+        elif any(not _finite(n) for n in present):
+            state = "non_finite"
+        elif all(n == 0 for n in present):
+            state = "zero"
+        elif max(present) > EXPLODING_NORM:
+            state = "exploding"
+        layers[name] = {"norms": norms, "state": state}
+    return {"per_parameter": layers, "problems": {n: v["state"] for n, v in layers.items() if v["state"] != "ok"}}
+
+
+def lr_symptom(data: dict) -> dict:
+    traces: Dict[str, List] = {}
+    for s in data.get("steps", []):
+        key = "%s[%d]" % (s["optimizer_type"], s["optimizer"])
+        traces.setdefault(key, []).append(s["lr"][0] if s["lr"] else None)
+    return traces
+
+
+def validation_symptom(data: dict) -> dict:
+    passes = [f for f in data.get("forwards", []) if not f["grad_enabled"] or not f["training"]]
+    return {
+        "passes": len(passes),
+        "train_mode": sum(1 for f in passes if f["training"]),
+        "grad_enabled": sum(1 for f in passes if f["grad_enabled"]),
+        "train_mode_layers": sorted({r["module"] for r in data.get("nograd_train_mode", [])}),
+    }
+
+
+def symptoms(data: dict) -> dict:
+    return {
+        "loss": loss_symptom(data),
+        "outputs": output_symptom(data),
+        "parameters": parameter_symptom(data),
+        "gradients": gradient_symptom(data),
+        "learning_rate": lr_symptom(data),
+        "validation": validation_symptom(data),
+        "checkpoints": [s["path"] for s in data.get("saves", [])],
+    }
+
+
+# -- the report -----------------------------------------------------------------
+
+
+def build(script: str, findings: Sequence, result, steps_requested: int) -> dict:
+    """``findings``: lintorch Finding objects for the script; ``result``: a runner.RunResult."""
+    child = result.report or {}
+    data = child.get("data") or {}
+    outcome = dict(child.get("outcome") or {})
+    if not child:
+        if result.timed_out:
+            outcome = {"status": "timeout", "message": "timed out; the script did not respond (stuck outside Python)"}
+        else:
+            outcome = {"status": "no_report",
+                       "message": "the probe's child process died without a report (exit status %s)" % result.returncode}
+    if result.timed_out and outcome.get("status") == "timeout":
+        outcome["message"] = "timed out after %s s" % _g(result.seconds)
+    status = outcome.get("status")
+    total = int(data.get("total_steps") or 0)
+    if status in ("crashed", "exited", "timeout", "finished", "no_report") and total == 0:
+        outcome["before_first_step"] = True
+    if status in ("crashed", "exited", "timeout", "no_report") and result.output_tail:
+        outcome["output_tail"] = result.output_tail
+
+    devices = data.get("devices") or []
+    device = ", ".join(devices) if devices else child.get("default_device")
+    if child.get("cuda_device") and any(d.startswith("cuda") for d in devices):
+        device = "%s (%s)" % (device, child["cuda_device"])
+
+    found_codes = set()
+    out_findings = []
+    for f in findings:
+        found_codes.add(f.code)
+        check = checks.run_check(f.code, data, f.line)
+        out_findings.append({
+            "code": f.code,
+            "name": f.name,
+            "line": f.line,
+            "column": f.column,
+            "status": check.status,
+            "evidence": check.evidence,
+            "message": f.message,
+        })
+    out_checks = []
+    for code in checks.CONFIRMABLE:
+        m = checks.TABLE[code]
+        check = checks.run_check(code, data)
+        out_checks.append({
+            "code": code,
+            "name": m.name,
+            "status": check.status,
+            "evidence": check.evidence,
+            "static_finding": code in found_codes,
+        })
+    return {
+        "script": script,
+        "device": device,
+        "torch": child.get("torch"),
+        "steps": total,
+        "steps_requested": steps_requested,
+        "seconds": result.seconds,
+        "outcome": outcome,
+        "findings": out_findings,
+        "checks": out_checks,
+        "symptoms": symptoms(data) if data else {},
+    }
+
+
+def exit_status(report: dict) -> int:
+    """1: a static finding confirmed, or a standalone measurement confirmed;
+    2: the probe could not run the script to a training step and confirmed
+    nothing; 0 otherwise."""
+    confirmed = any(f["status"] == checks.CONFIRMED for f in report["findings"])
+    confirmed = confirmed or any(
+        c["status"] == checks.CONFIRMED and checks.TABLE[c["code"]].standalone for c in report["checks"]
+    )
+    if confirmed:
+        return 1
+    if report["outcome"].get("status") in ("no_device", "no_torch", "no_report") or report["outcome"].get(
+        "before_first_step"
+    ):
+        return 2
+    return 0
+
+
+def write_json(report: dict, stream) -> None:
+    json.dump(report, stream, indent=2, sort_keys=False)
+    stream.write("\n")
+
+
+# -- text -------------------------------------------------------------------------
+
+_STATUS = {checks.CONFIRMED: "CONFIRMED", checks.REFUTED: "refuted", checks.NOT_REACHED: "not reached"}
+
+
+def _outcome_line(report: dict) -> str:
+    o = report["outcome"]
+    status = o.get("status")
+    steps = report["steps"]
+    if status == "stopped":
+        return "ran %d optimizer step(s) and stopped the script" % steps
+    if status == "finished":
+        if steps == 0:
+            return "the script ended without reaching a training step (no optimizer.step() call)"
+        return "the script ended by itself after %d optimizer step(s)" % steps
+    where = "before the first step" if o.get("before_first_step") else "after %d optimizer step(s)" % steps
+    if status == "exited":
+        return "the script called sys.exit(%s) %s" % (o.get("exit_code"), where)
+    if status == "timeout":
+        return "script %s %s (%s)" % ("timed out", where, o.get("message"))
+    if status == "crashed":
+        head = "script failed %s: %s" % (where, o.get("message"))
+        if o.get("network"):
+            head += "\n  it tried to download data and there is no network: download it beforehand " \
+                    "and point the script at the local copy"
+        return head
+    return o.get("message") or str(status)
+
+
+def write_text(report: dict, stream) -> None:
+    w = stream.write
+    w("lintorch probe %s: device %s, torch %s, %d/%d optimizer steps, %ss\n" % (
+        report["script"], report["device"] or "unknown", report["torch"] or "unknown",
+        report["steps"], report["steps_requested"], _g(report["seconds"])))
+    w("  " + _outcome_line(report).replace("\n", "\n  ") + "\n")
+    o = report["outcome"]
+    if o.get("traceback"):
+        w("  traceback of user code:\n")
+        for line in o["traceback"].rstrip().splitlines():
+            w("    %s\n" % line)
+    if o.get("output_tail"):
+        w("  last lines of the script's output:\n")
+        for line in o["output_tail"][-8:]:
+            w("    | %s\n" % line)
+    if o.get("status") in ("no_device", "no_torch"):
+        return
+
+    w("\nStatic findings, checked at run time:\n")
+    if not report["findings"]:
+        w("  (no static findings)\n")
+    for f in report["findings"]:
+        w("  %s:%d:%d %s %s: %s\n      %s\n" % (
+            report["script"], f["line"], f["column"], f["code"], f["name"], _STATUS[f["status"]], f["evidence"]))
+
+    others = [c for c in report["checks"] if not c["static_finding"] and c["status"] != checks.NOT_REACHED]
+    if others:
+        w("\nRuntime checks without a static finding:\n")
+        for c in others:
+            w("  %s %s: %s\n      %s\n" % (c["code"], c["name"], _STATUS[c["status"]], c["evidence"]))
+
+    s = report["symptoms"]
+    if not s:
+        return
+    w("\nSymptoms:\n")
+    loss = s["loss"]
+    if loss["trace"]:
+        trace = " ".join(_g(x) for x in loss["trace"][:12]) + (" ..." if len(loss["trace"]) > 12 else "")
+        verdict = ""
+        if loss["flat"] is True:
+            verdict = "  -> FLAT: the loss is not changing"
+        elif loss["flat"] is False:
+            verdict = "  (changed by %s)" % loss["change"]
+        w("  loss: %s%s\n" % (trace, verdict))
+    out = s["outputs"]
+    if out.get("identical") is not None:
+        text = "outputs across a batch of %d (%s %s): max spread %s" % (
+            out["batch"], out["module"], out["shape"], _g(out["max_spread"]))
+        if out["identical"]:
+            text += "  -> IDENTICAL for every input"
+        if "distinct_predictions" in out:
+            text += "; %d distinct predicted class(es) of %d" % (out["distinct_predictions"], out["classes"])
+        w("  %s\n" % text)
+    params = s["parameters"]
+    if params["compared"]:
+        never = params["never_changed"]
+        w("  parameters never changed: %s\n" % (", ".join(never[:6]) + (" ..." if len(never) > 6 else "")
+                                                 if never else "none (of %d)" % params["compared"]))
+    grads = s["gradients"]["per_parameter"]
+    if grads:
+        parts = []
+        for name, v in list(grads.items())[:8]:
+            present = [n for n in v["norms"] if n is not None]
+            rng = "None" if not present else (_g(present[0]) if len(present) == 1 else "%s..%s" % (
+                _g(min(present)), _g(max(present))))
+            flag = "" if v["state"] == "ok" else " [%s]" % v["state"].upper()
+            parts.append("%s %s%s" % (name, rng, flag))
+        w("  gradient norms at step(): %s%s\n" % ("; ".join(parts), " ..." if len(grads) > 8 else ""))
+    for key, trace in s["learning_rate"].items():
+        values = sorted({x for x in trace if x is not None})
+        desc = "%s (constant)" % _g(values[0]) if len(values) == 1 else " ".join(_g(x) for x in trace[:12])
+        w("  learning rate %s: %s\n" % (key, desc))
+    val = s["validation"]
+    if val["passes"]:
+        w("  validation passes: %d (%d with the model in training mode, %d with grad enabled)%s\n" % (
+            val["passes"], val["train_mode"], val["grad_enabled"],
+            "; training-mode layers: " + ", ".join(val["train_mode_layers"][:4]) if val["train_mode_layers"] else ""))
+    else:
+        w("  validation passes: none within the probed steps\n")
+    if s["checkpoints"]:
+        w("  checkpoints written to a temporary directory and discarded: %s\n" % ", ".join(
+            sorted(set(s["checkpoints"]))[:5]))

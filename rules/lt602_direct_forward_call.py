@@ -1,0 +1,106 @@
+import libcst as cst
+
+from lintorch import edits
+
+from lintorch.rule import Example, Fix, Rule, Severity
+
+
+class DirectForwardCall(Rule):
+    """
+    **What it does.** Flags `model.forward(x)` where `model` is visibly an
+    `nn.Module` instance (a `torch.nn` layer or container, an instance of a
+    local `nn.Module` subclass, a `torchvision`/`timm` model), called from
+    training or inference code: the script's top level, its functions, or
+    methods of classes that are not modules themselves (a `Trainer`).
+
+    Calls made inside an `nn.Module` subclass are not flagged:
+    `super().forward(x)` is the normal way to extend a parent's forward, and
+    `self.forward(...)` / `self.block.forward(...)` inside a module are a
+    deliberate choice of the module's author (library code uses them to
+    bypass its own hooks or to share code between `forward` and `predict`).
+    `DistributedDataParallel`/`DataParallel` wrappers are not flagged
+    either: their `forward` is where their work happens, and hooks belong on
+    the wrapped module. Objects whose class is not a module (`torch.autograd.Function`, a
+    pipeline class with a `forward` method) are never flagged.
+
+    **Why is this bad?** `model(x)` goes through `nn.Module.__call__`, which
+    runs the forward pre-hooks and hooks, backward hooks, and everything
+    built on them: `weight_norm`/`spectral_norm` recomputing the weight,
+    pruning masks, quantisation observers, activation-capture hooks.
+    `model.forward(x)` skips all of it silently.
+
+    **Symptom.** Hooks never fire (captured activations or gradients stay
+    empty), pruned or weight-normalised layers use stale weights, so the
+    model does not learn as expected or its outputs differ from `model(x)`.
+
+    **Fix.** Call the module: `model(x)`.
+
+    **Fix safety.** `--fix` rewrites `model.forward(x)` to `model(x)` (a
+    safe fix: the call now runs the module's hooks, as intended). Calls
+    inside a module's own methods are not flagged, so not rewritten.
+    """
+
+    code = "LT602"
+    name = "direct-forward-call"
+    severity = Severity.WARNING
+    summary = "module.forward(x) called directly instead of module(x), skipping hooks"
+    symptom = "hooks never fire; pruning/weight-norm not applied"
+    triggers = (".forward(",)
+
+    bad = [
+        Example(
+            """
+            import torch.nn as nn
+
+            model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+            prediction = model.forward(x)
+            """
+        ),
+    ]
+    good = [
+        Example(
+            """
+            import torch.nn as nn
+
+            class Wide(nn.Linear):
+                def forward(self, x):
+                    return super().forward(x) * 2
+
+            model = Wide(4, 1)
+            prediction = model(x)
+            """
+        ),
+    ]
+
+    def check(self, index):
+        flow = index.flow
+        for call in index.method_calls("forward"):
+            receiver = call.receiver
+            if receiver is None or isinstance(receiver, cst.Call):
+                continue  # super().forward(x), Net().forward(x)
+            klass = flow.enclosing_class(call.scope)
+            if klass is not None and flow.is_torch_module_class(klass):
+                continue  # inside a module: the author's choice (see the docstring)
+            if isinstance(receiver, cst.Name) and receiver.value == "self":
+                continue
+            ctor = flow.module_instance(receiver, call.scope, call.order)
+            if ctor is None or _is_parallel_wrapper(flow, receiver, call):
+                continue
+            target = index.module.code_for_node(receiver)
+            yield self.report(
+                call.node,
+                f"{target}.forward(...) bypasses nn.Module.__call__: forward/backward hooks, "
+                "weight_norm/spectral_norm, pruning masks and other hooks do not run, so hooks never "
+                "fire and such layers use stale weights (the model may not learn as expected). "
+                f"Call the module instead: {target}(...).",
+                fix=Fix(call.node, edits.call_without_method, safe=True, description=f"call {target}(...)"),
+            )
+
+
+def _is_parallel_wrapper(flow, receiver, call) -> bool:
+    """Any definition of the receiver is a DDP/DataParallel wrapper."""
+    for value in flow.definitions(receiver, call.scope, call.order):
+        qualname, _ = flow.constructor(flow.strip_value_preserving(value))
+        if qualname is not None and qualname.startswith("torch.nn.parallel."):
+            return True
+    return False

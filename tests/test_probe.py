@@ -1,0 +1,227 @@
+"""Real probe runs on CPU of the small scripts in fixtures/probe/.
+
+Each confirmable rule has a buggy script that the probe must confirm and a
+fixed twin that it must refute; crash, sys.exit, timeout, DataLoader workers,
+checkpoint overwrite and offline downloads are covered too. Every run spawns
+a Python that imports torch, so twin runs go two at a time and each script
+is probed once per session.
+"""
+
+import json
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+pytest.importorskip("torch")
+
+from conftest import REPO  # noqa: E402
+
+from lintorch.probe import checks, report as report_mod, runner  # noqa: E402
+from lintorch.probe.cli import probe  # noqa: E402
+
+FIXTURES = REPO / "fixtures" / "probe"
+TIMEOUT = 120.0  # generous: CI machines may be loaded; no test waits for it
+_cache = {}
+_lock = threading.Lock()
+
+
+def run_probe(name, *args, steps=5, device="auto", timeout=TIMEOUT):
+    key = (name, args, steps, device, timeout)
+    with _lock:
+        if key in _cache:
+            return _cache[key]
+    result = probe(str(FIXTURES / name), list(args), steps=steps, device=device, timeout=timeout)
+    with _lock:
+        _cache[key] = result
+    return result
+
+
+def run_pair(first, second):
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        a = pool.submit(run_probe, first)
+        b = pool.submit(run_probe, second)
+        return a.result(), b.result()
+
+
+def check_of(report, code):
+    return next(c for c in report["checks"] if c["code"] == code)
+
+
+TWINS = ["LT101", "LT102", "LT103", "LT104", "LT201", "LT202", "LT206", "LT207", "LT301", "LT401", "LT501", "LT601"]
+
+# The numbers each confirmation must quote.
+EVIDENCE = {
+    "LT101": ["one-hot over 4 columns", "[16, 4]"],
+    "LT102": ["rows sum to 1..1", "SoftmaxBackward0"],
+    "LT103": ["rows sum to 1..1", "NLLLoss"],
+    "LT104": ["SigmoidBackward0", "every value in ["],
+    "LT201": ["never cleared", "equals the step-1 gradient plus the step-2 batch gradient", "max abs diff"],
+    "LT202": ["every gradient was zero or None", "total norm"],
+    "LT206": ["has no grad_fn", "requires_grad=True"],
+    "LT207": ["0 of 4 trainable parameters received a gradient"],
+    "LT301": ["Dropout '3'", "BatchNorm1d '1'", "no-grad"],
+    "LT401": ["grad_hook", "while no backward pass was running", "[32, 16]"],
+    "LT501": ["TypeError", "unexpected keyword argument 'transform'", "line 12"],
+    "LT601": ["all 10 rows are still identical after 5 step(s)"],
+}
+
+
+@pytest.mark.parametrize("code", TWINS)
+def test_buggy_script_confirmed_and_fixed_twin_refuted(code):
+    bad, good = run_pair("%s_bad.py" % code.lower(), "%s_good.py" % code.lower())
+    confirmed = check_of(bad, code)
+    assert confirmed["status"] == "confirmed", confirmed
+    for needle in EVIDENCE[code]:
+        assert needle in confirmed["evidence"], (needle, confirmed["evidence"])
+    refuted = check_of(good, code)
+    assert refuted["status"] == "refuted", refuted
+    # a static finding of this code in the buggy script (when the rule is
+    # registered on this branch) is confirmed with the same evidence
+    for finding in bad["findings"]:
+        if finding["code"] == code:
+            assert finding["status"] == "confirmed", finding
+    assert not any(f["status"] == "confirmed" for f in good["findings"]), good["findings"]
+    # no measurement of any code confirms anything in a fixed twin
+    assert [c["code"] for c in good["checks"] if c["status"] == "confirmed"] == []
+    if checks.TABLE[code].standalone or any(f["code"] == code for f in bad["findings"]):
+        assert report_mod.exit_status(bad) == 1
+    assert report_mod.exit_status(good) == 0
+    for result in (bad, good):
+        assert result["device"] == "cpu" and result["torch"]
+        assert not result["_run"].leftover_processes
+
+
+def test_lt201_accumulated_gradient_equals_sum_of_batch_gradients():
+    bad = run_probe("lt201_bad.py")
+    data_steps = [c for c in bad["checks"] if c["code"] == "LT201"][0]["evidence"]
+    diff = float(data_steps.rsplit("max abs diff ", 1)[1].rstrip(")"))
+    assert diff < 1e-5
+
+
+def test_seed_like_script_text_report(run_cli):
+    status, out, _ = run_cli("probe", str(FIXTURES / "seed_like_bad.py"))
+    assert status == 1
+    assert "LT102 activation-before-cross-entropy: CONFIRMED" in out
+    assert "LT201 missing-zero-grad: CONFIRMED" in out
+    assert "LT301 eval-without-eval-mode: CONFIRMED" in out
+    assert "validation passes: 1 (1 with the model in training mode" in out
+    for line in ("loss:", "outputs across a batch of 16", "gradient norms at step():", "learning rate Adam[0]"):
+        assert line in out
+
+
+def test_fixed_twin_json_report_on_cpu(run_cli):
+    status, out, _ = run_cli("probe", str(FIXTURES / "seed_like_fixed.py"), "--format", "json", "--device", "cpu")
+    assert status == 0
+    data = json.loads(out)
+    assert {"script", "device", "torch", "steps", "findings", "symptoms"} <= set(data)
+    assert data["device"] == "cpu" and data["steps"] == 5
+    assert data["findings"] == []
+    symptoms = data["symptoms"]
+    assert len(symptoms["loss"]["trace"]) == 5 and symptoms["loss"]["flat"] is False
+    assert symptoms["outputs"]["identical"] is False
+    assert symptoms["parameters"]["never_changed"] == []
+    assert symptoms["learning_rate"] == {"Adam[0]": [0.01] * 5}
+    assert symptoms["validation"] == {"passes": 1, "train_mode": 0, "grad_enabled": 0, "train_mode_layers": []}
+    assert set(symptoms["gradients"]["per_parameter"]) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+    assert all(c["status"] != "confirmed" for c in data["checks"])
+
+
+def test_crash_before_first_step():
+    result = run_probe("crash_before_step.py")
+    outcome = result["outcome"]
+    assert outcome["status"] == "crashed" and outcome["before_first_step"]
+    assert "mat1 and mat2 shapes cannot be multiplied" in outcome["message"]
+    assert 'crash_before_step.py", line 12' in outcome["traceback"]
+    assert "lintorch" not in outcome["traceback"]
+    assert report_mod.exit_status(result) == 2
+
+
+def test_sys_exit_and_script_arguments():
+    exited = run_probe("exit_without_flag.py")
+    assert exited["outcome"]["status"] == "exited" and exited["outcome"]["exit_code"] == 3
+    assert "usage: exit_without_flag.py --go" in exited["outcome"]["output_tail"]
+    assert report_mod.exit_status(exited) == 2
+    ran = run_probe("exit_without_flag.py", "--go")
+    assert ran["outcome"]["status"] == "stopped" and ran["steps"] == 5
+
+
+def _group_alive(pid):
+    return runner._group_alive(pid)
+
+
+def test_timeout_kills_the_script_its_workers_and_children():
+    result = run_probe("hang_with_workers.py", timeout=25.0)
+    outcome = result["outcome"]
+    assert outcome["status"] == "timeout" and outcome["before_first_step"]
+    assert result["_run"].timed_out
+    assert "hang_with_workers.py" in outcome["traceback"]
+    assert not result["_run"].leftover_processes
+    assert not _group_alive(result["_run"].pid)
+
+
+def test_stop_gets_through_except_exception_and_workers_are_reaped():
+    result = run_probe("train_with_workers.py")
+    assert result["outcome"]["status"] == "stopped" and result["steps"] == 5
+    assert not result["_run"].leftover_processes
+    assert not _group_alive(result["_run"].pid)
+
+
+def test_checkpoints_never_touch_user_files(tmp_path, monkeypatch):
+    precious = {"model.pt": b"the user's trained model\x00\x01", "optimizer.ckpt": b"optimizer state"}
+    for name, content in precious.items():
+        (tmp_path / name).write_bytes(content)
+    monkeypatch.chdir(tmp_path)
+    result = probe(str(FIXTURES / "save_checkpoint.py"), [], steps=5, timeout=TIMEOUT)
+    assert result["outcome"]["status"] == "stopped" and result["steps"] == 5
+    for name, content in precious.items():
+        assert (tmp_path / name).read_bytes() == content
+    assert sorted(os.listdir(tmp_path)) == sorted(precious)
+    assert set(result["symptoms"]["checkpoints"]) == {"model.pt", "optimizer.ckpt"}
+
+
+def test_offline_download_is_reported_plainly():
+    result = run_probe("download_data.py")
+    outcome = result["outcome"]
+    assert outcome["status"] == "crashed" and outcome["network"] is True
+    import io
+
+    text = io.StringIO()
+    report_mod.write_text(result, text)
+    assert "there is no network" in text.getvalue()
+
+
+def test_script_that_never_trains():
+    result = run_probe("no_training_step.py")
+    assert result["outcome"]["status"] == "finished" and result["steps"] == 0
+    assert report_mod.exit_status(result) == 2
+    import io
+
+    text = io.StringIO()
+    report_mod.write_text(result, text)
+    assert "without reaching a training step" in text.getvalue()
+
+
+def test_device_cuda_requires_a_gpu(run_cli):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    status, _, err = run_cli("probe", str(FIXTURES / "lt202_good.py"), "--device", "cuda")
+    assert status == 2
+    assert "--device cuda: no CUDA device is available" in err
+
+
+def test_symptoms_of_a_model_that_never_learns():
+    # zero_grad between backward and step: Adam sees zero gradients, so nothing moves
+    bad = run_probe("lt202_bad.py")
+    symptoms = bad["symptoms"]
+    assert symptoms["loss"]["flat"] is True
+    assert sorted(symptoms["parameters"]["never_changed"]) == ["0.bias", "0.weight", "2.bias", "2.weight"]
+    assert set(symptoms["gradients"]["problems"].values()) == {"none"}  # zero_grad() sets them to None
+
+
+def test_symptom_identical_rows_reported():
+    bad = run_probe("lt601_bad.py")
+    assert bad["symptoms"]["parameters"]["identical_rows"] == ["0.weight", "2.weight"]
