@@ -884,3 +884,19 @@ _VAL_FUNCTION_NAME = re.compile(
     re.I,
 )
 _NEEDS_GRAD_FUNCS = frozenset({"torch.autograd.grad", "torch.autograd.backward", "torch.enable_grad"})
+
+
+def in_test_code(index: ModuleIndex, scope: Scope) -> bool:
+    """Unit-test code (``test_*.py``/``*_test.py`` files, ``test*``
+    functions): tiny loops with deliberately large steps, where warnings about
+    training quality or memory growth are noise."""
+    name = (index.path or "").replace("\\", "/").rsplit("/", 1)[-1]
+    if name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py":
+        return True
+    function = index.enclosing_function(scope)
+    while function is not None:
+        if function.name.startswith("test"):
+            return True
+        parent = function.scope.parent
+        function = index.enclosing_function(parent) if parent is not None else None
+    return False

@@ -2,7 +2,7 @@ import libcst as cst
 
 from lintorch.index import dotted_name
 from lintorch.rule import Example, Rule, Severity
-from lintorch.training import BACKWARD, STEP
+from lintorch.training import BACKWARD, STEP, in_test_code
 
 #: Calls that turn a loss tensor into a graph-free value.
 _SCALARISING = frozenset({"item", "detach", "tolist", "numpy", "cpu", "data"})
@@ -27,8 +27,9 @@ class LossKeptWithGraph(Rule):
     **Fix.** Accumulate `loss.item()` (a Python float) or `loss.detach()`.
     Not flagged: an accumulated loss that is itself backpropagated later
     (`total = total + loss` then `total.backward()`, `torch.stack(losses).mean().backward()`),
-    and an accumulator re-initialised at every optimizer step (micro-batch
-    losses of one step), which holds one step's graphs at most.
+    an accumulator re-initialised at every optimizer step (micro-batch
+    losses of one step), which holds one step's graphs at most, and unit
+    tests (`test_*` files and functions), whose loops run a few steps.
     """
 
     code = "LT205"
@@ -83,7 +84,7 @@ class LossKeptWithGraph(Rule):
                 if c.loop is not None and c.method == "backward" and BACKWARD in training.call_effects(c)
             ]
             backwards = [(c, n) for c, n in backwards if n is not None]
-            if not backwards:
+            if not backwards or in_test_code(index, scope):
                 continue
             kept = training.backpropagated_names(scope)
             for backward, loss in backwards:

@@ -5,6 +5,7 @@ import libcst as cst
 from lintorch import torchapi as api
 from lintorch.index import number_value
 from lintorch.rule import Example, Rule, Severity
+from lintorch.training import in_test_code
 
 
 class SuspiciousLearningRate(Rule):
@@ -31,7 +32,8 @@ class SuspiciousLearningRate(Rule):
     (`lr_find`, `LRFinder`), and optimisers whose lr a scheduler replaces
     from the first step (`LambdaLR` warm-up/Noam schedules, `OneCycleLR`,
     `CyclicLR`, transformers' `get_*_schedule_with_warmup`, a manual
-    `param_group["lr"] = ...`).
+    `param_group["lr"] = ...`), and unit tests (`test_*` files and functions),
+    which take large steps on purpose to see parameters change.
     """
 
     code = "LT209"
@@ -86,7 +88,7 @@ class SuspiciousLearningRate(Rule):
             values = [number_value(v.expr) for v in flow.definitions(lr, call.scope, call.order)]
             if not values or any(v is None or v < 0.1 for v in values):
                 continue
-            if _lr_replaced(index, call) or _optimises_tensors(index, call):
+            if _lr_replaced(index, call) or _optimises_tensors(index, call) or in_test_code(index, call.scope):
                 continue
             short = call.qualname.rsplit(".", 1)[-1]
             value = max(values)
