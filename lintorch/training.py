@@ -900,3 +900,34 @@ def in_test_code(index: ModuleIndex, scope: Scope) -> bool:
         parent = function.scope.parent
         function = index.enclosing_function(parent) if parent is not None else None
     return False
+
+
+def backward_target(call: CallSite) -> Optional[cst.BaseExpression]:
+    """The loss a backward call differentiates: ``loss`` in ``loss.backward()``,
+    ``scaler.scale(loss).backward()``, ``accelerator.backward(loss)``,
+    ``fabric.backward(loss)``, ``model_engine.backward(loss)``,
+    ``self.manual_backward(loss)`` and ``torch.autograd.backward(loss)``."""
+    if call.qualname == "torch.autograd.backward":
+        return call.arg(0, "tensors")
+    if call.method == "manual_backward":
+        return call.arg(0, "loss")
+    if call.method != "backward":
+        return None
+    name = (dotted_name(call.receiver) or "").rsplit(".", 1)[-1].lower()
+    if call.node.args and any(word in name for word in _BACKWARD_RUNNERS):
+        return call.arg(0, "loss")
+    return _unscaled(call.receiver)
+
+
+_BACKWARD_RUNNERS = ("accelerator", "fabric", "engine", "trainer", "strategy")
+
+
+def _unscaled(receiver: Optional[cst.BaseExpression]) -> Optional[cst.BaseExpression]:
+    if (
+        isinstance(receiver, cst.Call)
+        and isinstance(receiver.func, cst.Attribute)
+        and receiver.func.attr.value == "scale"
+        and len(receiver.args) == 1
+    ):
+        return receiver.args[0].value
+    return receiver

@@ -2,7 +2,7 @@ import libcst as cst
 
 from lintorch.index import dotted_name
 from lintorch.rule import Example, Rule, Severity
-from lintorch.training import BACKWARD, STEP, in_test_code
+from lintorch.training import BACKWARD, STEP, backward_target, in_test_code
 
 #: Calls that turn a loss tensor into a graph-free value.
 _SCALARISING = frozenset({"item", "detach", "tolist", "numpy", "cpu", "data"})
@@ -81,7 +81,7 @@ class LossKeptWithGraph(Rule):
         for scope in index.scopes:
             backwards = [
                 (c, _loss_name(c)) for c in scope.calls
-                if c.loop is not None and c.method == "backward" and BACKWARD in training.call_effects(c)
+                if c.loop is not None and BACKWARD in training.call_effects(c)
             ]
             backwards = [(c, n) for c, n in backwards if n is not None]
             if not backwards or in_test_code(index, scope):
@@ -148,13 +148,10 @@ def _order_of(index, scope, node):
 
 
 def _loss_name(call):
-    """``loss`` in ``loss.backward()`` and ``scaler.scale(loss).backward()``."""
-    receiver = call.receiver
-    if isinstance(receiver, cst.Call) and isinstance(receiver.func, cst.Attribute) and receiver.func.attr.value == "scale":
-        receiver = receiver.args[0].value if len(receiver.args) == 1 else None
-    return receiver if isinstance(receiver, cst.Name) else None
-
-
+    """``loss`` in ``loss.backward()``, ``scaler.scale(loss).backward()``,
+    ``accelerator.backward(loss)``."""
+    target = backward_target(call)
+    return target if isinstance(target, cst.Name) else None
 def _reset_every_step(training, scope, backward, target, accumulation) -> bool:
     """The accumulator is re-initialised inside the loop that steps the
     optimizer (``losses = []`` per batch, summed over micro-batches): it
