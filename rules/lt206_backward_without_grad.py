@@ -119,8 +119,8 @@ class BackwardWithoutGrad(Rule):
             if not backwarded:
                 continue
             # loss.requires_grad = True
-            for assign in index.attr_assigns:
-                if assign.scope is not scope or assign.attr != "requires_grad":
+            for assign in training._attr_assigns_by_scope().get(scope, ()):
+                if assign.attr != "requires_grad":
                     continue
                 target = assign.target.value
                 if not (isinstance(target, cst.Name) and target.value in backwarded):
