@@ -884,3 +884,50 @@ _VAL_FUNCTION_NAME = re.compile(
     re.I,
 )
 _NEEDS_GRAD_FUNCS = frozenset({"torch.autograd.grad", "torch.autograd.backward", "torch.enable_grad"})
+
+
+def in_test_code(index: ModuleIndex, scope: Scope) -> bool:
+    """Unit-test code (``test_*.py``/``*_test.py`` files, ``test*``
+    functions): tiny loops with deliberately large steps, where warnings about
+    training quality or memory growth are noise."""
+    name = (index.path or "").replace("\\", "/").rsplit("/", 1)[-1]
+    if name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py":
+        return True
+    function = index.enclosing_function(scope)
+    while function is not None:
+        if function.name.startswith("test"):
+            return True
+        parent = function.scope.parent
+        function = index.enclosing_function(parent) if parent is not None else None
+    return False
+
+
+def backward_target(call: CallSite) -> Optional[cst.BaseExpression]:
+    """The loss a backward call differentiates: ``loss`` in ``loss.backward()``,
+    ``scaler.scale(loss).backward()``, ``accelerator.backward(loss)``,
+    ``fabric.backward(loss)``, ``model_engine.backward(loss)``,
+    ``self.manual_backward(loss)`` and ``torch.autograd.backward(loss)``."""
+    if call.qualname == "torch.autograd.backward":
+        return call.arg(0, "tensors")
+    if call.method == "manual_backward":
+        return call.arg(0, "loss")
+    if call.method != "backward":
+        return None
+    name = (dotted_name(call.receiver) or "").rsplit(".", 1)[-1].lower()
+    if call.node.args and any(word in name for word in _BACKWARD_RUNNERS):
+        return call.arg(0, "loss")
+    return _unscaled(call.receiver)
+
+
+_BACKWARD_RUNNERS = ("accelerator", "fabric", "engine", "trainer", "strategy")
+
+
+def _unscaled(receiver: Optional[cst.BaseExpression]) -> Optional[cst.BaseExpression]:
+    if (
+        isinstance(receiver, cst.Call)
+        and isinstance(receiver.func, cst.Attribute)
+        and receiver.func.attr.value == "scale"
+        and len(receiver.args) == 1
+    ):
+        return receiver.args[0].value
+    return receiver
