@@ -874,7 +874,11 @@ def _iterated_names(expr: cst.BaseExpression) -> List[str]:
 _NOT_MODE_RECEIVER = re.compile(r"trainer|engine|pipeline|runner|learner|estimator|session|tuner|agent|solver", re.I)
 _NOT_MODEL_NAME = re.compile(r"loss|criterion|metric|optim|sched|transform|augment|loader|collate|fn$|func", re.I)
 _MODEL_NAME = re.compile(r"^(?:model|net|network|classifier|clf|encoder|decoder|backbone|generator|discriminator|student|module)$|model$|net$", re.I)
-_LOADER_NAME = re.compile(r"loader|_dl$|^dl$|dataset|_ds$|^ds$|batches|data$|_iter$", re.I)
+_LOADER_NAME = re.compile(r"loader|_dl$|^dl$|dataset|_ds$|^ds$|batches", re.I)
+#: Words one of which a file must contain to hold a validation loop (see
+#: ``_LOADER_NAME``; ``DataLoader`` covers loops traced to a loader): rules
+#: built on :meth:`TrainingFacts.validation_loops` use them as triggers.
+VALIDATION_LOOP_TRIGGERS = ("loader", "Loader", "dataset", "_dl", "_ds", " dl", " ds", "(dl", "(ds", "batches")
 _VAL_LOADER_NAME = re.compile(r"^(?:val|valid|validation|test|testing|eval|evaluation|dev|holdout)_?(?:loader|dataloader|dl|ds|dataset|data|set|batches|iter)s?$|(?:val|valid|test|eval)(?:_)?loader$", re.I)
 _TRAIN_LOADER_NAME = re.compile(r"^train", re.I)
 _VAL_FUNCTION_NAME = re.compile(
