@@ -56,7 +56,7 @@ EVIDENCE = {
     "LT101": ["one-hot over 4 columns", "[16, 4]"],
     "LT102": ["rows sum to 1..1", "SoftmaxBackward0"],
     "LT103": ["rows sum to 1..1", "NLLLoss"],
-    "LT104": ["SigmoidBackward0", "every value in ["],
+    "LT104": ["produced by SigmoidBackward0", "every value in ["],
     "LT201": ["never cleared", "equals the step-1 gradient plus the step-2 batch gradient", "max abs diff"],
     "LT202": ["every gradient was zero or None", "total norm"],
     "LT206": ["has no grad_fn", "requires_grad=True"],

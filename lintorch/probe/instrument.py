@@ -43,6 +43,33 @@ def _grad_fn_name(tensor) -> Optional[str]:
     return type(fn).__name__ if fn is not None else None
 
 
+# autograd nodes that only reshape or copy: looked through to find the op
+# that produced a loss input (sigmoid(x).squeeze(1) -> SigmoidBackward0)
+_SHAPE_ONLY = {
+    "ViewBackward0", "ReshapeAliasBackward0", "UnsafeViewBackward0", "SqueezeBackward0", "SqueezeBackward1",
+    "SqueezeBackward2", "UnsqueezeBackward0", "CloneBackward0", "ExpandBackward0", "SelectBackward0",
+    "SliceBackward0", "IndexBackward0", "PermuteBackward0", "TransposeBackward0", "TBackward0",
+    "ToCopyBackward0", "AliasBackward0", "ViewAsRealBackward0", "CatBackward0", "StackBackward0",
+}
+
+
+def _producer(tensor) -> Optional[str]:
+    """Name of the autograd node that computed ``tensor``, looking through
+    shape-only and copy nodes."""
+    fn = getattr(tensor, "grad_fn", None)
+    for _ in range(8):
+        if fn is None:
+            return None
+        name = type(fn).__name__
+        if name not in _SHAPE_ONLY:
+            return name
+        nexts = [f for f, _ in getattr(fn, "next_functions", ()) if f is not None]
+        if len(nexts) != 1 and name not in ("CatBackward0", "StackBackward0"):
+            return name
+        fn = nexts[0] if nexts else None
+    return None
+
+
 def _first_tensor(value):
     if isinstance(value, torch.Tensor):
         return value
@@ -94,6 +121,7 @@ class Recorder:
         # per-parameter state for LT201 (keyed by id(param))
         self._norm_at_step: Dict[int, float] = {}
         self._cleared: Dict[int, bool] = {}
+        self._last_seen: Dict[int, Optional[float]] = {}
         self._initial: Dict[int, Any] = {}  # clones taken before the first step
         self._initial_rows: Dict[int, dict] = {}
         self._accum_probe: Dict[int, dict] = {}  # optimizer index -> pending LT201 evidence
@@ -401,6 +429,7 @@ class Recorder:
         norms = getattr(self, "_pending_norms", {})
         for p in self.trainable(optimizer):
             self._norm_at_step[id(p)] = norms.get(id(p))
+            self._last_seen[id(p)] = norms.get(id(p))
             self._cleared[id(p)] = False
         self._backwards_since[index] = 0
         self._post_backward_norm[index] = None
@@ -525,7 +554,9 @@ class Recorder:
             key = id(p)
             if key in self._cleared and not self._cleared[key]:
                 now = before[key]
-                if now is None or now == 0.0 or now != self._norm_at_step.get(key):
+                # cleared: None or zero, or changed since the probe last saw it
+                # (after the step or the previous backward)
+                if now is None or now == 0.0 or now != self._last_seen.get(key):
                     self._cleared[key] = True
         self._probe_accumulation(loss, gradient, inputs)
         record = {
@@ -552,6 +583,7 @@ class Recorder:
         got, without = 0, []
         for p in params:
             after = self.grad_norm(p)
+            self._last_seen[id(p)] = after
             if after is not None and after != norms[id(p)]:
                 got += 1
             elif len(without) < 8:
@@ -651,6 +683,7 @@ class Recorder:
             "grad_enabled": bool(torch.is_grad_enabled()),
             "input_shape": list(input.shape),
             "input_grad_fn": _grad_fn_name(input),
+            "input_producer": _producer(input),
             "line": self.script_line(),
         }
         with torch.no_grad():
@@ -836,6 +869,11 @@ class Recorder:
         """Measurements that need the final state of the parameters."""
         params = self.all_trainable()
         unchanged, changed, rows = [], 0, []
+        owners = {}
+        for root in self.roots:
+            for module in root.modules():
+                for p in module.parameters(recurse=False):
+                    owners.setdefault(id(p), type(module).__name__)
         with torch.no_grad():
             for p in params:
                 initial = self._initial.get(id(p))
@@ -847,6 +885,7 @@ class Recorder:
                 if p.dim() >= 2 and p.shape[0] >= 2:
                     state = self._rows_identical(p)
                     state["param"] = self.param_name(p)
+                    state["module"] = owners.get(id(p))
                     state["identical_at_start"] = self._initial_rows.get(id(p), {}).get("identical")
                     rows.append(state)
         self.data["params_compared"] = len(self._initial)

@@ -275,11 +275,15 @@ def write_text(report: dict, stream) -> None:
         w("  %s:%d:%d %s %s: %s\n      %s\n" % (
             report["script"], f["line"], f["column"], f["code"], f["name"], _STATUS[f["status"]], f["evidence"]))
 
-    others = [c for c in report["checks"] if not c["static_finding"] and c["status"] != checks.NOT_REACHED]
-    if others:
+    others = [c for c in report["checks"] if not c["static_finding"]]
+    measured = [c for c in others if c["status"] == checks.CONFIRMED]
+    refuted = [c["code"] for c in others if c["status"] == checks.REFUTED]
+    if measured or refuted:
         w("\nRuntime checks without a static finding:\n")
-        for c in others:
+        for c in measured:
             w("  %s %s: %s\n      %s\n" % (c["code"], c["name"], _STATUS[c["status"]], c["evidence"]))
+        if refuted:
+            w("  refuted: %s (evidence in --format json)\n" % ", ".join(refuted))
 
     s = report["symptoms"]
     if not s:
