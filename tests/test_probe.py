@@ -93,6 +93,17 @@ def test_buggy_script_confirmed_and_fixed_twin_refuted(code):
         assert not result["_run"].leftover_processes
 
 
+def test_eval_mode_codes_lt302_lt303():
+    # validation with model.eval() but no no_grad, and no model.train() afterwards
+    bad, good = run_pair("lt302_lt303_bad.py", "lt301_good.py")
+    lt302, lt303 = check_of(bad, "LT302"), check_of(bad, "LT303")
+    assert lt302["status"] == "confirmed" and "ran with grad enabled" in lt302["evidence"], lt302
+    assert lt303["status"] == "confirmed" and "optimizer step 3 ran while" in lt303["evidence"], lt303
+    assert check_of(bad, "LT301")["status"] == "not_reached"  # no no-grad pass ran
+    assert check_of(good, "LT302")["status"] == "refuted"
+    assert check_of(good, "LT303")["status"] == "refuted"
+
+
 def test_lt201_accumulated_gradient_equals_sum_of_batch_gradients():
     bad = run_probe("lt201_bad.py")
     data_steps = [c for c in bad["checks"] if c["code"] == "LT201"][0]["evidence"]
