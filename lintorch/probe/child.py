@@ -155,6 +155,13 @@ def main(config_path: str) -> None:
         os._exit(0)
 
     signal.signal(signal.SIGTERM, on_term)
+    if cfg.get("stack"):
+        # On timeout the parent first asks for a C-level stack dump: it works
+        # even when the script is stuck inside native code (a CUDA sync, a lock).
+        import faulthandler
+
+        stack_file = open(cfg["stack"], "w")
+        faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=False)
 
     sys.argv = [cfg["script"]] + list(cfg["args"])
     sys.path[0:1] = [os.path.dirname(script)]

@@ -143,11 +143,21 @@ def build(script: str, findings: Sequence, result, steps_requested: int) -> dict
     if not child:
         if result.timed_out:
             outcome = {"status": "timeout", "message": "timed out; the script did not respond (stuck outside Python)"}
+            stack = getattr(result, "native_stack", None)
+            if stack:
+                lines = [line for line in stack.splitlines() if line.strip().startswith("File")]
+                user = [line for line in lines
+                        if "site-packages" not in line and "lintorch" not in line and '"<' not in line]
+                outcome["traceback"] = "\n".join(user or lines) + "\n"
         else:
             outcome = {"status": "no_report",
                        "message": "the probe's child process died without a report (exit status %s)" % result.returncode}
     if result.timed_out and outcome.get("status") == "timeout":
-        outcome["message"] = "timed out after %s s" % _g(result.seconds)
+        if child:
+            outcome["message"] = "timed out after %s s" % _g(result.seconds)
+        else:
+            outcome["message"] = "timed out after %s s; the script ignored the stop signal and was killed" % (
+                _g(result.seconds))
     status = outcome.get("status")
     total = int(data.get("total_steps") or 0)
     if status in ("crashed", "exited", "timeout", "finished", "no_report") and total == 0:
