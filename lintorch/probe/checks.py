@@ -250,7 +250,8 @@ def check_lt301(data: dict, line: Optional[int]) -> Check:
         if any("Norm" in r["type"] for r in bad):
             effects.append("batch-norm normalises with the validation batch's statistics")
         return Check(True, "%s ran in training mode inside a no-grad (validation) pass %d time(s), first after "
-                     "step %d: %s" % (", ".join(names[:3]), len(bad), bad[0]["step"], "; ".join(effects)))
+                     "step %d: %s" % (", ".join(names[:3]), data.get("nograd_train_mode_count", len(bad)), bad[0]["step"],
+                                      "; ".join(effects)))
     passes = _nograd_forwards(data)
     if not passes:
         return Check(None, "no forward pass ran under torch.no_grad() within the probed steps (validation not "

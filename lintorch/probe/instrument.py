@@ -271,16 +271,21 @@ class Recorder:
     def _forward_pre(self, module, args):
         if not self._is_main():
             return None
-        if self._depth == 0 and id(module) not in self._root_ids and any(True for _ in module.parameters()):
-            self._root_ids.add(id(module))
-            self.roots.append(module)
-            self._names.clear()
+        try:
+            if self._depth == 0 and id(module) not in self._root_ids and any(True for _ in module.parameters()):
+                self._root_ids.add(id(module))
+                self.roots.append(module)
+                self._names.clear()
+        except Exception:
+            pass
         self._depth += 1
         if module.training and not torch.is_grad_enabled() and self._is_norm_or_dropout(module):
-            self._append(
-                "nograd_train_mode",
-                {"module": self.module_name(module), "type": type(module).__name__, "step": self.total_steps},
-            )
+            self.data["nograd_train_mode_count"] = self.data.get("nograd_train_mode_count", 0) + 1
+            if len(self.data["nograd_train_mode"]) < MAX_RECORDS:
+                self._append(
+                    "nograd_train_mode",
+                    {"module": self.module_name(module), "type": type(module).__name__, "step": self.total_steps},
+                )
         return None
 
     @staticmethod
