@@ -184,7 +184,7 @@ def check_lt202(data: dict, line: Optional[int]) -> Check:
     if not steps:
         return Check(None, "no optimizer step ran")
     for s in steps:
-        if s["all_zero_or_none"] and s["backwards_since"] and s.get("post_backward_norm"):
+        if s["all_zero_or_none"] and s["backwards_since"] and s.get("post_backward_norm") and not s.get("closure"):
             return Check(True, "at optimizer step %d every gradient was zero or None (%d parameters) although "
                          "backward() had produced gradients of total norm %s: they were erased between "
                          "backward() and step(), so the weights never change" % (
@@ -265,13 +265,15 @@ def check_lt301(data: dict, line: Optional[int]) -> Check:
 
 
 def check_lt302(data: dict, line: Optional[int]) -> Check:
-    evals = [f for f in data.get("forwards", []) if not f["training"]]
+    # eval-mode passes whose output was backpropagated are training steps (LT303), not evaluation
+    evals = [f for f in data.get("forwards", []) if not f["training"] and not f.get("backpropagated")]
     if not evals:
-        return Check(None, "no forward pass with the model in eval mode ran within the probed steps")
+        return Check(None, "no evaluation forward pass (model in eval mode) ran within the probed steps")
     graded = [f for f in evals if f["grad_enabled"]]
     if graded:
-        return Check(True, "%d of %d eval-mode forward pass(es) ran with grad enabled (the autograd graph is "
-                     "built for evaluation: memory and time)" % (len(graded), len(evals)))
+        return Check(True, "%d of %d evaluation forward pass(es) (model in eval mode, output never "
+                     "backpropagated) ran with grad enabled: the autograd graph is built for nothing "
+                     "(memory and time)" % (len(graded), len(evals)))
     return Check(False, "all %d eval-mode forward pass(es) ran under no_grad/inference_mode" % len(evals))
 
 

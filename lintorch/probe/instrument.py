@@ -337,6 +337,15 @@ class Recorder:
         # keep the first few, every no-grad/eval pass (capped) and the latest training pass
         if len(forwards) < 6 or not (record["training"] and record["grad_enabled"]):
             self._append("forwards", record)
+            if grad and tensor is not None and tensor.requires_grad and not module.training:
+                # an eval-mode pass with autograd on: is it ever backpropagated
+                # (a training step in eval mode) or only evaluated (LT302)?
+                record["backpropagated"] = False
+
+                def mark(grad_value, record=record):
+                    record["backpropagated"] = True
+
+                self._original_register_hook(tensor, mark)
         else:
             self.data["last_train_forward"] = record
 
@@ -763,6 +772,7 @@ class Recorder:
 
     def _wrap_hook_registration(self) -> None:
         recorder = self
+        self._original_register_hook = torch.Tensor.register_hook
         for owner, name in (
             (torch.nn.Module, "register_forward_hook"),
             (torch.nn.Module, "register_full_backward_hook"),

@@ -111,7 +111,8 @@ def lr_symptom(data: dict) -> dict:
 
 
 def validation_symptom(data: dict) -> dict:
-    passes = [f for f in data.get("forwards", []) if not f["grad_enabled"] or not f["training"]]
+    passes = [f for f in data.get("forwards", [])
+              if (not f["grad_enabled"] or not f["training"]) and not f.get("backpropagated")]
     return {
         "passes": len(passes),
         "train_mode": sum(1 for f in passes if f["training"]),
