@@ -150,9 +150,11 @@ def test_crash_before_first_step():
 
 
 def test_sys_exit_and_script_arguments():
-    exited = run_probe("exit_without_flag.py")
+    exited = run_probe("exit_without_flag.py", device="cpu")
     assert exited["outcome"]["status"] == "exited" and exited["outcome"]["exit_code"] == 3
     assert "usage: exit_without_flag.py --go" in exited["outcome"]["output_tail"]
+    # --device cpu hides accelerators from the script
+    assert "visible devices: '', cuda available: False" in exited["outcome"]["output_tail"]
     assert report_mod.exit_status(exited) == 2
     ran = run_probe("exit_without_flag.py", "--go")
     assert ran["outcome"]["status"] == "stopped" and ran["steps"] == 5
