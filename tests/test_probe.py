@@ -22,12 +22,15 @@ from lintorch.probe import checks, report as report_mod, runner  # noqa: E402
 from lintorch.probe.cli import probe  # noqa: E402
 
 FIXTURES = REPO / "fixtures" / "probe"
+# The fixtures put themselves on CUDA when the script can see it; on a GPU
+# machine run the suite once with LINTORCH_PROBE_DEVICE=cuda.
+DEVICE = os.environ.get("LINTORCH_PROBE_DEVICE", "auto")
 TIMEOUT = 120.0  # generous: CI machines may be loaded; no test waits for it
 _cache = {}
 _lock = threading.Lock()
 
 
-def run_probe(name, *args, steps=5, device="auto", timeout=TIMEOUT):
+def run_probe(name, *args, steps=5, device=DEVICE, timeout=TIMEOUT):
     key = (name, args, steps, device, timeout)
     with _lock:
         if key in _cache:
@@ -89,7 +92,7 @@ def test_buggy_script_confirmed_and_fixed_twin_refuted(code):
         assert report_mod.exit_status(bad) == 1
     assert report_mod.exit_status(good) == 0
     for result in (bad, good):
-        assert result["device"] == "cpu" and result["torch"]
+        assert result["device"].startswith("cuda" if DEVICE == "cuda" else "cpu") and result["torch"]
         assert not result["_run"].leftover_processes
 
 
@@ -214,6 +217,16 @@ def test_script_that_never_trains():
     text = io.StringIO()
     report_mod.write_text(result, text)
     assert "without reaching a training step" in text.getvalue()
+
+
+def test_device_cuda_on_a_gpu_machine():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    result = run_probe("lt201_bad.py", device="cuda")
+    assert result["device"].startswith("cuda:0")
+    assert check_of(result, "LT201")["status"] == "confirmed"
 
 
 def test_device_cuda_requires_a_gpu(run_cli):

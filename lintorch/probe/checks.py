@@ -165,9 +165,10 @@ def check_lt201(data: dict, line: Optional[int]) -> Check:
                      "not measured" % _steps(data))
     for s in later:
         if s["uncleared"]:
+            names = ", ".join(s["uncleared"][:3]) + (", ..." if len(s["uncleared"]) > 3 else "")
             text = ("between optimizer steps %d and %d the gradients of %d of %d parameters (%s) were never "
                     "cleared: .grad keeps summing every batch" % (
-                        s["step"] - 1, s["step"], len(s["uncleared"]), s["params"], ", ".join(s["uncleared"][:3]) + (", ..." if len(s["uncleared"]) > 3 else "")))
+                        s["step"] - 1, s["step"], len(s["uncleared"]), s["params"], names))
             acc = s.get("accumulation") or (data.get("accumulation") or [None])[0]
             if acc:
                 text += ("; grad of %s at step %d equals the step-%d gradient plus the step-%d batch gradient "
@@ -249,9 +250,9 @@ def check_lt301(data: dict, line: Optional[int]) -> Check:
             effects.append("dropout zeroes random units, so predictions are randomised")
         if any("Norm" in r["type"] for r in bad):
             effects.append("batch-norm normalises with the validation batch's statistics")
+        count = data.get("nograd_train_mode_count", len(bad))
         return Check(True, "%s ran in training mode inside a no-grad (validation) pass %d time(s), first after "
-                     "step %d: %s" % (", ".join(names[:3]), data.get("nograd_train_mode_count", len(bad)), bad[0]["step"],
-                                      "; ".join(effects)))
+                     "step %d: %s" % (", ".join(names[:3]), count, bad[0]["step"], "; ".join(effects)))
     passes = _nograd_forwards(data)
     if not passes:
         return Check(None, "no forward pass ran under torch.no_grad() within the probed steps (validation not "
@@ -376,7 +377,8 @@ TABLE: Dict[str, Measurement] = {
         Measurement("LT102", "activation-before-cross-entropy",
                     "CrossEntropyLoss input rows are probabilities (in [0,1], rows summing to 1)", check_lt102),
         Measurement("LT103", "softmax-before-nll", "NLLLoss input rows are probabilities", check_lt103),
-        Measurement("LT104", "sigmoid-before-bce-with-logits", "BCEWithLogitsLoss input already in [0,1]",
+        Measurement("LT104", "sigmoid-before-bce-with-logits",
+                    "BCEWithLogitsLoss input produced by sigmoid (values in [0,1])",
                     check_lt104),
         Measurement("LT201", "missing-zero-grad", "parameter .grad not cleared between two optimizer.step() calls",
                     check_lt201),
@@ -387,7 +389,8 @@ TABLE: Dict[str, Measurement] = {
                     check_lt207),
         Measurement("LT301", "eval-without-eval-mode", "dropout/batch-norm in training mode inside a no-grad pass",
                     check_lt301, standalone=False),
-        Measurement("LT302", "eval-without-no-grad", "eval-mode forward passes with grad enabled", check_lt302,
+        Measurement("LT302", "eval-without-no-grad",
+                    "eval-mode forward passes, never backpropagated, run with grad enabled", check_lt302,
                     standalone=False),
         Measurement("LT303", "train-mode-not-restored", "an optimizer step runs with dropout/batch-norm in eval mode",
                     check_lt303, standalone=False),

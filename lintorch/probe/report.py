@@ -151,8 +151,8 @@ def build(script: str, findings: Sequence, result, steps_requested: int) -> dict
                         if "site-packages" not in line and "lintorch" not in line and '"<' not in line]
                 outcome["traceback"] = "\n".join(user or lines) + "\n"
         else:
-            outcome = {"status": "no_report",
-                       "message": "the probe's child process died without a report (exit status %s)" % result.returncode}
+            outcome = {"status": "no_report", "message": "the probe's child process died without a report "
+                       "(exit status %s)" % result.returncode}
     if result.timed_out and outcome.get("status") == "timeout":
         if child:
             outcome["message"] = "timed out after %s s" % _g(result.seconds)
