@@ -46,7 +46,7 @@ def loss_symptom(data: dict) -> dict:
     if len(values) >= 2:
         spread = max(values) - min(values)
         size = max(abs(values[0]), 1e-12)
-        out["change"] = checks._g(values[-1] - values[0])
+        out["change"] = float("%.6g" % (values[-1] - values[0]))
         out["flat"] = spread <= FLAT_RELATIVE * size
     return out
 
@@ -227,8 +227,19 @@ def exit_status(report: dict) -> int:
     return 0
 
 
+def _strict(value):
+    """JSON has no NaN/Infinity: a diverged loss is written as the string "nan"/"inf"/"-inf"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if value != value else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
 def write_json(report: dict, stream) -> None:
-    json.dump(report, stream, indent=2, sort_keys=False)
+    json.dump(_strict(report), stream, indent=2, sort_keys=False, allow_nan=False)
     stream.write("\n")
 
 
@@ -304,10 +315,12 @@ def write_text(report: dict, stream) -> None:
     if loss["trace"]:
         trace = " ".join(_g(x) for x in loss["trace"][:12]) + (" ..." if len(loss["trace"]) > 12 else "")
         verdict = ""
-        if loss["flat"] is True:
+        if loss.get("non_finite"):
+            verdict = "  -> NOT FINITE: training diverged"
+        elif loss["flat"] is True:
             verdict = "  -> FLAT: the loss is not changing"
         elif loss["flat"] is False:
-            verdict = "  (changed by %s)" % loss["change"]
+            verdict = "  (changed by %s)" % _g(loss["change"])
         w("  loss: %s%s\n" % (trace, verdict))
     out = s["outputs"]
     if out.get("identical") is not None:
