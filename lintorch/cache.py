@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import FrozenSet, List, Optional
 
 from lintorch import __version__
-from lintorch.rule import Finding, Severity
+from lintorch.rule import Finding, Fix, Severity
 
 CACHE_DIR_NAME = ".lintorch_cache"
 _TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# lintorch cache; see https://bford.info/cachedir/\n"
@@ -41,9 +41,13 @@ class FindingsCache:
         return True
 
     @staticmethod
-    def key(data: bytes, codes: FrozenSet[str]) -> str:
+    def key(data: bytes, codes: FrozenSet[str], kind: str = "") -> str:
+        """``kind`` separates inputs read differently from the same bytes
+        (``ipynb``: a notebook)."""
         digest = hashlib.blake2b(data, digest_size=20)
         digest.update(b"\0" + __version__.encode() + b"\0" + ",".join(sorted(codes)).encode())
+        if kind:
+            digest.update(b"\0" + kind.encode())
         return digest.hexdigest()
 
     def _path(self, key: str) -> Path:
@@ -54,7 +58,7 @@ class FindingsCache:
             with open(self._path(key), "rb") as handle:
                 rows = json.loads(handle.read())
             return [
-                Finding(path, r[0], r[1], r[2], r[3], r[4], r[5], Severity(r[6]), r[7]) for r in rows
+                Finding(path, r[0], r[1], r[2], r[3], r[4], r[5], Severity(r[6]), r[7], *_extra(r)) for r in rows
             ]
         except (OSError, ValueError, TypeError, IndexError, KeyError):
             return None
@@ -64,6 +68,7 @@ class FindingsCache:
             return
         rows = [
             [f.line, f.column, f.end_line, f.end_column, f.code, f.name, f.severity.value, f.message]
+            + _extra_row(f)
             for f in findings
         ]
         target = self._path(key)
@@ -78,3 +83,22 @@ class FindingsCache:
                 os.unlink(temp)
             except (OSError, UnboundLocalError):
                 pass
+
+
+# Optional trailing columns of a row: the notebook cell, and whether a fix is
+# offered ([safe, description]) so a cached finding still counts as fixable
+# (the fix itself is recomputed by --fix, which does not use the cache).
+
+
+def _extra_row(finding: Finding) -> list:
+    fix = [finding.fix.safe, finding.fix.description] if finding.fix is not None else None
+    if finding.cell is None and fix is None:
+        return []
+    return [finding.cell, fix]
+
+
+def _extra(row: list) -> tuple:
+    if len(row) <= 8:
+        return ()
+    cell, fix = row[8], row[9]
+    return (cell, Fix(None, None, bool(fix[0]), str(fix[1])) if fix else None)

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from lintorch import __version__, config as config_mod, registry
 from lintorch.rule import Finding, Rule
@@ -31,7 +31,20 @@ def _check_parser() -> argparse.ArgumentParser:
         epilog="Other commands: `lintorch rule CODE|--all`, `lintorch probe SCRIPT` (see --help of each).",
     )
     parser.add_argument("paths", nargs="*", metavar="PATH", help="files or directories; - reads stdin (default: .)")
-    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    parser.add_argument(
+        "--format", choices=("text", "json", "sarif", "github"), default="text",
+        help="output format: text, json, sarif (SARIF 2.1.0, for GitHub code scanning), "
+        "github (GitHub Actions annotations) (default: text)",
+    )
+    parser.add_argument("--output-file", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
+    parser.add_argument("--show-source", action="store_true", help="text format: show each offending line with carets")
+    parser.add_argument(
+        "--color", choices=("auto", "always", "never"), default="auto",
+        help="colour the text output (auto: on a terminal, unless NO_COLOR is set)",
+    )
+    parser.add_argument("--fix", action="store_true", help="apply safe fixes to the files")
+    parser.add_argument("--unsafe-fixes", action="store_true", help="also apply fixes that change behaviour (with --fix/--diff)")
+    parser.add_argument("--diff", action="store_true", help="print the fixes as a unified diff instead of writing them")
     parser.add_argument("--statistics", action="store_true", help="print the number of findings per code")
     parser.add_argument("--select", type=_selector_list, help="codes, prefixes (LT2) or names to enable, replacing the config")
     parser.add_argument("--ignore", type=_selector_list, default=[], help="codes, prefixes or names to disable")
@@ -83,7 +96,7 @@ def _cache_dir(args: argparse.Namespace, config: config_mod.Config) -> Optional[
 
 
 def check_main(argv: Sequence[str]) -> int:
-    from lintorch import files, output, runner
+    from lintorch import files, formats, runner
 
     args = _check_parser().parse_args(argv)
     try:
@@ -92,14 +105,21 @@ def check_main(argv: Sequence[str]) -> int:
         print(f"lintorch: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
 
+    if args.fix or args.diff:
+        return _fix_main(args, config)
+
     findings: List[Finding] = []
     paths = args.paths or ["."]
     status = EXIT_CLEAN
     checked = 0
+    stdin_text: Dict[str, str] = {}
 
     if "-" in paths:
         linter = runner.FileLinter(config, None, args.debug)
-        findings += linter.lint_data(sys.stdin.buffer.read(), args.stdin_filename or "-")
+        display = args.stdin_filename or "-"
+        data = sys.stdin.buffer.read()
+        stdin_text[display] = data.decode("utf-8", errors="replace")
+        findings += linter.lint_data(data, display)
         checked += 1
         paths = [p for p in paths if p != "-"]
 
@@ -110,21 +130,109 @@ def check_main(argv: Sequence[str]) -> int:
     results = runner.lint_paths(
         discovery.files, config, jobs=args.jobs, cache_dir=_cache_dir(args, config), debug=args.debug
     )
-    for _, found in results:
+    for _, found in formats.progress(results, total=len(discovery.files)):
         findings += found
         checked += 1
 
-    stdout = sys.stdout
-    if args.format == "json":
-        output.write_json(findings, stdout)
-    else:
-        output.write_text(findings, stdout, checked)
-        if args.statistics:
-            output.write_statistics(findings, stdout)
-    if args.format == "json" and args.statistics:
-        output.write_statistics(findings, sys.stderr)
-    stdout.flush()
+    if not _report(args, findings, checked, stdin_text):
+        return EXIT_ERROR
 
+    if status == EXIT_ERROR:
+        return status
+    if findings and not args.exit_zero:
+        return EXIT_FINDINGS
+    return EXIT_CLEAN
+
+
+def _report(args: argparse.Namespace, findings: List[Finding], checked: int, stdin_text: Dict[str, str]) -> bool:
+    """Write the report in the chosen format, to stdout or --output-file."""
+    from lintorch import formats, output
+
+    if args.output_file:
+        try:
+            stdout = open(args.output_file, "w", encoding="utf-8")
+        except OSError as exc:
+            print(f"lintorch: error: {args.output_file}: {exc.strerror or exc}", file=sys.stderr)
+            return False
+    else:
+        stdout = sys.stdout
+    try:
+        if args.format == "json":
+            output.write_json(findings, stdout)
+        elif args.format == "sarif":
+            formats.write_sarif(findings, stdout)
+        elif args.format == "github":
+            formats.write_github(findings, stdout)
+        else:
+            style = formats.Style(formats.use_color(args.color, stdout))
+            formats.write_text(
+                findings, stdout, checked, style=style, show_source=args.show_source,
+                sources=formats.SourceLines(stdin_text), unsafe_fixes=args.unsafe_fixes,
+            )
+            if args.statistics:
+                output.write_statistics(findings, stdout)
+        if args.format != "text" and args.statistics:
+            output.write_statistics(findings, sys.stderr)
+        stdout.flush()
+    finally:
+        if stdout is not sys.stdout:
+            stdout.close()
+    return True
+
+
+def _fix_main(args: argparse.Namespace, config: config_mod.Config) -> int:
+    """``--fix`` / ``--diff``: fix each file, then report what is left."""
+    from lintorch import files, fix, formats, runner
+
+    rules = runner.RuleCache(config)
+    paths = [p for p in (args.paths or ["."]) if p != "-"]
+    if len(paths) != len(args.paths or ["."]):
+        print("lintorch: error: --fix and --diff work on files, not on stdin", file=sys.stderr)
+        return EXIT_ERROR
+    status = EXIT_CLEAN
+    discovery = files.discover(paths, config)
+    for path, reason in discovery.missing:
+        print(f"lintorch: error: {path}: {reason}", file=sys.stderr)
+        status = EXIT_ERROR
+    findings: List[Finding] = []
+    fixed = fixed_files = 0
+    for path in formats.progress(discovery.files):
+        codes = rules.codes_for(runner.display_path(path))
+        try:
+            outcome = fix.fix_file(
+                path, runner.display_path(path), rules.rules_for(codes), unsafe=args.unsafe_fixes,
+                keep=lambda f: f.code in codes, write=not args.diff, debug=args.debug,
+            )
+        except (OSError, fix.FileChangedError) as exc:
+            print(f"lintorch: error: {path}: not fixed: {exc}", file=sys.stderr)
+            status = EXIT_ERROR
+            continue
+        for finding, reason in outcome.dropped:
+            cell = f"cell {finding.cell}:" if finding.cell is not None else ""
+            print(
+                f"lintorch: warning: {finding.path}:{cell}{finding.line}:{finding.column}: {finding.code} "
+                f"fix dropped: {reason}",
+                file=sys.stderr,
+            )
+        if outcome.skipped:
+            print(f"lintorch: warning: {outcome.path}: {outcome.skipped}", file=sys.stderr)
+        if outcome.changed:
+            fixed += len(outcome.applied)
+            fixed_files += 1
+            if args.diff:
+                sys.stdout.write(outcome.diff())
+        findings += outcome.remaining
+    if args.diff:
+        sys.stdout.flush()
+        noun = "fix" if fixed == 1 else "fixes"
+        print(f"Would apply {fixed} {noun} in {fixed_files} file{'s' if fixed_files != 1 else ''}.", file=sys.stderr)
+        if status == EXIT_ERROR:
+            return status
+        return EXIT_FINDINGS if fixed and not args.exit_zero else EXIT_CLEAN
+    noun = "finding" if fixed == 1 else "findings"
+    print(f"Fixed {fixed} {noun} in {fixed_files} file{'s' if fixed_files != 1 else ''}.", file=sys.stderr)
+    if not _report(args, findings, len(discovery.files), {}):
+        return EXIT_ERROR
     if status == EXIT_ERROR:
         return status
     if findings and not args.exit_zero:

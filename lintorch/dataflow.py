@@ -829,6 +829,272 @@ class Dataflow:
         return None
 
 
+    # -- train/eval-dependent layers and data loaders (LT3xx, LT5xx) -------
+
+    def mode_layers(self, expr: cst.BaseExpression, scope: Scope, order: int) -> Optional[bool]:
+        """Whether the module ``expr`` evaluates to contains layers that act
+        differently in ``train()`` and ``eval()`` mode (dropout, batch norm):
+        True, False (visibly none: every layer is known) or None (unknown).
+        Follows ``nn.Sequential``/``ModuleList`` contents, the layers a local
+        module class assigns to ``self`` (and its local bases), functional
+        dropout in its methods, and model zoos (torchvision, timm,
+        transformers, ``from_pretrained``), whose models have them."""
+        values = self.definitions(expr, scope, order)
+        if not values:
+            return None
+        return _combine_layers(self._value_mode_layers(self.strip_value_preserving(v), set()) for v in values)
+
+    def _value_mode_layers(self, value: Value, visiting: Set[int]) -> Optional[bool]:
+        expr = value.expr
+        if not isinstance(expr, cst.Call) or id(expr) in visiting:
+            return None
+        visiting = visiting | {id(expr)}
+        qualname, klass = self.constructor(value)
+        if qualname is not None:
+            if qualname in api.MODE_DEPENDENT_LAYERS:
+                return True
+            if qualname in api.DROPOUT_ARGUMENT_LAYERS:
+                dropout = call_arg(expr, None, "dropout")
+                if dropout is None:
+                    return False if not any(a.star for a in expr.args) else None
+                numbers = [_number(v.expr) for v in self.definitions(dropout, value.scope, value.order)]
+                if numbers and all(n is not None for n in numbers):
+                    return any(n > 0 for n in numbers)
+                return None
+            if qualname in api.MODULE_CONTAINERS:
+                return self._container_mode_layers(expr, value, visiting)
+            if qualname.startswith(api.MODEL_ZOO_PREFIXES) or qualname.endswith(".from_pretrained"):
+                return True
+            short = qualname[len("torch.nn."):] if qualname.startswith("torch.nn.") else ""
+            if short[:1].isupper() and "." not in short:
+                return False  # any other torch.nn layer: Linear, Conv2d, ReLU, LayerNorm...
+            return None
+        func = expr.func
+        if isinstance(func, cst.Attribute) and func.attr.value == "from_pretrained":
+            return True
+        if klass is not None:
+            return self.class_mode_layers(klass, visiting)
+        return None
+
+    def _container_mode_layers(self, call: cst.Call, value: Value, visiting: Set[int]) -> Optional[bool]:
+        layers: List[cst.BaseExpression] = []
+        for arg in call.args:
+            if arg.keyword is not None:
+                continue
+            if arg.star:
+                return None
+            inner = arg.value
+            if isinstance(inner, cst.Call) and inner.args and isinstance(inner.args[0].value, (cst.List, cst.Tuple)):
+                inner = inner.args[0].value  # OrderedDict([(name, layer), ...])
+            if isinstance(inner, (cst.List, cst.Tuple)):
+                for element in inner.elements:
+                    if isinstance(element, cst.StarredElement):
+                        return None
+                    item = element.value
+                    if isinstance(item, cst.Tuple) and len(item.elements) == 2:
+                        item = item.elements[1].value
+                    layers.append(item)
+            elif isinstance(inner, cst.Dict):
+                for element in inner.elements:
+                    if not isinstance(element, cst.DictElement):
+                        return None
+                    layers.append(element.value)
+            else:
+                layers.append(inner)
+        results = []
+        for layer in layers:
+            definitions = self.definitions(layer, value.scope, value.order)
+            if not definitions:
+                return None
+            for definition in definitions:
+                results.append(self._value_mode_layers(self.strip_value_preserving(definition), visiting))
+        return _combine_layers(results)
+
+    def class_mode_layers(self, klass: ClassInfo, visiting: Optional[Set[int]] = None) -> Optional[bool]:
+        """:meth:`mode_layers` for an instance of a local class."""
+        visiting = visiting if visiting is not None else set()
+        if id(klass.node) in visiting:
+            return None
+        visiting = visiting | {id(klass.node)}
+        results: List[Optional[bool]] = []
+        for cls in self.local_bases(klass):
+            outer = cls.scope.parent or self.index.module_scope
+            for base in cls.bases:
+                if isinstance(base, cst.Name) and self.index.class_named(base.value, outer) is not None:
+                    continue
+                qualname = self.index.qualname_of(base, outer)
+                if qualname is None:
+                    if dotted_name(base) in ("object", "Generic", "ABC"):
+                        continue
+                    results.append(None)
+                elif qualname.startswith(api.MODEL_ZOO_PREFIXES):
+                    results.append(True)
+                elif qualname not in api.MODULE_BASES and not qualname.startswith(("abc.", "typing.")):
+                    results.append(None)
+            for scope in _scope_tree(cls.scope):
+                for call in scope.calls:
+                    if call.qualname in api.DROPOUT_FUNCS or call.qualname == "torch.nn.functional.batch_norm":
+                        return True
+            for assigns in cls.self_attrs.values():
+                for assign in assigns:
+                    if assign.value is None:
+                        results.append(None)
+                        continue
+                    for definition in self._attr_value_definitions(klass, assign) or [None]:
+                        if definition is None:
+                            results.append(None)
+                            continue
+                        definition = self.strip_value_preserving(definition)
+                        if not isinstance(definition.expr, cst.Call):
+                            if not isinstance(definition.expr, _NOT_MODULE_EXPRS):
+                                results.append(None)
+                            continue
+                        func = definition.expr.func
+                        if isinstance(func, cst.Name) and func.value in _NOT_MODULE_BUILTINS:
+                            continue
+                        _, local = self.constructor(definition)
+                        if local is not None and not self.is_torch_module_class(local):
+                            continue
+                        results.append(self._value_mode_layers(definition, visiting))
+        return _combine_layers(results)
+
+    def _attr_value_definitions(self, klass: ClassInfo, assign) -> List[Value]:
+        """Definitions of a ``self.x = value`` value; a parameter of
+        ``__init__`` is followed to the arguments of the class's
+        instantiations in this module (and its literal default)."""
+        value = assign.value
+        function = assign.scope.function
+        if isinstance(value, cst.Name) and function is not None and function.name == "__init__":
+            bindings = assign.scope.bindings.get(value.value, [])
+            if bindings and all(b.kind == "param" for b in bindings):
+                out = [
+                    d
+                    for arg in self.init_arguments(klass, value.value)
+                    for d in self.definitions(arg.expr, arg.scope, arg.order)
+                ]
+                param = bindings[0].node
+                if isinstance(param, cst.Param) and param.default is not None:
+                    out.extend(self.definitions(param.default, function.scope.parent or self.index.module_scope, 0))
+                return out
+        return self.definitions(value, assign.scope, assign.order)
+
+    def iterated_values(self, expr: cst.BaseExpression, scope: Scope, order: int) -> List[Value]:
+        """What a ``for`` loop over ``expr`` iterates: through ``enumerate``,
+        ``tqdm``, ``iter``, ``zip`` and assignments (``pbar = tqdm(loader)``)
+        and function parameters."""
+        out: List[Value] = []
+        pending = [Value(expr, scope, order)]
+        seen: Set[int] = set()
+        while pending and len(seen) < 4 * MAX_DEPTH:
+            value = pending.pop()
+            if id(value.expr) in seen:
+                continue
+            seen.add(id(value.expr))
+            inner = self._unwrap_iteration(value)
+            if inner is not None:
+                pending.extend(inner)
+                continue
+            if isinstance(value.expr, (cst.Name, cst.Attribute)):
+                definitions = self.definitions(value.expr, value.scope, value.order)
+                if len(definitions) == 1 and definitions[0].expr is value.expr:
+                    out.append(value)
+                else:
+                    pending.extend(definitions)
+                continue
+            out.append(value)
+        return out
+
+    def _unwrap_iteration(self, value: Value) -> Optional[List[Value]]:
+        expr = value.expr
+        if not isinstance(expr, cst.Call) or not expr.args:
+            return None
+        func = expr.func
+        name = func.value if isinstance(func, cst.Name) else (func.attr.value if isinstance(func, cst.Attribute) else None)
+        if name not in _ITERATION_WRAPPERS:
+            return None
+        if name == "zip":
+            return [Value(a.value, value.scope, value.order) for a in expr.args if a.keyword is None and not a.star]
+        first = expr.args[0]
+        if first.keyword is not None or first.star:
+            return None
+        return [Value(first.value, value.scope, value.order)]
+
+    def dataloader_calls(self, expr: cst.BaseExpression, scope: Scope, order: int) -> List[Value]:
+        """The ``torch.utils.data.DataLoader(...)`` calls a loop over ``expr`` iterates."""
+        out = []
+        for value in self.iterated_values(expr, scope, order):
+            value = self.strip_value_preserving(value)
+            qualname, _ = self.constructor(value)
+            if qualname in api.TORCH_DATALOADER:
+                out.append(value)
+        return out
+
+    def is_tensor(self, expr: cst.BaseExpression, scope: Scope, order: int, _depth: int = 0) -> bool:
+        """True when every value ``expr`` may hold is visibly a torch tensor:
+        built by a torch factory (``torch.rand``, ``torch.tensor``,
+        ``torch.from_numpy``...), an element or slice of one, or one passed
+        through tensor methods (``.float()``, ``.to(device)``)."""
+        if _depth > 6:
+            return False
+        values = self.definitions(expr, scope, order)
+        if not values:
+            return False
+        for value in values:
+            value = self.strip_value_preserving(value)
+            node = value.expr
+            if isinstance(node, cst.Subscript):
+                if not self.is_tensor(node.value, value.scope, value.order, _depth + 1):
+                    return False
+                continue
+            if isinstance(node, cst.Call):
+                qualname = self.index.qualname_of(node.func, value.scope, value.order)
+                if qualname in api.TENSOR_FACTORIES:
+                    continue
+            return False
+        return True
+
+    def init_arguments(self, klass: ClassInfo, param: str) -> List[Value]:
+        """The arguments passed for ``__init__``'s parameter ``param`` where
+        this module instantiates ``klass`` (``MyDataset(x, transform=t)``)."""
+        init = self.method_of(klass, "__init__")
+        if init is None:
+            return []
+        positional = [name for name, _ in init.positional_params()]
+        position = positional.index(param) if param in positional else None
+        out = []
+        for call in self.index.calls:
+            func = call.node.func
+            if not isinstance(func, cst.Name):
+                continue
+            if self.index.class_named(func.value, call.scope, call.order) is not klass:
+                continue
+            arg = call_arg(call.node, position, param)
+            if arg is not None:
+                out.append(Value(arg, call.scope, call.order))
+        return out
+
+    def instances_of(self, klass: ClassInfo) -> List[CallSite]:
+        """Calls in this module that construct ``klass`` (by its name)."""
+        out = []
+        for call in self.index.calls:
+            func = call.node.func
+            if isinstance(func, cst.Name) and self.index.class_named(func.value, call.scope, call.order) is klass:
+                out.append(call)
+        return out
+
+    def bound_names(self, node: cst.CSTNode, scope: Scope) -> List[str]:
+        """Names (and ``self.<attr>`` attributes) the value ``node`` is
+        assigned to: ``train_loader = DataLoader(...)`` -> ``train_loader``."""
+        out = []
+        for name, bindings in scope.bindings.items():
+            if any(b.value is node and not b.unpack for b in bindings):
+                out.append(name)
+        for assign in self.index.attr_assigns:
+            if assign.value is node:
+                out.append(assign.attr)
+        return out
+
+
 class LossCall(NamedTuple):
     call: CallSite
     loss: str  # qualified name of the loss class or function
@@ -1018,3 +1284,45 @@ def dotted_name_of(node):
     from lintorch.index import dotted_name
 
     return dotted_name(node)
+
+_ITERATION_WRAPPERS = frozenset({"enumerate", "tqdm", "iter", "zip", "trange_iter", "track", "progress_bar"})
+_NOT_MODULE_BUILTINS = frozenset(
+    {"int", "float", "bool", "str", "list", "dict", "tuple", "set", "len", "range", "max", "min", "sum", "getattr", "round", "abs"}
+)
+#: Literal values assigned to self that are never modules.
+_NOT_MODULE_EXPRS = (
+    cst.Integer, cst.Float, cst.SimpleString, cst.ConcatenatedString, cst.FormattedString, cst.BinaryOperation,
+    cst.UnaryOperation, cst.Comparison, cst.BooleanOperation, cst.Imaginary,
+)
+
+
+def _combine_layers(results) -> Optional[bool]:
+    """True if any is True; False if all are False (and there is one); else None."""
+    seen_unknown = False
+    seen_any = False
+    for result in results:
+        seen_any = True
+        if result is True:
+            return True
+        if result is None:
+            seen_unknown = True
+    if not seen_any:
+        return False
+    return None if seen_unknown else False
+
+
+def _number(node) -> Optional[float]:
+    return number_value(node)
+
+
+def _scope_tree(scope: Scope) -> List[Scope]:
+    out = [scope]
+    stack = list(scope.children)
+    while stack:
+        child = stack.pop()
+        out.append(child)
+        stack.extend(child.children)
+    return out
+
+
+from lintorch.index import dotted_name, number_value  # noqa: E402  (kept apart from the imports above)

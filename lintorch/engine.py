@@ -8,7 +8,7 @@ reported nodes -> ``# noqa`` filtering.
 
 import re
 import traceback
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import libcst as cst
 
@@ -23,6 +23,8 @@ NOQA_RE = re.compile(
     re.IGNORECASE,
 )
 _CODE_SPLIT_RE = re.compile(r"[,\s]+")
+#: Jupyter notebooks are linted as the concatenation of their code cells.
+NOTEBOOK_SUFFIX = ".ipynb"
 
 
 def error_finding(path: str, error: source.SourceError) -> Finding:
@@ -53,7 +55,12 @@ def lint_bytes(
     apply_noqa: bool = True,
     debug: bool = False,
 ) -> List[Finding]:
-    """Lint a file's raw bytes (decoded per PEP 263)."""
+    """Lint a file's raw bytes (decoded per PEP 263); a ``.ipynb`` path is
+    read as a Jupyter notebook."""
+    if path.endswith(NOTEBOOK_SUFFIX):
+        from lintorch import notebook
+
+        return notebook.lint_notebook_bytes(data, path, rules, apply_noqa=apply_noqa, debug=debug)
     candidates = could_trigger(data, rules)
     decoded = source.decode(data)
     if isinstance(decoded, source.SourceError):
@@ -95,7 +102,10 @@ def lint_module(
     *,
     apply_noqa: bool = True,
     debug: bool = False,
+    line_label: Optional[Callable[[int], str]] = None,
 ) -> List[Finding]:
+    """``line_label`` turns a line number into the text that replaces
+    ``{line0}`` in messages (notebooks say which cell)."""
     try:
         index = ModuleIndex(module, path, text)
     except RecursionError:
@@ -111,7 +121,7 @@ def lint_module(
         except Exception as exc:  # a bug in one rule must not stop the others
             findings.append(_internal_error(path, rule, exc, debug))
     if reports:
-        findings.extend(_position(module, path, reports))
+        findings.extend(_position(module, path, reports, line_label))
     if apply_noqa and findings:
         findings = filter_noqa(findings, text)
     findings.sort(key=Finding.sort_key)
@@ -138,10 +148,13 @@ def _internal_error(path: str, rule: Rule, exc: BaseException, debug: bool) -> F
     )
 
 
-def _position(module: cst.Module, path: str, reports: Iterable[tuple]) -> List[Finding]:
+def _position(
+    module: cst.Module, path: str, reports: Iterable[tuple], line_label: Optional[Callable[[int], str]] = None
+) -> List[Finding]:
     # Imported here: most files have no findings and never need positions.
     from libcst.metadata import MetadataWrapper, PositionProvider
 
+    label = line_label or str
     positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
     findings = []
     for rule, report in reports:
@@ -155,7 +168,7 @@ def _position(module: cst.Module, path: str, reports: Iterable[tuple]) -> List[F
         message = report.message
         for i, related in enumerate(report.related):
             related_range = positions.get(related)
-            message = message.replace(f"{{line{i}}}", str(related_range.start.line) if related_range else "?")
+            message = message.replace(f"{{line{i}}}", label(related_range.start.line) if related_range else "?")
         findings.append(
             Finding(
                 path=path,
@@ -167,6 +180,7 @@ def _position(module: cst.Module, path: str, reports: Iterable[tuple]) -> List[F
                 name=rule.name,
                 severity=report.severity or rule.severity,
                 message=message,
+                fix=report.fix,
             )
         )
     return findings

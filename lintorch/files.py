@@ -1,4 +1,5 @@
-"""Which files a run covers: explicit files, and ``*.py`` under directories."""
+"""Which files a run covers: explicit files, and ``*.py``, ``*.pyi`` and
+``*.ipynb`` (Jupyter notebooks) under directories."""
 
 import fnmatch
 import os
@@ -7,7 +8,7 @@ from typing import Iterator, List, Sequence, Tuple
 
 from lintorch.config import DEFAULT_EXCLUDES, Config
 
-SOURCE_SUFFIXES = (".py", ".pyi")
+SOURCE_SUFFIXES = (".py", ".pyi", ".ipynb")
 
 
 @dataclass

@@ -9,7 +9,10 @@ from lintorch.rule import Finding
 
 
 def format_text(finding: Finding) -> str:
-    """``path:line:col: CODE message``: the form editors and CI parse."""
+    """``path:line:col: CODE message``: the form editors and CI parse
+    (``path:cell N:line:col: ...`` for a notebook cell)."""
+    if finding.cell is not None:
+        return f"{finding.path}:cell {finding.cell}:{finding.line}:{finding.column}: {finding.code} {finding.message}"
     return f"{finding.path}:{finding.line}:{finding.column}: {finding.code} {finding.message}"
 
 

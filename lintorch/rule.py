@@ -7,8 +7,8 @@ built by the engine's single traversal and yields :class:`Report` objects.
 
 import enum
 import textwrap
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Iterator, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, ClassVar, Iterator, Optional, Sequence, Tuple, Union
 
 import libcst as cst
 
@@ -24,6 +24,38 @@ class Severity(str, enum.Enum):
         return self.value
 
 
+#: What a fix puts in place of its node: a new node, a function of the
+#: (already updated) node returning the new one, or ``cst.RemoveFromParent()``.
+Replacement = Union[cst.CSTNode, cst.RemovalSentinel, Callable[[cst.CSTNode], cst.CSTNode]]
+
+
+@dataclass(frozen=True)
+class Fix:
+    """A source edit offered with a report, applied by ``lintorch --fix``.
+
+    ``node`` is a node of the parsed module; ``replacement`` takes its place
+    (see :data:`Replacement`). ``safe`` fixes keep the program's behaviour
+    (applied by ``--fix``); unsafe ones change it on purpose (applied only with
+    ``--unsafe-fixes``). ``description`` says what the edit does.
+
+    A Fix only applies in the process that linted the file: pickled (by a
+    parallel runner or a cache) it keeps ``safe`` and ``description`` but
+    drops the node and replacement, so it still counts as "fixable".
+    """
+
+    node: Optional[cst.CSTNode]
+    replacement: Optional[Replacement]
+    safe: bool
+    description: str
+
+    @property
+    def applicable(self) -> bool:
+        return self.node is not None and self.replacement is not None
+
+    def __reduce__(self):
+        return (Fix, (None, None, self.safe, self.description))
+
+
 @dataclass(frozen=True)
 class Report:
     """What a rule yields: the node to blame and the full message.
@@ -37,6 +69,7 @@ class Report:
     message: str
     severity: Optional[Severity] = None  # overrides the rule's default
     related: Tuple[cst.CSTNode, ...] = ()
+    fix: Optional[Fix] = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +90,11 @@ class Finding:
     name: str
     severity: Severity
     message: str
+    #: Notebooks only: the 1-based number of the cell (counting every cell of
+    #: the notebook, markdown too); ``line``/``end_line`` are then lines of
+    #: that cell. None for Python files.
+    cell: Optional[int] = None
+    fix: Optional[Fix] = field(default=None, compare=False, repr=False)
 
     def sort_key(self) -> Tuple[str, int, int, str]:
         return (self.path, self.line, self.column, self.code)
@@ -72,6 +110,9 @@ class Finding:
             "name": self.name,
             "severity": self.severity.value,
             "message": self.message,
+            # Only notebook findings add a key ("cell"), so the JSON of
+            # Python files stays exactly as it was.
+            **({"cell": self.cell} if self.cell is not None else {}),
         }
 
 
@@ -129,5 +170,6 @@ class Rule:
         *,
         related: Sequence[cst.CSTNode] = (),
         severity: Optional[Severity] = None,
+        fix: Optional[Fix] = None,
     ) -> Report:
-        return Report(node, message, severity, tuple(related))
+        return Report(node, message, severity, tuple(related), fix)

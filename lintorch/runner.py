@@ -46,7 +46,7 @@ class FileLinter:
         codes = self.rules.codes_for(display)
         key = None
         if self.cache is not None:
-            key = self.cache.key(data, codes)
+            key = self.cache.key(data, codes, "ipynb" if display.endswith(engine.NOTEBOOK_SUFFIX) else "")
             cached = self.cache.get(key, display)
             if cached is not None:
                 return cached

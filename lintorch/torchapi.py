@@ -195,3 +195,64 @@ GRAD_DISABLING = frozenset({"torch.no_grad", "torch.inference_mode", "torch.auto
 GRAD_ENABLING = frozenset({"torch.enable_grad", "torch.autograd.grad_mode.enable_grad", "torch.autograd.enable_grad"})
 SET_GRAD_ENABLED = frozenset({"torch.set_grad_enabled", "torch.autograd.grad_mode.set_grad_enabled",
                               "torch.autograd.set_grad_enabled"})
+
+# Train/eval mode (LT3xx) -----------------------------------------------------
+
+#: Context managers (called) and decorators under which no graph is built.
+NO_GRAD_CONTEXTS = frozenset(
+    {
+        "torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad",
+        "torch.autograd.grad_mode.no_grad", "torch.autograd.grad_mode.inference_mode",
+        "torch.autograd.inference_mode",
+    }
+)
+SET_GRAD_ENABLED = frozenset({"torch.set_grad_enabled", "torch.autograd.set_grad_enabled", "torch.autograd.grad_mode.set_grad_enabled"})
+
+#: Layers that behave differently in train() and eval() mode.
+MODE_DEPENDENT_LAYERS = frozenset(
+    {
+        "torch.nn.Dropout", "torch.nn.Dropout1d", "torch.nn.Dropout2d", "torch.nn.Dropout3d",
+        "torch.nn.AlphaDropout", "torch.nn.FeatureAlphaDropout",
+        "torch.nn.BatchNorm1d", "torch.nn.BatchNorm2d", "torch.nn.BatchNorm3d", "torch.nn.SyncBatchNorm",
+        "torch.nn.LazyBatchNorm1d", "torch.nn.LazyBatchNorm2d", "torch.nn.LazyBatchNorm3d",
+        "torch.nn.Transformer", "torch.nn.TransformerEncoder", "torch.nn.TransformerDecoder",
+        "torch.nn.TransformerEncoderLayer", "torch.nn.TransformerDecoderLayer",
+    }
+)
+#: torch.nn layers whose mode dependence is a ``dropout=`` argument (default 0).
+DROPOUT_ARGUMENT_LAYERS = frozenset(
+    {"torch.nn.LSTM", "torch.nn.GRU", "torch.nn.RNN", "torch.nn.MultiheadAttention"}
+)
+#: torch.nn containers whose layers are their arguments.
+MODULE_CONTAINERS = frozenset({"torch.nn.Sequential", "torch.nn.ModuleList", "torch.nn.ModuleDict"})
+#: Model zoos whose models (nearly) all contain dropout or batch norm.
+MODEL_ZOO_PREFIXES = ("torchvision.models.", "timm.", "transformers.", "torch.hub.load")
+
+DROPOUT_FUNCS = frozenset(
+    {
+        "torch.nn.functional.dropout", "torch.nn.functional.dropout1d", "torch.nn.functional.dropout2d",
+        "torch.nn.functional.dropout3d", "torch.nn.functional.alpha_dropout",
+        "torch.nn.functional.feature_alpha_dropout",
+    }
+)
+
+# Data pipeline (LT5xx) ---------------------------------------------------------
+
+TO_TENSOR = frozenset({"torchvision.transforms.ToTensor", "torchvision.transforms.v2.ToTensor", "torchvision.transforms.transforms.ToTensor"})
+COMPOSE = frozenset({"torchvision.transforms.Compose", "torchvision.transforms.v2.Compose", "torchvision.transforms.transforms.Compose"})
+#: Functions that return a torch tensor.
+TENSOR_FACTORIES = frozenset(
+    {
+        "torch.tensor", "torch.as_tensor", "torch.from_numpy", "torch.rand", "torch.randn", "torch.randint",
+        "torch.zeros", "torch.ones", "torch.empty", "torch.full", "torch.arange", "torch.linspace",
+        "torch.stack", "torch.cat", "torch.rand_like", "torch.randn_like", "torch.zeros_like",
+        "torch.ones_like", "torch.empty_like", "torch.Tensor", "torch.FloatTensor", "torch.LongTensor",
+    }
+)
+TENSOR_DATASET = frozenset({"torch.utils.data.TensorDataset"})
+ITERABLE_DATASETS = frozenset({"torch.utils.data.IterableDataset", "torch.utils.data.IterDataPipe"})
+DATASET_BASES = frozenset({"torch.utils.data.Dataset"})
+#: numpy generator objects: a copy of one in every worker repeats its stream.
+NUMPY_GENERATORS = frozenset(
+    {"numpy.random.default_rng", "numpy.random.RandomState", "numpy.random.Generator"}
+)

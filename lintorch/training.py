@@ -352,6 +352,295 @@ class TrainingFacts:
         return id(node) in ids
 
 
+    # -- train/eval mode and validation loops (LT3xx) ---------------------
+
+    def _lt3_cache(self, name: str) -> dict:
+        return self.__dict__.setdefault("_lt3_" + name, {})
+
+    def call_mode(self, call: CallSite) -> Optional[str]:
+        """``train`` | ``eval``: the mode the call leaves a module in, directly
+        (``model.eval()``, ``model.train()``, ``model.train(False)``) or
+        through a local function (its last mode call wins); None otherwise."""
+        kind = mode_call_kind(call)
+        if kind is not None:
+            return kind
+        for callee in self._local_functions_reached(call):
+            net, _ = self.function_modes(callee)
+            if net is not None:
+                kind = net
+        return kind
+
+    def function_modes(self, function: FunctionInfo, _active: Optional[Set[int]] = None) -> Tuple[Optional[str], FrozenSet[str]]:
+        """(mode the function leaves the model in: its last mode call, every
+        mode it sets anywhere), through local functions it calls."""
+        cache = self._lt3_cache("function_modes")
+        if function in cache:
+            return cache[function]
+        active = _active if _active is not None else set()
+        if id(function) in active:
+            return None, frozenset()
+        active.add(id(function))
+        net: Optional[str] = None
+        seen: Set[str] = set()
+        for call in function.scope.calls:
+            kind = mode_call_kind(call)
+            if kind is None:
+                for callee in self._local_functions_reached(call):
+                    inner_net, inner_seen = self.function_modes(callee, active)
+                    seen |= inner_seen
+                    if inner_net is not None:
+                        kind = inner_net
+            if kind is not None:
+                net = kind
+                seen.add(kind)
+        active.discard(id(function))
+        result = (net, frozenset(seen))
+        if not active:
+            cache[function] = result
+        return result
+
+    def call_sets_mode(self, call: CallSite, mode: str) -> bool:
+        """The call sets ``mode`` at some point (directly or in a local function)."""
+        if mode_call_kind(call) == mode:
+            return True
+        return any(mode in self.function_modes(f)[1] for f in self._local_functions_reached(call))
+
+    def is_no_grad_expr(self, expr: cst.BaseExpression, scope: Scope, order: Optional[int]) -> bool:
+        """``torch.no_grad()``, ``torch.inference_mode()``, ``torch.set_grad_enabled(False)``
+        (as a context manager or decorator, with or without the call)."""
+        func = expr.func if isinstance(expr, cst.Call) else expr
+        qualname = self.index.qualname_of(func, scope, order)
+        if qualname in api.NO_GRAD_CONTEXTS:
+            if isinstance(expr, cst.Call) and qualname.endswith("inference_mode"):
+                mode = call_arg(expr, 0, "mode")
+                return not (isinstance(mode, cst.Name) and mode.value == "False")
+            return True
+        if qualname in api.SET_GRAD_ENABLED and isinstance(expr, cst.Call):
+            mode = call_arg(expr, 0, "mode")
+            return isinstance(mode, cst.Name) and mode.value == "False"
+        return False
+
+    def function_runs_without_grad(self, function: FunctionInfo) -> bool:
+        """Decorated with ``@torch.no_grad()`` / ``@torch.inference_mode()``."""
+        outer = function.scope.parent or self.index.module_scope
+        return any(self.is_no_grad_expr(d.decorator, outer, None) for d in function.node.decorators)
+
+    def under_no_grad(self, call: CallSite, _depth: int = 0, _created_in: Optional[Set[Scope]] = None) -> Optional[bool]:
+        """Whether autograd is off when ``call`` runs: a no-grad ``with``
+        around it, a no-grad decorator on an enclosing function, an earlier
+        ``torch.set_grad_enabled(False)`` in its function, or (for a
+        function called in this module) every caller under no-grad.
+        None when that depends on callers this module does not show."""
+        for item in call.with_items:
+            if self.is_no_grad_expr(item.item, call.scope, call.order):
+                return True
+        scope: Optional[Scope] = call.scope
+        while scope is not None and scope.kind != "module":
+            function = scope.function
+            if function is not None and self.function_runs_without_grad(function):
+                return True
+            scope = scope.parent
+        for other in call.scope.calls:
+            if other.order < call.order and other.qualname in api.SET_GRAD_ENABLED and self.is_no_grad_expr(other.node, other.scope, other.order):
+                return True
+        function = self.index.enclosing_function(call.scope)
+        if function is None:
+            return False
+        if _depth >= 3:
+            return None
+        if _created_in is None:
+            _created_in = self.model_created_in(call) if self.is_model_call(call) else set()
+        callers = [c for c in self.flow.callers(function) if c.scope is not function.scope]
+        if not callers:
+            if function.scope in _created_in or BACKWARD in self.function_effects(function):
+                return False  # the model is built here, or this function trains: autograd is on
+            return None
+        results = [self.under_no_grad(c, _depth + 1, _created_in) for c in callers]
+        if all(r is True for r in results):
+            return True
+        if any(r is False for r in results):
+            return False
+        return None
+
+    def mode_set_before(
+        self, call: CallSite, mode: str, loop: Optional[LoopInfo] = None, _depth: int = 0, _created_in: Optional[Set[Scope]] = None
+    ) -> Optional[bool]:
+        """Whether ``mode`` (``eval``/``train``) is set before ``call`` (a
+        model call) runs: by a call earlier in its function (or in ``loop``,
+        which repeats), or, for a function called in this module, before
+        every call of it. None when that depends on callers this module does
+        not show, except in the function that builds the model (nothing
+        outside it can have set the mode)."""
+        if _created_in is None:
+            _created_in = self.model_created_in(call)
+        if loop is not None and any(self.call_sets_mode(c, mode) for c in loop.calls):
+            return True
+        for other in call.scope.calls:
+            if other.order < call.order and self.call_sets_mode(other, mode):
+                return True
+        if call.loop is not None:
+            for enclosing in (call.loop, *call.loop.ancestors()):
+                if enclosing.scope is call.scope and any(self.call_sets_mode(c, mode) for c in enclosing.calls):
+                    return True
+        function = self.index.enclosing_function(call.scope)
+        if function is None:
+            return False
+        if _depth >= 3:
+            return None
+        callers = [c for c in self.flow.callers(function) if c.scope is not function.scope]
+        if not callers:
+            return False if function.scope in _created_in else None
+        results = [self.mode_set_before(c, mode, None, _depth + 1, _created_in) for c in callers]
+        if all(r is True for r in results):
+            return True
+        if any(r is False for r in results):
+            return False
+        return None
+
+    def is_model_call(self, call: CallSite) -> bool:
+        """``model(x)``, ``self.net(x)``: a call of a module instance (traced
+        to a module construction, or named like a model)."""
+        func = call.node.func
+        if call.qualname is not None or not call.node.args:
+            return False
+        if isinstance(func, cst.Name):
+            name = func.value
+        elif isinstance(func, cst.Attribute) and isinstance(func.value, (cst.Name, cst.Attribute)):
+            name = func.attr.value
+        else:
+            return False
+        cache = self._lt3_cache("model_calls")
+        key = id(call.node)
+        if key in cache:
+            return cache[key]
+        result = False
+        if not _NOT_MODEL_NAME.search(name):
+            for value in self.flow.definitions(func, call.scope, call.order):
+                value = self.flow.strip_value_preserving(value)
+                qualname, klass = self.flow.constructor(value)
+                if qualname is not None:
+                    if (qualname.startswith("torch.nn.") and not qualname.endswith("Loss")) or qualname.startswith(api.MODEL_ZOO_PREFIXES):
+                        result = True
+                elif klass is not None and self.flow.is_torch_module_class(klass) and not klass.name.endswith("Loss"):
+                    result = True
+                elif isinstance(value.expr, cst.Call) and isinstance(value.expr.func, cst.Attribute) and value.expr.func.attr.value == "from_pretrained":
+                    result = True
+            if not result and _MODEL_NAME.search(name):
+                result = True
+        cache[key] = result
+        return result
+
+    def validation_loops(self) -> List["ValidationLoop"]:
+        """Loops that evaluate a model on data without training it: ``for``
+        loops over a data loader that call a model, run no ``backward()`` or
+        optimizer step and need no gradients, and are recognisable as
+        validation by their function's name (``validate``, ``evaluate``,
+        ``test``...), the loader's name (``val_loader``, ``test_loader``...)
+        or a no-grad context. Framework hooks (Lightning ``*_step``
+        methods) are left out: the framework sets the modes. Only the
+        outermost such loop is returned when they nest."""
+        cache = self._lt3_cache("validation_loops")
+        if "all" in cache:
+            return cache["all"]
+        candidates: Dict[int, ValidationLoop] = {}
+        for loop in self.index.loops:
+            found = self._validation_loop(loop)
+            if found is not None:
+                candidates[id(loop)] = found
+        out = [v for v in candidates.values() if not any(id(a) in candidates for a in v.loop.ancestors())]
+        cache["all"] = out
+        return out
+
+    def _validation_loop(self, loop: LoopInfo) -> Optional["ValidationLoop"]:
+        node = loop.node
+        if not isinstance(node, cst.For):
+            return None
+        witnesses = self.loop_witnesses(loop)
+        if BACKWARD in witnesses or STEP in witnesses:
+            return None
+        for call in loop.calls:
+            if call.qualname in _NEEDS_GRAD_FUNCS or call.method in ("requires_grad_", "retain_grad", "register_hook"):
+                return None
+        if any(a.attr == "requires_grad" for a in loop.attr_assigns):
+            return None
+        function = self.index.enclosing_function(loop.scope)
+        if function is not None and _framework_managed(self, function):
+            return None
+        iter_names = _iterated_names(loop.node.iter)
+        loaders = self.flow.dataloader_calls(node.iter, loop.scope, loop.order)
+        if not loaders and not any(_LOADER_NAME.search(n) for n in iter_names):
+            return None
+        forwards = [c for c in loop.calls if c.scope is loop.scope and self.is_model_call(c)]
+        if not forwards:
+            return None
+        named = any(_VAL_LOADER_NAME.search(n) for n in iter_names)
+        if not named and any(_TRAIN_LOADER_NAME.search(n) for n in iter_names):
+            return None
+        scope: Optional[Scope] = loop.scope
+        while not named and scope is not None and scope.kind == "function":
+            named = bool(_VAL_FUNCTION_NAME.search(scope.name))
+            scope = scope.parent
+        no_grad = all(self.under_no_grad(c) is True for c in forwards)
+        if not named and not no_grad:
+            return None
+        return ValidationLoop(loop, forwards, named, no_grad, function)
+
+
+    def function_mode_events(self, function: FunctionInfo, _active: Optional[Set[int]] = None) -> Tuple[str, ...]:
+        """The ordered ``train``/``eval``/``step`` events of one run of the
+        function (optimizer steps and mode changes, through local functions)."""
+        cache = self._lt3_cache("function_events")
+        if function in cache:
+            return cache[function]
+        active = _active if _active is not None else set()
+        if id(function) in active:
+            return ()
+        active.add(id(function))
+        events: List[str] = []
+        for call in function.scope.calls:
+            events.extend(kind for kind, _ in self._call_mode_events(call, active))
+        active.discard(id(function))
+        result = tuple(events)
+        if not active:
+            cache[function] = result
+        return result
+
+    def _call_mode_events(self, call: CallSite, active: Set[int]) -> List[Tuple[str, CallSite]]:
+        kind = mode_call_kind(call)
+        if kind is not None:
+            return [(kind, call)]
+        if STEP in self.call_effects(call):
+            return [("step", call)]
+        out: List[Tuple[str, CallSite]] = []
+        for callee in self._local_functions_reached(call):
+            out.extend((event, call) for event in self.function_mode_events(callee, active))
+        return out
+
+    def loop_mode_events(self, loop: LoopInfo) -> List[Tuple[str, CallSite]]:
+        """``(train|eval|step, call in the loop)`` in the order one
+        iteration runs them (calls of local functions expanded in place)."""
+        out: List[Tuple[str, CallSite]] = []
+        for call in loop.calls:
+            if call.scope is loop.scope:
+                out.extend(self._call_mode_events(call, set()))
+        return out
+
+    def model_created_in(self, call: CallSite) -> Set[Scope]:
+        """The function scopes where the module called by ``call`` is
+        constructed, when every definition of it is a construction there."""
+        out: Set[Scope] = set()
+        for value in self.flow.definitions(call.node.func, call.scope, call.order):
+            value = self.flow.strip_value_preserving(value)
+            if not isinstance(value.expr, cst.Call) or value.scope.kind != "function":
+                return set()
+            out.add(value.scope)
+        return out
+
+    def functions_run_by(self, call: CallSite) -> List[FunctionInfo]:
+        """Local functions a call runs: its callee and functions passed to it."""
+        return self._local_functions_reached(call)
+
+
 def _kind_from_name(dotted: Optional[str]) -> Optional[str]:
     if not dotted:
         return None
@@ -511,3 +800,87 @@ def enclosing_if_tests(root: cst.CSTNode, target: cst.CSTNode) -> List[cst.BaseE
                     if isinstance(item, cst.CSTNode):
                         stack.append((item, tests))
     return []
+
+# -- train/eval mode and validation loops (LT3xx) ------------------------------
+
+import re  # noqa: E402
+from typing import NamedTuple  # noqa: E402
+
+from lintorch.index import call_arg  # noqa: E402
+
+
+class ValidationLoop(NamedTuple):
+    loop: LoopInfo
+    forwards: List[CallSite]  # the model calls in the loop
+    named: bool  # recognised by a function or loader name
+    no_grad: bool  # every model call runs under no-grad
+    function: Optional[FunctionInfo]
+
+
+def mode_call_kind(call: CallSite) -> Optional[str]:
+    """``eval`` for ``m.eval()`` / ``m.train(False)``, ``train`` for
+    ``m.train()`` / ``m.train(True)``; None for anything else (including a
+    Hugging Face ``trainer.train()`` and an unknown ``m.train(flag)``)."""
+    method = call.method
+    if method not in ("eval", "train"):
+        return None
+    receiver = dotted_name(call.receiver) if call.receiver is not None else None
+    if receiver is not None and _NOT_MODE_RECEIVER.search(receiver.rsplit(".", 1)[-1]):
+        return None
+    if call.qualname is not None:
+        return None  # a module-level function: builtins.eval, some_lib.train
+    args = call.node.args
+    if method == "eval":
+        return "eval" if not args else None
+    if not args:
+        return "train"
+    mode = call_arg(call.node, 0, "mode")
+    if isinstance(mode, cst.Name) and mode.value in ("True", "False"):
+        return "train" if mode.value == "True" else "eval"
+    return None
+
+
+def _framework_managed(facts: "TrainingFacts", function: FunctionInfo) -> bool:
+    """Lightning-style hooks: the framework sets train/eval modes itself."""
+    if function.name.endswith("_step") or function.name.endswith("_epoch_end") or function.name.startswith("on_"):
+        return True
+    klass = function.klass
+    if klass is None:
+        return False
+    for cls in facts.flow.local_bases(klass):
+        for base in cls.bases:
+            name = dotted_name(base) or ""
+            if "Lightning" in name or "Callback" in name:
+                return True
+    return False
+
+
+def _iterated_names(expr: cst.BaseExpression) -> List[str]:
+    """Names of what a ``for`` iterates, looking inside ``enumerate(...)``,
+    ``tqdm(...)``, ``zip(...)``: ``val_loader``, ``self.test_dl``."""
+    out = []
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, cst.Call):
+            stack.extend(a.value for a in node.args if a.keyword is None)
+            continue
+        name = dotted_name(node)
+        if name:
+            out.append(name.rsplit(".", 1)[-1])
+    return out
+
+
+_NOT_MODE_RECEIVER = re.compile(r"trainer|engine|pipeline|runner|learner|estimator|session|tuner|agent|solver", re.I)
+_NOT_MODEL_NAME = re.compile(r"loss|criterion|metric|optim|sched|transform|augment|loader|collate|fn$|func", re.I)
+_MODEL_NAME = re.compile(r"^(?:model|net|network|classifier|clf|encoder|decoder|backbone|generator|discriminator|student|module)$|model$|net$", re.I)
+_LOADER_NAME = re.compile(r"loader|_dl$|^dl$|dataset|_ds$|^ds$|batches|data$|_iter$", re.I)
+_VAL_LOADER_NAME = re.compile(r"^(?:val|valid|validation|test|testing|eval|evaluation|dev|holdout)_?(?:loader|dataloader|dl|ds|dataset|data|set|batches|iter)s?$|(?:val|valid|test|eval)(?:_)?loader$", re.I)
+_TRAIN_LOADER_NAME = re.compile(r"^train", re.I)
+_VAL_FUNCTION_NAME = re.compile(
+    r"^_?(?:run_|do_)?(?:val|valid|validate|validation|eval|evaluate|evaluation)(?:_|$)"
+    r"|^_?(?:run_|do_)?test(?:_(?:model|epoch|one_epoch|loop|net|network|accuracy))?$"
+    r"|_(?:val|valid|validate|validation|eval|evaluate|evaluation)$",
+    re.I,
+)
+_NEEDS_GRAD_FUNCS = frozenset({"torch.autograd.grad", "torch.autograd.backward", "torch.enable_grad"})

@@ -1,5 +1,8 @@
+import libcst as cst
+
+from lintorch import edits
 from lintorch import torchapi as api
-from lintorch.rule import Example, Rule, Severity
+from lintorch.rule import Example, Fix, Rule, Severity
 
 
 class ActivationBeforeCrossEntropy(Rule):
@@ -20,6 +23,13 @@ class ActivationBeforeCrossEntropy(Rule):
     **Fix.** Return raw logits from the model and pass them to the loss.
     Apply `softmax` only where you need probabilities (metrics, inference).
     `log_softmax` into cross-entropy is harmless and not flagged.
+
+    **Fix safety.** `--unsafe-fixes` removes the activation when it is
+    written inline in the loss call, or assigned to a variable read only by
+    the loss (`probs = torch.softmax(logits, 1)` becomes `probs = logits`).
+    It is unsafe because the values reaching the loss change (that is the
+    point). A softmax inside `forward` or a `Sequential` is left alone: the
+    model's output is used elsewhere too.
     """
 
     code = "LT102"
@@ -81,6 +91,7 @@ class ActivationBeforeCrossEntropy(Rule):
                 "gradients, so the loss barely changes and accuracy stays near chance. "
                 f"Pass the logits and drop the {activation.kind} before the loss.",
                 related=(activation.node,) if where else (),
+                fix=_removal_fix(index, loss, activation, inline=not where),
             )
 
 
@@ -88,3 +99,46 @@ def _inside(node, root) -> bool:
     from lintorch.index import iter_nodes
 
     return any(n is node for n in iter_nodes(root))
+
+
+def _removal_fix(index, loss, activation, inline: bool):
+    """Drop the activation feeding the loss, where it is used for nothing else."""
+    call = activation.node
+    if not isinstance(call, cst.Call):
+        return None
+    if inline:
+        scope, order = loss.call.scope, loss.call.order
+    else:
+        # ``probs = torch.softmax(...)`` read only by the loss call.
+        if not isinstance(loss.input, cst.Name):
+            return None
+        bindings = index.lookup(loss.input.value, loss.call.scope, loss.call.order)
+        if len(bindings) != 1:
+            return None
+        binding = bindings[0]
+        every = binding.scope.bindings.get(binding.name, [])
+        if (
+            binding.kind != "assign"
+            or binding.unpack
+            or len(every) != 1
+            or binding.value is None
+            or not _inside(call, binding.value)
+        ):
+            return None
+        body = binding.scope.node
+        # one write (the assignment) and one read (the loss input)
+        if edits.count_name_loads(body, binding.name) != 2:
+            return None
+        scope, order = binding.scope, binding.order
+    qualname = index.qualname_of(call.func, scope, order)
+    if qualname is not None:
+        if qualname not in api.SOFTMAX_FUNCS | api.SIGMOID_FUNCS:
+            return None
+        inner = edits.activation_input(call, qualified=True)
+    elif isinstance(call.func, cst.Attribute) and call.func.attr.value in ("softmax", "sigmoid"):
+        inner = edits.activation_input(call, qualified=False)
+    else:
+        return None
+    if inner is None:
+        return None
+    return Fix(call, edits.unwrap(call, inner), safe=False, description=f"remove the {activation.kind} before the loss")

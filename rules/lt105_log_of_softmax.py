@@ -1,6 +1,9 @@
+import libcst as cst
+
+from lintorch import edits
 from lintorch import torchapi as api
 from lintorch.index import iter_nodes
-from lintorch.rule import Example, Rule, Severity
+from lintorch.rule import Example, Fix, Rule, Severity
 
 
 class LogOfSoftmax(Rule):
@@ -24,6 +27,11 @@ class LogOfSoftmax(Rule):
     return raw logits and use `nn.CrossEntropyLoss`. Code that already
     guards the log (`torch.log(probs + 1e-8)`, `probs.clamp(min=eps).log()`)
     is not flagged.
+
+    **Fix safety.** `--fix` rewrites `torch.log(torch.softmax(x, dim))` and
+    `x.softmax(dim).log()` to `torch.log_softmax(x, dim)` /
+    `x.log_softmax(dim)` when the softmax is written inside the log call
+    (same value, computed stably): a safe fix.
     """
 
     code = "LT105"
@@ -90,4 +98,31 @@ class LogOfSoftmax(Rule):
                 "stops changing. Use log_softmax(x, dim=...) (nn.LogSoftmax), or raw logits with "
                 "nn.CrossEntropyLoss.",
                 related=() if inline else (activation.node,),
+                fix=_log_softmax_fix(index, call, operand, activation) if inline else None,
             )
+
+
+def _log_softmax_fix(index, call, operand, activation):
+    """``torch.log(F.softmax(x, 1))`` -> ``F.log_softmax(x, 1)``; only when
+    the log's operand is the softmax call itself."""
+    softmax = activation.node
+    if operand is not softmax or not isinstance(softmax, cst.Call):
+        return None
+    if call.qualname is not None and (len(call.node.args) != 1 or call.node.args[0].star):
+        return None  # torch.log(x, out=...)
+    qualname = index.qualname_of(softmax.func, call.scope, call.order)
+    if qualname is not None:
+        if qualname not in api.SOFTMAX_FUNCS:
+            return None
+    elif not (isinstance(softmax.func, cst.Attribute) and softmax.func.attr.value == "softmax"):
+        return None
+    new = edits.renamed_method(softmax, "log_softmax")
+    if new is None:
+        return None
+    if call.qualname is not None and new.args:
+        # torch.log(  # comment\n    F.softmax(x, 1)\n): keep the log call's
+        # spacing and comments around the arguments.
+        outer = call.node.args[0]
+        last = new.args[-1].with_changes(whitespace_after_arg=outer.whitespace_after_arg)
+        new = new.with_changes(whitespace_before_args=call.node.whitespace_before_args, args=[*new.args[:-1], last])
+    return Fix(call.node, edits.keep_outer_parens(call.node, new), safe=True, description="use log_softmax")

@@ -2,9 +2,10 @@ from typing import Optional
 
 import libcst as cst
 
+from lintorch import edits
 from lintorch import torchapi as api
 from lintorch.dataflow import Value
-from lintorch.rule import Example, Rule, Severity
+from lintorch.rule import Example, Fix, Rule, Severity
 
 _DIM0_FUNCS = api.SOFTMAX_FUNCS | api.LOG_SOFTMAX_FUNCS | frozenset({"torch.nn.functional.softmin"})
 _DIM0_METHODS = frozenset({"softmax", "log_softmax"})
@@ -43,6 +44,12 @@ class SoftmaxDim(Rule):
 
     **Fix.** Always pass `dim` explicitly: `dim=1` (or `dim=-1`) for
     `[batch, classes]` logits, the class axis in general.
+
+    **Fix safety.** `--unsafe-fixes` adds `dim=-1` where `dim` is missing
+    (the last axis: the classes of `[batch, classes]` and
+    `[batch, seq, classes]`; review it for `[N, C, H, W]` images, where the
+    class axis is 1) and turns `dim=0` on a `[batch, classes]` output into
+    `dim=1`. Unsafe: the values change (that is the bug being fixed).
     """
 
     code = "LT107"
@@ -129,16 +136,24 @@ class SoftmaxDim(Rule):
                 "instead of each sample across its classes; probabilities do not sum to 1 per sample and "
                 "predictions depend on the rest of the batch (accuracy not improving). Use dim=1 (or -1).",
                 related=(model_call,),
+                fix=_dim1_fix(dim),
             )
 
     def _no_dim(self, node: cst.Call, qualname: str):
         short = qualname.replace("torch.nn.functional.", "F.").replace("torch.nn.", "nn.")
+        position = 0 if qualname in api.IMPLICIT_DIM_SOFTMAX_MODULES else 1
         return self.report(
             node,
             f"{short} without dim=: the implicit dim is deprecated and PyTorch guesses it (dim=0 for "
             "0-, 1- and 3-D input, so a [batch, seq, classes] tensor is normalised across the batch): "
             "probabilities may not sum to 1 per sample and the model does not learn what you expect. "
             "Pass dim explicitly (dim=1 or dim=-1 for [batch, classes]).",
+            fix=Fix(
+                node,
+                lambda updated: edits.with_argument(updated, "dim", position, "-1"),
+                safe=False,
+                description="pass dim=-1",
+            ),
         )
 
     def _sequential_dim0(self, index, call):
@@ -173,6 +188,7 @@ class SoftmaxDim(Rule):
                     "output, so each class is normalised across the samples; probabilities do not sum to "
                     "1 per sample and the model does not learn properly. Use dim=1 (or -1).",
                     related=(use.node,),
+                    fix=_dim1_fix(dim),
                 )
         return None
 
@@ -211,3 +227,8 @@ def _batched_model_output(flow, data: Value) -> Optional[cst.Call]:
             return None
         found = found or expr
     return found
+
+
+def _dim1_fix(dim: cst.BaseExpression) -> Fix:
+    """``dim=0`` -> ``dim=1`` on a [batch, classes] tensor."""
+    return Fix(dim, edits.keep_outer_parens(dim, cst.Integer("1")), safe=False, description="use dim=1")

@@ -1,4 +1,8 @@
-from lintorch.rule import Example, Rule, Severity
+import libcst as cst
+
+from lintorch import edits
+from lintorch.index import dotted_name
+from lintorch.rule import Example, Fix, Rule, Severity
 from lintorch.training import STEP, ZERO_GRAD
 
 
@@ -22,6 +26,12 @@ class MissingZeroGrad(Rule):
     `backward()` or right after `step()`. Deliberate gradient accumulation
     (`zero_grad()` every N steps inside the loop) is recognised and not
     flagged; so are loops whose clearing happens in a helper or closure.
+
+    **Fix safety.** `--unsafe-fixes` inserts `optimizer.zero_grad()` (the
+    optimizer the loop steps) at the top of the loop body when the step is
+    written in the loop itself. It is unsafe because it changes the updates
+    the loop makes, and it cannot know whether accumulation across the
+    whole loop was intended.
     """
 
     code = "LT201"
@@ -86,4 +96,32 @@ class MissingZeroGrad(Rule):
                 "gradients and the loss stops improving or diverges. Call optimizer.zero_grad() "
                 "once per iteration (before backward() or after step()).",
                 related=(loop.node,),
+                fix=_zero_grad_fix(index, loop, witnesses[STEP]),
             )
+
+
+def _zero_grad_fix(index, loop, step_node):
+    """``<optimizer>.zero_grad()`` as the first statement of the loop body,
+    when the loop itself calls ``optimizer.step()`` or ``scaler.step(optimizer)``."""
+    body = loop.node.body
+    if not isinstance(body, cst.IndentedBlock):
+        return None
+    site = next((call for call in loop.calls if call.node is step_node), None)
+    if site is None or site.scope is not loop.scope or site.method != "step":
+        return None
+    kind = index.training.receiver_kind(site)
+    if kind == "optimizer":
+        optimizer = site.receiver
+    elif kind == "scaler":
+        optimizer = site.arg(0, "optimizer")
+    else:
+        return None
+    name = dotted_name(optimizer) if optimizer is not None else None
+    if name is None:
+        return None
+    return Fix(
+        body,
+        edits.prepend_statement(f"{name}.zero_grad()"),
+        safe=False,
+        description=f"call {name}.zero_grad() at the top of the loop body",
+    )

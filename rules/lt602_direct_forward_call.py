@@ -1,6 +1,8 @@
 import libcst as cst
 
-from lintorch.rule import Example, Rule, Severity
+from lintorch import edits
+
+from lintorch.rule import Example, Fix, Rule, Severity
 
 
 class DirectForwardCall(Rule):
@@ -32,6 +34,10 @@ class DirectForwardCall(Rule):
     model does not learn as expected or its outputs differ from `model(x)`.
 
     **Fix.** Call the module: `model(x)`.
+
+    **Fix safety.** `--fix` rewrites `model.forward(x)` to `model(x)` (a
+    safe fix: the call now runs the module's hooks, as intended). Calls
+    inside a module's own methods are not flagged, so not rewritten.
     """
 
     code = "LT602"
@@ -87,6 +93,7 @@ class DirectForwardCall(Rule):
                 "weight_norm/spectral_norm, pruning masks and other hooks do not run, so hooks never "
                 "fire and such layers use stale weights (the model may not learn as expected). "
                 f"Call the module instead: {target}(...).",
+                fix=Fix(call.node, edits.call_without_method, safe=True, description=f"call {target}(...)"),
             )
 
 

@@ -1,0 +1,342 @@
+"""Applying the fixes rules offer (``--fix``, ``--unsafe-fixes``, ``--diff``).
+
+A rule attaches a :class:`~lintorch.rule.Fix` to a report: a node of the
+parsed module and what replaces it. Here the fixes of one file are applied
+through libcst, so everything outside the replaced nodes (formatting,
+comments, line endings) is kept byte for byte:
+
+1. lint the source; keep the findings whose fix is enabled (safe ones, plus
+   unsafe ones with ``--unsafe-fixes``);
+2. pick fixes whose nodes do not overlap and replace those nodes in one
+   libcst transformation;
+3. check that the new source still parses (libcst and ``ast``) and keeps
+   every comment; a fix that breaks either is dropped and reported, the
+   others are kept;
+4. repeat on the new source (a fix can make room for another) until nothing
+   changes, at most :data:`MAX_PASSES` times.
+
+Files are then written atomically (:func:`write_atomic`): a temporary file in
+the same directory replaces the original with ``os.replace``, in the
+original encoding, with its BOM and mode bits, and only if the file did not
+change since it was read.
+"""
+
+import ast
+import codecs
+import difflib
+import io
+import os
+import stat
+import tempfile
+import tokenize
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import libcst as cst
+
+from lintorch import engine, source
+from lintorch.rule import Finding, Fix, Rule
+
+MAX_PASSES = 10
+
+Keep = Callable[[Finding], bool]
+
+
+@dataclass
+class FixOutcome:
+    """What fixing one file did."""
+
+    path: str
+    original: bytes
+    #: The fixed source text (decoded, BOM stripped); None when the file
+    #: could not be decoded or parsed.
+    text: Optional[str] = None
+    original_text: Optional[str] = None
+    encoding: str = "utf-8"
+    has_bom: bool = False
+    #: Findings whose fix was applied (positions as in the source they were found in).
+    applied: List[Finding] = field(default_factory=list)
+    #: (finding, reason) for fixes that were dropped.
+    dropped: List[Tuple[Finding, str]] = field(default_factory=list)
+    #: Findings of the fixed source (what is left to do by hand).
+    remaining: List[Finding] = field(default_factory=list)
+    #: Why the file was not fixed at all (notebooks), for a warning.
+    skipped: Optional[str] = None
+    #: Notebooks: the diff of the edited cells (the JSON diff is unreadable).
+    cell_diff: Optional[str] = None
+
+    @property
+    def changed(self) -> bool:
+        return self.text is not None and self.text != self.original_text
+
+    def new_bytes(self) -> bytes:
+        assert self.text is not None
+        data = self.text.encode(self.encoding)
+        return codecs.BOM_UTF8 + data if self.has_bom else data
+
+    def diff(self) -> str:
+        """A unified diff from the original to the fixed source."""
+        if not self.changed:
+            return ""
+        if self.cell_diff is not None:
+            return self.cell_diff
+        before = (self.original_text or "").splitlines(keepends=True)
+        after = (self.text or "").splitlines(keepends=True)
+        lines = difflib.unified_diff(before, after, fromfile=f"a/{self.path}", tofile=f"b/{self.path}")
+        out = []
+        for line in lines:
+            if not line.endswith(("\n", "\r")):
+                line += "\n\\ No newline at end of file\n"
+            out.append(line)
+        return "".join(out)
+
+
+def enabled(fix: Optional[Fix], unsafe: bool) -> bool:
+    return fix is not None and fix.applicable and (fix.safe or unsafe)
+
+
+def fix_bytes(
+    data: bytes,
+    path: str,
+    rules: Sequence[Rule],
+    *,
+    unsafe: bool = False,
+    keep: Optional[Keep] = None,
+    debug: bool = False,
+) -> FixOutcome:
+    """Apply every enabled fix to one file's bytes (nothing is written)."""
+    outcome = FixOutcome(path, data)
+    keep = keep or (lambda finding: True)
+    decoded = source.decode(data)
+    if isinstance(decoded, source.SourceError):
+        outcome.remaining = [engine.error_finding(path, decoded)]
+        return outcome
+    outcome.original_text = text = decoded.text
+    outcome.encoding, outcome.has_bom = decoded.encoding, decoded.has_bom
+    dropped_keys = set()
+    budget: Optional[Counter] = None
+    findings: List[Finding] = []
+    for _ in range(MAX_PASSES):
+        module = source.parse(text)
+        if isinstance(module, source.SourceError):
+            outcome.remaining = [engine.error_finding(path, module)]
+            return outcome  # the original does not parse: text stays None
+        candidates = engine.could_trigger(text.encode("utf-8"), rules)
+        findings = [f for f in engine.lint_module(module, text, path, candidates, debug=debug) if keep(f)]
+        if budget is None:
+            # A code gets as many fixes as it had fixable findings in the
+            # first pass (a fix may turn its finding into one with another
+            # message, as log(softmax(x)) -> log_softmax(x) for LT107), so a
+            # rule whose fix does not make its finding go away cannot loop.
+            budget = Counter(f.code for f in findings if enabled(f.fix, unsafe))
+        fixable = [
+            f for f in findings if enabled(f.fix, unsafe) and _key(f) not in dropped_keys and budget[f.code] > 0
+        ]
+        if not fixable:
+            break
+        selected = _non_overlapping(module, fixable)
+        new_text, applied, dropped = _apply_checked(module, selected)
+        for finding, reason in dropped:
+            dropped_keys.add(_key(finding))
+            outcome.dropped.append((finding, reason))
+        if not applied:
+            continue
+        if new_text == text:
+            break  # the fixes changed nothing
+        for finding in applied:
+            budget[finding.code] -= 1
+        outcome.applied.extend(applied)
+        text = new_text
+    else:
+        module = source.parse(text)
+        if not isinstance(module, source.SourceError):
+            candidates = engine.could_trigger(text.encode("utf-8"), rules)
+            findings = [f for f in engine.lint_module(module, text, path, candidates, debug=debug) if keep(f)]
+    outcome.text = text
+    outcome.remaining = findings
+    return outcome
+
+
+def _key(finding: Finding) -> Tuple[str, str]:
+    return (finding.code, finding.message)
+
+
+def _non_overlapping(module: cst.Module, findings: List[Finding]) -> List[Finding]:
+    """Findings whose fix nodes do not overlap, first come first served;
+    the others wait for the next pass."""
+    from libcst.metadata import MetadataWrapper, PositionProvider
+
+    positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+    taken: List[Tuple[Tuple[int, int], Tuple[int, int]]] = []
+    selected = []
+    seen_nodes = set()
+    for finding in findings:
+        node = finding.fix.node
+        if id(node) in seen_nodes:
+            continue
+        span = positions.get(node)
+        if span is None:
+            continue
+        start = (span.start.line, span.start.column)
+        end = (span.end.line, span.end.column)
+        if any(start < other_end and other_start < end for other_start, other_end in taken):
+            continue
+        taken.append((start, end))
+        seen_nodes.add(id(node))
+        selected.append(finding)
+    return selected
+
+
+class _Apply(cst.CSTTransformer):
+    def __init__(self, fixes: Sequence[Fix]):
+        super().__init__()
+        self.by_node: Dict[int, Fix] = {id(fix.node): fix for fix in fixes}
+
+    def on_leave(self, original_node, updated_node):
+        fix = self.by_node.get(id(original_node))
+        if fix is None:
+            return updated_node
+        replacement = fix.replacement
+        if isinstance(replacement, (cst.CSTNode, cst.RemovalSentinel)):
+            return replacement
+        return replacement(updated_node)
+
+
+def apply_fixes(module: cst.Module, fixes: Sequence[Fix]) -> str:
+    """The source of ``module`` with the (non-overlapping) fixes applied."""
+    return module.visit(_Apply(fixes)).code
+
+
+def check_parses(text: str) -> Optional[str]:
+    """None when ``text`` is valid Python, else why not."""
+    try:
+        ast.parse(text)
+    except SyntaxError as exc:
+        return f"{exc.msg} (line {exc.lineno})"
+    except (ValueError, MemoryError, RecursionError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    parsed = source.parse(text)
+    if isinstance(parsed, source.SourceError):
+        return parsed.reason
+    return None
+
+
+def comments(text: str) -> Counter:
+    """The comments of a source (a fix must not delete any)."""
+    found: Counter = Counter()
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type == tokenize.COMMENT:
+                found[token.string.rstrip()] += 1
+    except (tokenize.TokenError, SyntaxError, ValueError):
+        pass
+    return found
+
+
+def _apply_checked(module: cst.Module, findings: List[Finding]):
+    """Apply the fixes together; when the result does not parse (or loses a
+    comment), find the fixes that cause it (each is tried alone), drop them,
+    keep the rest."""
+    dropped: List[Tuple[Finding, str]] = []
+    before = comments(module.code)
+    text = _try_apply(module, findings, before)
+    if isinstance(text, str):
+        return text, findings, dropped
+    good = []
+    for finding in findings:
+        alone = _try_apply(module, [finding], before)
+        if isinstance(alone, str):
+            good.append(finding)
+        else:
+            dropped.append((finding, alone[1]))
+    while good:
+        text = _try_apply(module, good, before)
+        if isinstance(text, str):
+            return text, good, dropped
+        # Valid alone, invalid together: keep the first, retry the rest next pass.
+        good = good[:1]
+    return module.code, [], dropped
+
+
+def _try_apply(module: cst.Module, findings: List[Finding], before: Counter):
+    try:
+        text = apply_fixes(module, [f.fix for f in findings])
+    except Exception as exc:  # a replacement libcst cannot render
+        return (None, f"the fix could not be applied: {type(exc).__name__}: {exc}")
+    problem = check_parses(text)
+    if problem is not None:
+        return (None, f"the fixed code would not parse: {problem}")
+    lost = before - comments(text)
+    if lost:
+        return (None, f"the fix would delete the comment {next(iter(lost))!r}")
+    return text
+
+
+# -- writing ---------------------------------------------------------------
+
+
+class FileChangedError(Exception):
+    """The file changed on disk between reading and writing it."""
+
+
+def write_atomic(path: str, data: bytes, expected: bytes) -> None:
+    """Replace the file at ``path`` with ``data``, atomically.
+
+    The bytes are written to a temporary file in the same directory (so
+    ``os.replace`` is a rename on one file system), given the original's
+    permission bits, flushed to disk and renamed over the original. A
+    symlink is followed: its target is replaced and the link kept. Raises
+    :class:`FileChangedError` (and writes nothing) when the file no longer
+    holds ``expected``, the bytes the fixes were computed from.
+    """
+    target = os.path.realpath(path)
+    directory = os.path.dirname(target) or "."
+    info = os.stat(target)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(target) + ".", suffix=".lintorch")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, stat.S_IMODE(info.st_mode))
+        with open(target, "rb") as current:
+            if current.read() != expected:
+                raise FileChangedError(f"{path}: changed on disk while lintorch was fixing it; not written")
+        os.replace(temporary, target)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def fix_file(
+    path: str,
+    display_path: str,
+    rules: Sequence[Rule],
+    *,
+    unsafe: bool = False,
+    keep: Optional[Keep] = None,
+    write: bool = True,
+    debug: bool = False,
+) -> FixOutcome:
+    """Fix one file on disk (or only compute the fix when ``write`` is
+    False, for ``--diff``)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        outcome = FixOutcome(display_path, b"")
+        outcome.remaining = [f for f in engine.read_and_lint(path, display_path, rules, debug=debug) if (keep or bool)(f)]
+        return outcome
+    if display_path.endswith(engine.NOTEBOOK_SUFFIX):
+        from lintorch import notebook
+
+        outcome = notebook.fix_notebook_bytes(data, display_path, rules, unsafe=unsafe, keep=keep, debug=debug)
+    else:
+        outcome = fix_bytes(data, display_path, rules, unsafe=unsafe, keep=keep, debug=debug)
+    if write and outcome.changed:
+        write_atomic(path, outcome.new_bytes(), data)
+    return outcome

@@ -1,0 +1,182 @@
+import re
+
+import libcst as cst
+
+from lintorch.index import dotted_name, iter_nodes
+from lintorch.rule import Example, Rule, Severity
+
+#: Models that are put in eval mode on purpose and never trained.
+_FROZEN_MODEL = re.compile(r"teacher|ema|target|frozen|pretrained|ref|momentum|shadow|averaged|swa|tgt|old", re.I)
+
+
+class TrainModeNotRestored(Rule):
+    """
+    **What it does.** Flags `model.eval()` (or `model.train(False)`, or a
+    call of a local function such as `evaluate(model)` that leaves the model
+    in eval mode) inside a training loop when no `model.train()` runs
+    between it and the next optimizer step: the loop is followed in the
+    order it executes, through functions of the same module, so a
+    `model.train()` at the top of `train_one_epoch()` is recognised.
+
+    **Why is this bad?** After the first validation pass the model stays in
+    eval mode for every later epoch: dropout is off (no regularisation) and
+    batch norm normalises with frozen running statistics instead of batch
+    statistics, and stops updating them. Training continues silently
+    degraded.
+
+    **Symptom.** Accuracy not improving after the first epoch, the model
+    overfits or the loss plateaus early; results differ from the same code
+    without the validation pass.
+
+    **Fix.** Call `model.train()` at the start of every epoch (or of the
+    training function), or at the end of the evaluation function. Models put
+    in eval mode on purpose (names like `teacher`, `ema_model`,
+    `target_net`) and models visibly without dropout or batch norm are not
+    flagged. The finding is an error when the model visibly has dropout or
+    batch norm, and a warning when its layers are not visible in the file.
+    """
+
+    code = "LT303"
+    name = "train-mode-not-restored"
+    severity = Severity.ERROR
+    summary = "model.eval() in the epoch loop and no model.train() before the next training step"
+    symptom = "accuracy not improving after the first epoch; training silently degraded"
+    triggers = ("eval",)
+
+    bad = [
+        Example(
+            """
+            model = Net()
+            model.train()
+            for epoch in range(10):
+                for x, y in train_loader:
+                    optimizer.zero_grad()
+                    criterion(model(x), y).backward()
+                    optimizer.step()
+                model.eval()
+                with torch.no_grad():
+                    val_loss = sum(criterion(model(x), y).item() for x, y in val_loader)
+            """
+        ),
+    ]
+    good = [
+        Example(
+            """
+            model = Net()
+            for epoch in range(10):
+                model.train()
+                for x, y in train_loader:
+                    optimizer.zero_grad()
+                    criterion(model(x), y).backward()
+                    optimizer.step()
+                model.eval()
+                with torch.no_grad():
+                    val_loss = sum(criterion(model(x), y).item() for x, y in val_loader)
+            """
+        ),
+        Example(
+            """
+            def train_one_epoch(model, loader, optimizer):
+                model.train()
+                for x, y in loader:
+                    optimizer.zero_grad()
+                    criterion(model(x), y).backward()
+                    optimizer.step()
+
+            def evaluate(model, loader):
+                model.eval()
+                with torch.no_grad():
+                    return sum(criterion(model(x), y).item() for x, y in loader)
+
+            for epoch in range(10):
+                train_one_epoch(model, train_loader, optimizer)
+                evaluate(model, val_loader)
+            """
+        ),
+    ]
+
+    def check(self, index):
+        training = index.training
+        flow = index.flow
+        reported = set()
+        for loop in training.training_loops():
+            events = training.loop_mode_events(loop)
+            if not any(kind == "step" for kind, _ in events):
+                continue
+            for i, (kind, call) in enumerate(events):
+                if kind != "eval" or id(call.node) in reported:
+                    continue
+                if _deliberately_frozen(call, flow):
+                    continue
+                if _alternative_to_train(loop, call, events):
+                    continue
+                following = events[i + 1:] + events[:i]
+                nxt = next((k for k, _ in following if k in ("train", "step")), None)
+                if nxt != "step":
+                    continue
+                reported.add(id(call.node))
+                direct = call.method in ("eval", "train")
+                layers = _eval_target_layers(training, flow, call)
+                severity = None if layers is True else Severity.WARNING
+                what = "this call puts the model in eval mode" if direct else "this call leaves the model in eval mode"
+                yield self.report(
+                    call.node,
+                    f"{what} inside the training loop (line {{line0}}), and no model.train() runs before "
+                    "the next optimizer step: from then on the model trains with dropout off and batch "
+                    "norm frozen on its running statistics, so training is silently degraded (accuracy "
+                    "not improving after the first epoch). Call model.train() at the start of each "
+                    "epoch or training function.",
+                    related=(loop.node,),
+                    severity=severity,
+                )
+
+
+def _deliberately_frozen(call, flow) -> bool:
+    """An eval() on a teacher/EMA/target model, or on a model with no
+    dropout/batch-norm (the mode changes nothing)."""
+    if call.method not in ("eval", "train"):
+        return False
+    receiver = call.receiver
+    name = dotted_name(receiver) if receiver is not None else None
+    if name is not None and _FROZEN_MODEL.search(name.rsplit(".", 1)[-1]):
+        return True
+    if receiver is not None and flow.mode_layers(receiver, call.scope, call.order) is False:
+        return True
+    return False
+
+
+def _eval_target_layers(training, flow, call, _depth=0):
+    """mode_layers of the module the call puts in eval mode (through local
+    functions): True when it visibly has dropout/batch norm."""
+    if call.method in ("eval", "train") and call.receiver is not None:
+        return flow.mode_layers(call.receiver, call.scope, call.order)
+    if _depth > 3:
+        return None
+    for callee in training.functions_run_by(call):
+        for inner in callee.scope.calls:
+            if training.call_mode(inner) == "eval":
+                result = _eval_target_layers(training, flow, inner, _depth + 1)
+                if result is not None:
+                    return result
+    return None
+
+
+def _alternative_to_train(loop, eval_call, events) -> bool:
+    """``if phase == "train": model.train() else: model.eval()``: the eval
+    is one branch of a per-iteration mode switch whose other branch trains."""
+    train_nodes = {id(c.node) for kind, c in events if kind == "train"}
+    if not train_nodes:
+        return False
+    target = id(eval_call.node)
+    for node in iter_nodes(loop.node.body):
+        if isinstance(node, cst.If) and node.orelse is not None:
+            branches = (node.body, node.orelse)
+        elif isinstance(node, cst.IfExp):
+            branches = (node.body, node.orelse)
+        else:
+            continue
+        ids = [{id(n) for n in iter_nodes(branch) if isinstance(n, cst.Call)} for branch in branches]
+        for mine, other in ((ids[0], ids[1]), (ids[1], ids[0])):
+            if target in mine and other & train_nodes:
+                return True
+    return False

@@ -1,0 +1,197 @@
+import re
+from typing import Optional
+
+import libcst as cst
+
+from lintorch import torchapi as api
+from lintorch.index import dotted_name
+from lintorch.rule import Example, Rule, Severity
+
+_TRAIN_LOADER = re.compile(r"^_?train(?:ing)?_?(?:loader|dataloader|dl|data_loader)$", re.I)
+_TRAIN_DATASET = re.compile(r"^_?train", re.I)
+_EVAL_NAME = re.compile(r"val|test|eval|dev|holdout|infer|predict|calib", re.I)
+#: Samplers and loaders that order data themselves.
+_ORDERING_KEYWORDS = ("shuffle", "sampler", "batch_sampler")
+
+
+class TrainLoaderNotShuffled(Rule):
+    """
+    **What it does.** Flags a `torch.utils.data.DataLoader` that feeds a
+    training loop (a loop over it runs `backward()` and an optimizer step,
+    also through function parameters), or that is named `train_loader` and
+    built on a dataset named `train*`, when it has neither `shuffle=True`
+    nor a `sampler=`/`batch_sampler=`.
+
+    **Why is this bad?** Without shuffling every epoch sees the samples in
+    the same order, and datasets are often stored sorted by class or by
+    time: each batch then holds one class, every step pulls the model
+    towards that class, and the gradient estimate is biased.
+
+    **Symptom.** The loss oscillates from batch to batch and plateaus; the
+    model predicts the class of the last batches for everything (identical
+    predictions, accuracy not improving).
+
+    **Fix.** Pass `shuffle=True` to the training loader (or a sampler:
+    `RandomSampler`, `WeightedRandomSampler`, `DistributedSampler`).
+    Validation/test loaders, loaders over an `IterableDataset`, loaders with
+    any `sampler=`, and `shuffle=` set to a value that is not a literal are
+    not flagged; nor is an explicit `shuffle=False`, which says the order is
+    deliberate (sequences, curriculum).
+    """
+
+    code = "LT503"
+    name = "train-loader-not-shuffled"
+    severity = Severity.WARNING
+    summary = "training DataLoader without shuffle=True or a sampler"
+    symptom = "loss oscillating and plateauing; identical predictions; accuracy not improving"
+    triggers = ("DataLoader",)
+
+    bad = [
+        Example(
+            """
+            from torch.utils.data import DataLoader, TensorDataset
+
+            dataset = TensorDataset(features, labels)
+            loader = DataLoader(dataset, batch_size=32)
+            for epoch in range(10):
+                for x, y in loader:
+                    optimizer.zero_grad()
+                    criterion(model(x), y).backward()
+                    optimizer.step()
+            """
+        ),
+    ]
+    good = [
+        Example(
+            """
+            from torch.utils.data import DataLoader, TensorDataset
+
+            dataset = TensorDataset(features, labels)
+            loader = DataLoader(dataset, batch_size=32, shuffle=True)
+            for epoch in range(10):
+                for x, y in loader:
+                    optimizer.zero_grad()
+                    criterion(model(x), y).backward()
+                    optimizer.step()
+            """
+        ),
+        Example(
+            """
+            from torch.utils.data import DataLoader
+
+            test_loader = DataLoader(test_dataset, batch_size=256)
+            """
+        ),
+    ]
+
+    def check(self, index):
+        training = index.training
+        flow = index.flow
+        loaders = list(index.calls_to(api.TORCH_DATALOADER))
+        if not loaders:
+            return
+        feeding = {}
+        for loop in training.training_loops():
+            if isinstance(loop.node, cst.For):
+                for value in flow.dataloader_calls(loop.node.iter, loop.scope, loop.order):
+                    feeding.setdefault(id(value.expr), loop)
+        for call in loaders:
+            node = call.node
+            if any(a.star for a in node.args):
+                continue
+            if any(a.keyword is not None and a.keyword.value in _ORDERING_KEYWORDS for a in node.args):
+                continue
+            if len([a for a in node.args if a.keyword is None]) > 2:
+                continue  # shuffle/sampler passed positionally
+            dataset = call.arg(0, "dataset")
+            if dataset is None:
+                continue
+            names = flow.bound_names(node, call.scope)
+            function = index.enclosing_function(call.scope)
+            if function is not None:
+                names.append(function.name)
+            dataset_name = (dotted_name(dataset) or "").rsplit(".", 1)[-1]
+            if any(_EVAL_NAME.search(n) for n in names + [dataset_name]):
+                continue
+            kind = _dataset_kind(index, flow, dataset, call)
+            if kind == "iterable":
+                continue
+            loop = feeding.get(id(node))
+            named = any(_TRAIN_LOADER.search(n) for n in names) and bool(_TRAIN_DATASET.search(dataset_name))
+            if loop is None and not named:
+                continue
+            if kind is None and not (loop is not None and named):
+                continue  # the dataset might be iterable (no shuffle possible)
+            where = " feeds the training loop at line {line0}" if loop is not None else " is the training loader"
+            yield self.report(
+                node,
+                f"this DataLoader{where} but never shuffles (no shuffle=True, no sampler): every epoch "
+                "sees the samples in the same order, and data stored by class or time gives one-class "
+                "batches and biased steps (loss oscillating and plateauing, identical predictions, "
+                "accuracy not improving). Pass shuffle=True (or a RandomSampler/DistributedSampler).",
+                related=(loop.node,) if loop is not None else (),
+            )
+
+
+def _dataset_kind(index, flow, dataset, call) -> Optional[str]:
+    """``map`` (indexable), ``iterable`` or None (unknown)."""
+    kinds = set()
+    if isinstance(dataset, cst.Name):
+        for binding in index.lookup(dataset.value, call.scope, call.order):
+            if binding.unpack and isinstance(binding.value, cst.Call):
+                qualname = index.qualname_of(binding.value.func, binding.scope, binding.order)
+                if qualname in ("torch.utils.data.random_split", "sklearn.model_selection.train_test_split"):
+                    kinds.add("map")
+    values = flow.definitions(dataset, call.scope, call.order)
+    for value in values:
+        value = flow.strip_value_preserving(value)
+        kinds.add(_value_kind(index, flow, value))
+    if "iterable" in kinds:
+        return "iterable"
+    if kinds == {"map"}:
+        return "map"
+    return None
+
+
+def _value_kind(index, flow, value) -> Optional[str]:
+    expr = value.expr
+    if isinstance(expr, cst.Subscript):
+        inner = flow.definitions(expr.value, value.scope, value.order)
+        if len(inner) == 1 and isinstance(inner[0].expr, cst.Call):
+            qualname, _ = flow.constructor(inner[0])
+            if qualname == "datasets.load_dataset" and not _streaming(inner[0].expr):
+                return "map"
+        return None
+    if not isinstance(expr, cst.Call):
+        return None
+    qualname, klass = flow.constructor(value)
+    if qualname is not None:
+        if qualname in api.ITERABLE_DATASETS or "Iterable" in qualname or "datapipes" in qualname or "webdataset" in qualname:
+            return "iterable"
+        if qualname in api.TENSOR_DATASET or qualname.startswith("torchvision.datasets.") or qualname in (
+            "torch.utils.data.Subset", "torch.utils.data.ConcatDataset"
+        ):
+            return "map"
+        if qualname == "datasets.load_dataset":
+            return "iterable" if _streaming(expr) else None
+        return None
+    if klass is not None:
+        found = None
+        for cls in flow.local_bases(klass):
+            for base in cls.bases:
+                name = dotted_name(base) or ""
+                if "Iterable" in name or "IterDataPipe" in name:
+                    return "iterable"
+            if "__getitem__" in cls.methods:
+                found = "map"
+            if "__iter__" in cls.methods:
+                return "iterable"
+        return found
+    return None
+
+
+def _streaming(call: cst.Call) -> bool:
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == "streaming":
+            return not (isinstance(arg.value, cst.Name) and arg.value.value == "False")
+    return False

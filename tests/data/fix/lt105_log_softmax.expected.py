@@ -1,0 +1,13 @@
+import torch
+import torch.nn.functional as F
+
+
+def log_probs(model, x):
+    a = torch.log_softmax(model(x), dim=1)
+    b = model(x).log_softmax(1)  # method spelling
+    c = F.log_softmax(  # spread over lines
+        model(x), dim=-1
+    )
+    probs = F.softmax(model(x), dim=1)
+    d = torch.log(probs)  # through a variable: no fix
+    return a, b, c, d

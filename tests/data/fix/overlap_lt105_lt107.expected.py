@@ -1,0 +1,7 @@
+import torch
+import torch.nn.functional as F
+
+
+def scores(logits):
+    # two findings on one expression: LT105 (safe) then LT107 (unsafe)
+    return F.log_softmax(logits, dim=-1)
