@@ -114,6 +114,9 @@ def fix_bytes(
         return outcome
     outcome.original_text = text = decoded.text
     outcome.encoding, outcome.has_bom = decoded.encoding, decoded.has_bom
+    if not engine.could_trigger(data, rules):
+        outcome.text = text  # no rule can fire: nothing to parse, nothing to fix
+        return outcome
     dropped_keys = set()
     budget: Optional[Counter] = None
     findings: List[Finding] = []
