@@ -57,9 +57,18 @@ class FindingsCache:
         try:
             with open(self._path(key), "rb") as handle:
                 rows = json.loads(handle.read())
-            return [
+            if not isinstance(rows, list):
+                return None
+            findings = [
                 Finding(path, r[0], r[1], r[2], r[3], r[4], r[5], Severity(r[6]), r[7], *_extra(r)) for r in rows
             ]
+            # Valid JSON of the wrong shape (a damaged or foreign entry) is a miss too.
+            for f in findings:
+                if not all(type(v) is int for v in (f.line, f.column, f.end_line, f.end_column)):
+                    return None
+                if not all(isinstance(v, str) for v in (f.code, f.name, f.message)):
+                    return None
+            return findings
         except (OSError, ValueError, TypeError, IndexError, KeyError):
             return None
 

@@ -295,8 +295,20 @@ def probe_main(argv: Sequence[str]) -> int:
 COMMANDS = {"rule": rule_main, "probe": probe_main, "check": check_main}
 
 
+def _tolerant_output() -> None:
+    """Paths that are not valid UTF-8 and non-ASCII text on an ASCII console
+    are written escaped instead of raising UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # pragma: no cover - a closed or replaced stream
+                pass
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _tolerant_output()
     command = check_main
     # A subcommand name wins over a same-named path only when no such file
     # exists (`lintorch ./rule` always lints the file).

@@ -122,7 +122,8 @@ def load(path: Optional[Path]) -> Config:
         raise ConfigError(f"{path}: not valid UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    table = document.get("tool", {}).get("lintorch")
+    tool = document.get("tool", {})
+    table = tool.get("lintorch") if isinstance(tool, dict) else None
     if table is None:
         return Config(root=path.parent, source=path)
     if not isinstance(table, dict):

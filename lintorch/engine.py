@@ -6,7 +6,9 @@ every enabled rule queries the index -> positions computed only for the
 reported nodes -> ``# noqa`` filtering.
 """
 
+import os
 import re
+import stat
 import traceback
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
@@ -106,22 +108,28 @@ def lint_module(
 ) -> List[Finding]:
     """``line_label`` turns a line number into the text that replaces
     ``{line0}`` in messages (notebooks say which cell)."""
-    try:
-        index = ModuleIndex(module, path, text)
-    except RecursionError:
-        return [error_finding(path, source.SourceError("code nested too deeply to analyse"))]
-    if index.is_other_framework:
-        return []
-    reports: List[tuple] = []
-    findings: List[Finding] = []
-    for rule in rules:
+    with source.deep_recursion():
         try:
-            for report in rule.check(index):
-                reports.append((rule, report))
-        except Exception as exc:  # a bug in one rule must not stop the others
-            findings.append(_internal_error(path, rule, exc, debug))
-    if reports:
-        findings.extend(_position(module, path, reports, line_label))
+            index = ModuleIndex(module, path, text)
+        except RecursionError:
+            return [error_finding(path, source.SourceError("code nested too deeply to analyse"))]
+        if index.is_other_framework:
+            return []
+        reports: List[tuple] = []
+        findings: List[Finding] = []
+        for rule in rules:
+            try:
+                for report in rule.check(index):
+                    if not isinstance(report, Report):
+                        raise TypeError(f"check() yielded {type(report).__name__}, not Report")
+                    reports.append((rule, report))
+            except Exception as exc:  # a bug in one rule must not stop the others
+                findings.append(_internal_error(path, rule, exc, debug))
+        if reports:
+            try:
+                findings.extend(_position(module, path, reports, line_label))
+            except RecursionError:  # libcst's position pass recurses per nesting level
+                return [error_finding(path, source.SourceError("code nested too deeply to locate findings"))]
     if apply_noqa and findings:
         findings = filter_noqa(findings, text)
     findings.sort(key=Finding.sort_key)
@@ -199,7 +207,7 @@ def noqa_codes(line: str) -> Optional[frozenset]:
 
 
 def filter_noqa(findings: List[Finding], text: str) -> List[Finding]:
-    lines = text.splitlines()
+    lines = source.split_lines(text)  # not splitlines(): form feeds do not end lines
     cache: Dict[int, Optional[frozenset]] = {}
     kept = []
     for finding in findings:
@@ -229,14 +237,33 @@ def _dedupe(findings: List[Finding]) -> List[Finding]:
 
 
 def read_file(path: str, display_path: str) -> Union[bytes, Finding]:
-    """The file's bytes, or the LT000 finding saying why it cannot be read."""
+    """The file's bytes, or the LT000 finding saying why it cannot be read.
+
+    Opened non-blocking and checked with fstat, so a FIFO or device that
+    happens to be named ``*.py`` is reported instead of hanging the run."""
+    fd = -1
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISREG(mode):
+            with os.fdopen(fd, "rb") as handle:
+                fd = -1
+                return handle.read()
+        if stat.S_ISDIR(mode):  # named explicitly, or yielded by a walk that could not list it
+            with os.scandir(path):
+                reason = "is a directory"
+        else:
+            reason = "not a regular file (a FIFO, socket or device)"
     except IsADirectoryError:
         reason = "is a directory"
     except OSError as exc:
-        reason = f"cannot read file: {exc.strerror or exc}"
+        what = "directory" if os.path.isdir(path) else "file"
+        reason = f"cannot read {what}: {exc.strerror or exc}"
+    except MemoryError:
+        reason = "file too large to read into memory"
+    finally:
+        if fd >= 0:
+            os.close(fd)
     return error_finding(display_path, source.SourceError(reason))
 
 

@@ -24,9 +24,14 @@ def _default_excluded(name: str) -> bool:
 
 def _walk(directory: str, config: Config) -> Iterator[str]:
     # os.walk does not follow symlinked directories, so a symlink loop
-    # cannot make the walk run forever; errors (permissions) are skipped
-    # here and unreadable files surface as LT000 when opened.
-    for root, dirs, files in os.walk(directory):
+    # cannot make the walk run forever. A directory that cannot be listed
+    # (permissions) is yielded itself, so that reading it reports LT000
+    # instead of its files being skipped unseen; unreadable files, FIFOs and
+    # broken symlinks surface as LT000 when opened.
+    unlisted: List[str] = []
+    for root, dirs, files in os.walk(directory, onerror=lambda error: unlisted.append(error.filename or directory)):
+        while unlisted:
+            yield unlisted.pop()
         dirs[:] = sorted(
             d for d in dirs if not _default_excluded(d) and not config.is_excluded(os.path.join(root, d))
         )
@@ -35,6 +40,8 @@ def _walk(directory: str, config: Config) -> Iterator[str]:
                 path = os.path.join(root, name)
                 if not config.is_excluded(path):
                     yield path
+    while unlisted:
+        yield unlisted.pop()
 
 
 def discover(paths: Sequence[str], config: Config) -> Discovery:

@@ -5,11 +5,13 @@ Every failure here becomes an LT000 finding with a position; nothing raises.
 
 import ast
 import codecs
+import contextlib
 import io
+import re
 import sys
 import tokenize
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from typing import Iterator, List, Optional, Tuple, Union
 
 import libcst as cst
 
@@ -30,19 +32,64 @@ class DecodedSource:
     has_bom: bool
 
 
+# Python's line ends (CRLF, CR, LF), as libcst and CPython's tokenizer see
+# them; str.splitlines() also splits on form feeds and U+2028, Python does not.
+_NEWLINE_RE = re.compile(r"\r\n|\r|\n")
+_NEWLINE_BYTES_RE = re.compile(rb"\r\n|\r|\n")
+_COOKIE_RE = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
+
+
+def split_lines(text: str) -> List[str]:
+    """The source's lines, split where Python splits them."""
+    return _NEWLINE_RE.split(text)
+
+
 def _position_of_offset(data: bytes, offset: int) -> Tuple[int, int]:
-    line = data.count(b"\n", 0, offset) + 1
-    line_start = data.rfind(b"\n", 0, offset) + 1
+    line, line_start = 1, 0
+    for match in _NEWLINE_BYTES_RE.finditer(data, 0, offset):
+        line, line_start = line + 1, match.end()
     column = len(data[line_start:offset].decode("utf-8", errors="replace")) + 1
     return line, column
 
 
+def _encoding_error(data: bytes, exc: SyntaxError) -> SourceError:
+    """tokenize.detect_encoding's complaints, in words a user can act on."""
+    message = str(exc.msg if hasattr(exc, "msg") else exc)
+    cookie_line, cookie = 1, None
+    for number, line in enumerate(_NEWLINE_BYTES_RE.split(data, 2)[:2], start=1):
+        match = _COOKIE_RE.match(line)
+        if match:
+            cookie_line, cookie = number, match.group(1).decode("ascii", "replace")
+            break
+    if message.startswith("unknown encoding"):
+        return SourceError(f"unknown encoding {cookie!r} in the coding cookie", cookie_line)
+    if message.startswith("encoding problem") and data.startswith(codecs.BOM_UTF8):
+        return SourceError(
+            f"the file starts with a UTF-8 byte order mark but its coding cookie says {cookie!r}", cookie_line
+        )
+    if message.startswith("invalid or missing encoding declaration"):
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            line, column = _position_of_offset(data, error.start)
+            byte = data[error.start : error.start + 1].hex()
+            return SourceError(
+                f"not valid utf-8 (byte 0x{byte}) and no coding cookie names another encoding (binary file?)",
+                line,
+                column,
+            )
+    return SourceError(f"cannot determine encoding: {message}", cookie_line)
+
+
 def decode(data: bytes) -> Union[DecodedSource, SourceError]:
     """Decode per PEP 263: BOM, then a coding cookie, else UTF-8."""
+    if b"\x00" in data:  # CPython refuses null bytes in source whatever the encoding
+        line, column = _position_of_offset(data, data.index(b"\x00"))
+        return SourceError("file contains a null byte (binary file?)", line, column)
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
     except SyntaxError as exc:
-        return SourceError(f"cannot determine encoding: {exc.msg if hasattr(exc, 'msg') else exc}")
+        return _encoding_error(data, exc)
     has_bom = data.startswith(codecs.BOM_UTF8)
     try:
         text = data.decode(encoding)
@@ -52,12 +99,13 @@ def decode(data: bytes) -> Union[DecodedSource, SourceError]:
         return SourceError(f"not valid {exc.encoding}: byte 0x{byte} cannot be decoded", line, column)
     except LookupError:
         return SourceError(f"unknown encoding {encoding!r} in the coding cookie")
+    except (UnicodeError, ValueError) as exc:  # codecs such as 'undefined' always fail
+        return SourceError(f"cannot decode with the {encoding!r} codec named in the coding cookie: {exc}")
     if text.startswith("\ufeff"):
         text = text[1:]
     if "\x00" in text:
-        offset = text.index("\x00")
-        line = text.count("\n", 0, offset) + 1
-        column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        lines = split_lines(text[: text.index("\x00")])
+        line, column = len(lines), len(lines[-1]) + 1
         return SourceError("file contains a null byte (binary file?)", line, column)
     return DecodedSource(text, "utf-8" if encoding == "utf-8-sig" else encoding, has_bom)
 
@@ -67,7 +115,151 @@ def decode(data: bytes) -> Union[DecodedSource, SourceError]:
 _PARSE_RECURSION_LIMIT = 10_000
 
 
+#: Expression nesting beyond which a file is reported, not analysed. libcst's
+#: parser is superlinear in nesting depth (a 1,000-term ``1+1+...`` chain
+#: parses in about a second, 3,000 terms take half a minute) and CPython
+#: itself refuses about 3,000 levels, so real code never comes near this.
+MAX_NESTING = 1000
+#: CPython's tokenizer refuses more nested brackets than this.
+_MAX_BRACKETS = 200
+_SHAPE_RE = re.compile(
+    r"""
+    (?P<skip>                          # strings and comments: brackets inside do not count
+        \"\"\"(?:[^"\\]|\\.|"(?!""))*(?:\"\"\"|\Z)
+      | '''(?:[^'\\]|\\.|'(?!''))*(?:'''|\Z)
+      | "(?:[^"\\\r\n]|\\.)*"?
+      | '(?:[^'\\\r\n]|\\.)*'?
+      | \#[^\r\n]*
+    )
+    | (?P<join>\\(?:\r\n|\r|\n))      # backslash continuation
+    | (?P<newline>\r\n|\r|\n)
+    | (?P<open>[(\[{])
+    | (?P<close>[)\]}])
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+
+def _count_newlines(text: str) -> int:
+    return text.count("\n") + text.count("\r") - text.count("\r\n")
+
+
+def _shape(text: str) -> Tuple[int, int, int, int]:
+    """A cheap upper bound on expression nesting, from one regex scan of the
+    text: (the longest logical line, in characters outside strings and
+    comments, and its line; the deepest bracket nesting and its line). An
+    expression nested N levels deep needs a logical line of at least N
+    characters. The scan only decides whether the exact check is needed."""
+    line = first_line = longest_line = deepest_line = 1
+    longest = deepest = depth = 0
+    start = skipped = 0
+    for match in _SHAPE_RE.finditer(text):
+        kind = match.lastgroup
+        if kind == "open":
+            depth += 1
+            if depth > deepest:
+                deepest, deepest_line = depth, line
+        elif kind == "close":
+            depth = max(depth - 1, 0)
+        elif kind == "skip":
+            token = match.group()
+            if token[0] == "#":
+                skipped += len(token) - 1
+            else:
+                line += _count_newlines(token)
+                if "f" not in text[max(match.start() - 2, 0) : match.start()].lower():
+                    skipped += len(token) - 1  # f-strings hold expressions: they count
+        elif kind == "join":
+            line += 1
+        else:
+            if depth == 0:
+                length = match.start() - start - skipped
+                if length > longest:
+                    longest, longest_line = length, first_line
+                start, skipped, first_line = match.end(), 0, line + 1
+            line += 1
+    if len(text) - start - skipped > longest:
+        longest, longest_line = len(text) - start - skipped, first_line
+    return longest, longest_line, deepest, deepest_line
+
+
+def _too_deep(text: str) -> Optional[SourceError]:
+    """An error for code nested too deeply to analyse in bounded time, or
+    None. Costs one regex scan; CPython's parser (about a sixth of libcst's
+    time) runs only for files with very long logical lines or deep brackets."""
+    longest, longest_line, deepest, deepest_line = _shape(text)
+    if longest <= MAX_NESTING and deepest <= _MAX_BRACKETS:
+        return None
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as error:
+        # libcst may know newer syntax than this interpreter, but its native
+        # parser overflows the C stack (SIGSEGV) on very deep nesting, so
+        # code this long or deep that CPython rejects is not handed to it.
+        return SourceError(f"syntax error: {error.msg}", error.lineno or 1, max(error.offset or 1, 1))
+    except (RecursionError, MemoryError):
+        line = deepest_line if deepest > _MAX_BRACKETS else longest_line
+        return SourceError(f"expression nested too deeply to analyse (CPython cannot compile it either)", line)
+    except ValueError:
+        return None
+    node = _node_deeper_than(tree, MAX_NESTING)
+    if node is None:
+        return None
+    line = getattr(node, "lineno", 1)
+    source_line = (split_lines(text)[line - 1:line] or [""])[0]
+    column = len(source_line.encode("utf-8")[: getattr(node, "col_offset", 0)].decode("utf-8", "replace")) + 1
+    return SourceError(f"expression nested more than {MAX_NESTING} levels deep; too deep to analyse", line, column)
+
+
+def _node_deeper_than(tree: ast.AST, limit: int) -> Optional[ast.AST]:
+    """The outermost expression of a statement that nests more than
+    ``limit`` expressions deep, or None."""
+    stack: List[Tuple[ast.AST, int, Optional[ast.AST]]] = [(tree, 0, None)]
+    pop, push, children, expr = stack.pop, stack.append, ast.iter_child_nodes, ast.expr
+    while stack:
+        node, depth, root = pop()
+        if isinstance(node, ast.BoolOp):  # flat here, one level per operator in libcst
+            depth += len(node.values) - 1
+        if depth > limit:
+            return root
+        for child in children(node):
+            if isinstance(child, expr):
+                push((child, depth + 1, root or child))
+            else:
+                push((child, depth, root))
+    return None
+
+
+@contextlib.contextmanager
+def deep_recursion() -> Iterator[None]:
+    """Raise the recursion limit for work on deep trees (libcst's recursive
+    code generation for positions, the index walk of nested blocks)."""
+    old_limit = sys.getrecursionlimit()
+    if old_limit < _PARSE_RECURSION_LIMIT:
+        sys.setrecursionlimit(_PARSE_RECURSION_LIMIT)
+    try:
+        yield
+    finally:
+        if old_limit < _PARSE_RECURSION_LIMIT:
+            sys.setrecursionlimit(old_limit)
+
+
+#: libcst needs 0.5 to 1 GB of memory and about half a minute per MB of
+#: source (PERF-NOTES; dense generated data is the worst case). The largest
+#: hand-written file in torch's wheel is 1.4 MB. Larger files are reported,
+#: not analysed, so that one generated file cannot exhaust a CI runner.
+MAX_SOURCE_CHARS = 2 * 1024 * 1024
+
+
 def parse(text: str) -> Union[cst.Module, SourceError]:
+    if len(text) > MAX_SOURCE_CHARS:
+        return SourceError(
+            f"file too large to analyse ({len(text) / 1e6:.1f} million characters; "
+            f"the limit is {MAX_SOURCE_CHARS / 1e6:.1f} million): exclude it if it is generated"
+        )
+    too_deep = _too_deep(text)
+    if too_deep is not None:
+        return too_deep
     old_limit = sys.getrecursionlimit()
     if old_limit < _PARSE_RECURSION_LIMIT:
         sys.setrecursionlimit(_PARSE_RECURSION_LIMIT)
