@@ -92,7 +92,7 @@ def _probability_input(fn: str, data: dict, line: Optional[int], activation: str
         if fn in ("cross_entropy", "nll_loss") and _in_unit_interval(r) and (
             _rows_sum_to_one(r) or producer in ("SoftmaxBackward0", "SigmoidBackward0")
         ):
-            deviation = max(abs(r["row_sum_min"] - 1), abs(r["row_sum_max"] - 1))
+            deviation = r.get("row_sum_deviation", max(abs(r["row_sum_min"] - 1), abs(r["row_sum_max"] - 1)))
             sums = ("every row sums to 1 (max |sum - 1| = %s)" % _g(deviation) if _rows_sum_to_one(r)
                     else "row sums %s..%s" % (_g(r["row_sum_min"]), _g(r["row_sum_max"])))
             return Check(True, "%s input %s: every value in [%s, %s], %s%s: the loss is fed "
