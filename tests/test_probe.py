@@ -57,8 +57,8 @@ TWINS = ["LT101", "LT102", "LT103", "LT104", "LT201", "LT202", "LT206", "LT207",
 # The numbers each confirmation must quote.
 EVIDENCE = {
     "LT101": ["one-hot over 4 columns", "[16, 4]"],
-    "LT102": ["rows sum to 1..1", "SoftmaxBackward0"],
-    "LT103": ["rows sum to 1..1", "NLLLoss"],
+    "LT102": ["every row sums to 1 (max |sum - 1| = ", "SoftmaxBackward0"],
+    "LT103": ["every row sums to 1 (max |sum - 1| = ", "NLLLoss"],
     "LT104": ["produced by SigmoidBackward0", "every value in ["],
     "LT201": ["never cleared", "equals the step-1 gradient plus the step-2 batch gradient", "max abs diff"],
     "LT202": ["every gradient was zero or None", "total norm"],

@@ -92,10 +92,12 @@ def _probability_input(fn: str, data: dict, line: Optional[int], activation: str
         if fn in ("cross_entropy", "nll_loss") and _in_unit_interval(r) and (
             _rows_sum_to_one(r) or producer in ("SoftmaxBackward0", "SigmoidBackward0")
         ):
-            return Check(True, "%s input %s: every value in [%s, %s], rows sum to %s..%s%s: the loss is fed "
+            deviation = r.get("row_sum_deviation", max(abs(r["row_sum_min"] - 1), abs(r["row_sum_max"] - 1)))
+            sums = ("every row sums to 1 (max |sum - 1| = %s)" % _g(deviation) if _rows_sum_to_one(r)
+                    else "row sums %s..%s" % (_g(r["row_sum_min"]), _g(r["row_sum_max"])))
+            return Check(True, "%s input %s: every value in [%s, %s], %s%s: the loss is fed "
                          "probabilities, not %s; gradients shrink and the model stops learning" % (
-                             label, r["input_shape"], _g(r["input_min"]), _g(r["input_max"]),
-                             _g(r["row_sum_min"]), _g(r["row_sum_max"]), made_by,
+                             label, r["input_shape"], _g(r["input_min"]), _g(r["input_max"]), sums, made_by,
                              "log-probabilities" if fn == "nll_loss" else "logits"))
         # logits may all fall in [0, 1] by chance (a fresh discriminator):
         # only a sigmoid node in the graph is evidence

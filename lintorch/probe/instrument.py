@@ -715,6 +715,7 @@ class Recorder:
                 record["classes"] = int(rows.shape[1])
                 record["row_sum_min"] = _fmt(float(sums.min()))
                 record["row_sum_max"] = _fmt(float(sums.max()))
+                record["row_sum_deviation"] = _fmt(float((sums - 1).abs().max()))
                 record["row_max_min"] = _fmt(float(rows.max(dim=1).values.min()))
                 record["row_max_max"] = _fmt(float(rows.max(dim=1).values.max()))
             if isinstance(target, torch.Tensor):
