@@ -431,9 +431,15 @@ class TrainingFacts:
         ``torch.set_grad_enabled(False)`` in its function, or (for a
         function called in this module) every caller under no-grad.
         None when that depends on callers this module does not show."""
+        grad_mode_unknown = False
         for item in call.with_items:
             if self.is_no_grad_expr(item.item, call.scope, call.order):
                 return True
+            expr = item.item
+            if isinstance(expr, cst.Call) and self.index.qualname_of(expr.func, call.scope, call.order) in api.SET_GRAD_ENABLED:
+                grad_mode_unknown = True  # set_grad_enabled(is_training): either way
+        if grad_mode_unknown:
+            return None
         scope: Optional[Scope] = call.scope
         while scope is not None and scope.kind != "module":
             function = scope.function
