@@ -106,6 +106,26 @@ def fix_bytes(
     debug: bool = False,
 ) -> FixOutcome:
     """Apply every enabled fix to one file's bytes (nothing is written)."""
+    try:
+        # libcst's code generation and positions recurse once per nesting level
+        with source.deep_recursion():
+            return _fix_bytes(data, path, rules, unsafe=unsafe, keep=keep, debug=debug)
+    except RecursionError:
+        outcome = FixOutcome(path, data)
+        outcome.remaining = [f for f in engine.lint_bytes(data, path, rules, debug=debug) if (keep or bool)(f)]
+        outcome.skipped = "nested too deeply to fix safely; left unchanged"
+        return outcome
+
+
+def _fix_bytes(
+    data: bytes,
+    path: str,
+    rules: Sequence[Rule],
+    *,
+    unsafe: bool = False,
+    keep: Optional[Keep] = None,
+    debug: bool = False,
+) -> FixOutcome:
     outcome = FixOutcome(path, data)
     keep = keep or (lambda finding: True)
     decoded = source.decode(data)
@@ -327,12 +347,10 @@ def fix_file(
 ) -> FixOutcome:
     """Fix one file on disk (or only compute the fix when ``write`` is
     False, for ``--diff``)."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError:
+    data = engine.read_file(path, display_path)  # non-blocking: a FIFO is reported, not waited on
+    if isinstance(data, Finding):
         outcome = FixOutcome(display_path, b"")
-        outcome.remaining = [f for f in engine.read_and_lint(path, display_path, rules, debug=debug) if (keep or bool)(f)]
+        outcome.remaining = [data] if (keep or bool)(data) else []
         return outcome
     if display_path.endswith(engine.NOTEBOOK_SUFFIX):
         from lintorch import notebook

@@ -31,8 +31,9 @@ HEADER = "# " + " ".join(TRIGGERS) + "\nimport torch\nimport torch.nn as nn\n"
 KNOWN_CODES = frozenset(registry.known_codes())
 
 
-def problems(data: bytes, path: str = "fuzz.py") -> List[str]:
-    """What is wrong with linting ``data`` (empty: nothing)."""
+def problems(data: bytes, path: str = "fuzz.py", fix: bool = False) -> List[str]:
+    """What is wrong with linting ``data`` (empty: nothing); with ``fix``,
+    also with fixing it (see :func:`fix_problems`)."""
     limit = sys.getrecursionlimit()
     try:
         findings = engine.lint_bytes(data, path, RULES)
@@ -42,7 +43,7 @@ def problems(data: bytes, path: str = "fuzz.py") -> List[str]:
         except UnicodeDecodeError:
             pass
         else:
-            if not text.startswith("\ufeff"):
+            if not text.startswith("\ufeff") and not path.endswith(".ipynb"):
                 text_findings = engine.lint_text(text, path, RULES)  # the flake8 plugin's path
     except Exception:  # the oracle: nothing may escape the engine
         return ["crash: " + traceback.format_exc()]
@@ -60,8 +61,37 @@ def problems(data: bytes, path: str = "fuzz.py") -> List[str]:
                 out.append(f"unknown code {finding.code}")
             if finding.line < 1 or finding.column < 1 or finding.end_line < finding.line:
                 out.append(f"bad position {finding}")
-        if list(group) != sorted(group, key=Finding.sort_key):
-            out.append("findings not sorted")
+        if not path.endswith(".ipynb") and list(group) != sorted(group, key=Finding.sort_key):
+            out.append("findings not sorted")  # (notebooks sort by cell)
+    if fix:
+        out += fix_problems(data, path)
+    return out
+
+
+def fix_problems(data: bytes, path: str = "fuzz.py") -> List[str]:
+    """``--fix --unsafe-fixes`` on ``data``: must not raise; a file that did
+    not parse is never changed; a changed file still decodes and parses."""
+    from lintorch import fix, notebook, source
+
+    try:
+        if path.endswith(".ipynb"):
+            outcome = notebook.fix_notebook_bytes(data, path, RULES, unsafe=True)
+        else:
+            outcome = fix.fix_bytes(data, path, RULES, unsafe=True)
+        if not outcome.changed:
+            return []
+        new = outcome.new_bytes()
+    except Exception:
+        return ["fix crash: " + traceback.format_exc()]
+    out = []
+    if path.endswith(".ipynb"):
+        if isinstance(notebook.load(new), source.SourceError):
+            out.append("fix produced a notebook that does not load")
+        return out
+    if isinstance(source.load(data)[1], source.SourceError):
+        out.append("fix changed a file that does not parse")
+    if isinstance(source.load(new)[1], source.SourceError):
+        out.append("fix produced code that does not parse: " + source.load(new)[1].reason)
     return out
 
 
@@ -136,6 +166,29 @@ def mutate_bytes(data: bytes, rnd: random.Random, count: int) -> bytes:
     return bytes(buf)
 
 
+def notebook_seeds() -> List[dict]:
+    import json
+
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted((REPO / "tests" / "data" / "notebooks").glob("*.ipynb"))]
+
+
+def mutate_notebook(document: dict, seeds: Sequence[str], rnd: random.Random) -> bytes:
+    """A notebook whose code cells are mutated fixtures, then perhaps its
+    JSON damaged at the byte level."""
+    import copy
+    import json
+
+    document = copy.deepcopy(document)
+    for cell in document.get("cells", []):
+        if cell.get("cell_type") == "code" and rnd.random() < 0.7:
+            text = mutate_lines(rnd.choice(seeds), rnd, rnd.randint(0, 4))
+            cell["source"] = text.splitlines(keepends=True) if rnd.random() < 0.5 else text
+    data = json.dumps(document, indent=rnd.choice([None, 1, 2])).encode("utf-8")
+    if rnd.random() < 0.3:
+        data = mutate_bytes(data, rnd, rnd.randint(1, 3))
+    return data
+
+
 # -- hypothesis strategies -----------------------------------------------------
 
 
@@ -175,3 +228,11 @@ def noise() -> st.SearchStrategy:
     text = st.lists(alphabet, max_size=300).map("".join).map(lambda t: (HEADER + t).encode("utf-8"))
     raw = st.binary(max_size=600).map(lambda b: HEADER.encode() + b)
     return st.one_of(text, raw, st.binary(max_size=200))
+
+
+def mutated_notebooks(seeds: Sequence[str]) -> st.SearchStrategy:
+    return st.builds(
+        lambda document, rnd: mutate_notebook(document, seeds, rnd),
+        st.sampled_from(notebook_seeds()),
+        st.randoms(use_true_random=False),
+    )

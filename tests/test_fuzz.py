@@ -23,24 +23,24 @@ FAST = settings(
 SEEDS = fuzzlib.seed_texts()
 
 
-def assert_robust(data: bytes) -> None:
-    found = fuzzlib.problems(data)
+def assert_robust(data: bytes, fix: bool = False) -> None:
+    found = fuzzlib.problems(data, fix=fix)
     assert not found, "\n".join(found) + "\n--- input ---\n" + repr(data[:2000])
 
 
-@settings(FAST, max_examples=40)
+@settings(FAST, max_examples=30)
 @given(fuzzlib.grammar_python())
 def test_grammar_generated_python(data):
     assert_robust(data)
 
 
-@settings(FAST, max_examples=8)
+@settings(FAST, max_examples=6)
 @given(fuzzlib.cst_python())
 def test_libcst_generated_python(data):
     assert_robust(data)
 
 
-@settings(FAST, max_examples=150)
+@settings(FAST, max_examples=100)
 @given(fuzzlib.mutated_seeds(SEEDS))
 def test_mutated_fixtures(data):
     """Fixtures with lines deleted, duplicated, swapped, cut or re-indented,
@@ -48,7 +48,23 @@ def test_mutated_fixtures(data):
     assert_robust(data)
 
 
-@settings(FAST, max_examples=150)
+@settings(FAST, max_examples=40)
+@given(fuzzlib.mutated_seeds(SEEDS))
+def test_fix_on_mutated_fixtures(data):
+    """--fix --unsafe-fixes never raises, never changes a file that does not
+    parse, and what it writes still parses."""
+    assert_robust(data, fix=True)
+
+
+@settings(FAST, max_examples=25)
+@given(fuzzlib.mutated_notebooks(SEEDS))
+def test_mutated_notebooks(data):
+    """Notebooks with mutated code cells and damaged JSON, linted and fixed."""
+    found = fuzzlib.problems(data, "fuzz.ipynb", fix=True)
+    assert not found, "\n".join(found) + "\n--- input ---\n" + repr(data[:2000])
+
+
+@settings(FAST, max_examples=100)
 @given(fuzzlib.noise())
 def test_noise(data):
     assert_robust(data)

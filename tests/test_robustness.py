@@ -553,3 +553,155 @@ def test_subprocess_crashing_rule_with_and_without_debug(tmp_path):
         assert "a.py:1:1: LT001 internal error in rule LT201 (missing-zero-grad) on this file: KeyError: 'boom'" in result.stdout
         assert "a.py:4:18: LT102" in result.stdout and "b.py:4:18: LT102" in result.stdout
         assert ("Traceback (most recent call last)" in result.stdout) == bool(debug)
+
+
+# -- --fix never loses data ---------------------------------------------------------
+
+FIXABLE = BUG  # LT102 has a fix: the softmax is dropped
+
+
+def snapshot(path):
+    info = os.stat(path)
+    return path.read_bytes(), info.st_mtime_ns, info.st_mode
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param((FIXABLE + "def broken(:\n").encode(), id="syntax-error"),
+        pytest.param(FIXABLE.encode() + b"x = '\xff'\n", id="invalid-utf8"),
+        pytest.param(FIXABLE.encode() + b"x = 1\x00\n", id="null-byte"),
+        pytest.param(b"# coding: klingon\n" + FIXABLE.encode(), id="unknown-codec"),
+        pytest.param((FIXABLE + "x = " + "+".join(["1"] * 5000) + "\n").encode(), id="too-deep"),
+        pytest.param((FIXABLE + "# " + "x" * (source.MAX_SOURCE_CHARS + 10) + "\n").encode(), id="too-large"),
+    ],
+)
+def test_fix_never_touches_a_file_it_cannot_parse(tree, run_cli, content):
+    path = tree / "pkg" / "train.py"
+    path.write_bytes(content)
+    before = snapshot(path)
+    code, out, err = run_cli("--isolated", "--no-cache", "--fix", "--unsafe-fixes", "pkg/train.py")
+    assert code == 1 and "LT000" in out and "Traceback" not in err
+    assert snapshot(path) == before
+    assert sorted(os.listdir(tree / "pkg")) == ["train.py"]  # no temporary file left
+
+
+def test_fix_of_deeply_nested_code_still_works():
+    """libcst's code generation recurses per nesting level; --fix raises the
+    recursion limit as linting does (this used to raise RecursionError)."""
+    from lintorch import fix
+
+    text = FIXABLE + "x = " + " or ".join(["a"] * 900) + "\n"
+    outcome = fix.fix_bytes(text.encode(), "t.py", registry.instantiate(registry.resolve_enabled(["ALL"], [])), unsafe=True)
+    assert outcome.changed and [f.code for f in outcome.applied] == ["LT102"]
+    assert outcome.text == text.replace("torch.softmax(logits, dim=1)", "logits")
+
+
+def test_fix_refuses_a_file_changed_while_it_was_fixed(tree, run_cli, monkeypatch):
+    from lintorch import fix
+
+    path = tree / "pkg" / "train.py"
+    real = fix.fix_bytes
+
+    def edit_meanwhile(data, *args, **kwargs):
+        outcome = real(data, *args, **kwargs)
+        path.write_text(BUG + "# the user saved this meanwhile\n")
+        return outcome
+
+    monkeypatch.setattr(fix, "fix_bytes", edit_meanwhile)
+    code, _, err = run_cli("--isolated", "--no-cache", "--fix", "--unsafe-fixes", "pkg/train.py")
+    assert code == 2
+    assert "pkg/train.py: not fixed: pkg/train.py: changed on disk while lintorch was fixing it; not written" in err
+    assert path.read_text().endswith("# the user saved this meanwhile\n")
+    assert sorted(os.listdir(tree / "pkg")) == ["train.py"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_subprocess_fix_with_a_fifo_and_a_broken_file_in_the_tree(tree):
+    os.mkfifo(tree / "pkg" / "pipe.py")
+    (tree / "pkg" / "broken.py").write_text(FIXABLE + "def broken(:\n")
+    broken_before = snapshot(tree / "pkg" / "broken.py")
+    code, out, err = cli("--isolated", "--fix", "--unsafe-fixes", ".", cwd=tree, timeout=120)
+    assert code == 1, err
+    assert "pkg/pipe.py:1:1: LT000" in out and "pkg/broken.py:5:12: LT000" in out
+    assert "Fixed 1 finding in 1 file." in err
+    assert (tree / "pkg" / "train.py").read_text() == BUG.replace("torch.softmax(logits, dim=1)", "logits")
+    assert snapshot(tree / "pkg" / "broken.py") == broken_before
+
+
+# -- notebooks ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        pytest.param(b"", "invalid JSON", id="empty"),
+        pytest.param(b'{"cells": [\n  {"cell_type": "code",,}\n]}', "invalid JSON", id="invalid-json"),
+        pytest.param(b"[]", "the top level", id="json-list"),
+        pytest.param(b'{"cells": 5}', "no cells", id="cells-not-a-list"),
+        pytest.param(b'{"cells": [{"cell_type": "code", "source": 5}]}', "cell 1", id="source-not-text"),
+        pytest.param(b"[" * 100_000 + b"]" * 100_000, "nested", id="json-nested-100000-deep"),
+        pytest.param(b"\xff\xfe{}", "not UTF-8", id="not-utf8"),
+    ],
+)
+def test_broken_notebooks_are_lt000(content, words):
+    finding = only_lt000(lint(content, "nb.ipynb"))
+    assert words in finding.message
+
+
+def test_subprocess_broken_notebooks_do_not_stop_the_run(tree):
+    (tree / "bad.ipynb").write_bytes(b'{"cells": [\n  {"cell_type": "code",,}\n]}')
+    (tree / "deep.ipynb").write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    before = snapshot(tree / "bad.ipynb")
+    code, out, err = cli(".", cwd=tree)
+    assert code == 1 and err == ""
+    assert "bad.ipynb:2:" in out and "deep.ipynb:1:1: LT000" in out and "pkg/train.py:4:18: LT102" in out
+    code, out, err = cli("--fix", ".", cwd=tree)
+    assert code == 1 and "bad.ipynb:2:" in out
+    assert snapshot(tree / "bad.ipynb") == before
+
+
+# -- the probe ---------------------------------------------------------------------
+
+STUBBORN = '''
+import signal, subprocess, sys, time
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # and so do the forked workers
+
+
+class Slow(Dataset):
+    def __len__(self):
+        return 100
+
+    def __getitem__(self, i):
+        time.sleep(1000)
+        return torch.zeros(2)
+
+
+helper = subprocess.Popen(
+    [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)"]
+)
+for batch in DataLoader(Slow(), batch_size=4, num_workers=2):
+    pass
+'''
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
+def test_probe_kills_a_script_that_ignores_sigterm_with_its_workers(tmp_path):
+    """SIGTERM first (the child writes what it has), then SIGKILL to the
+    whole process group: the script, its DataLoader workers and the helper
+    process all ignore SIGTERM, and none may outlive the probe."""
+    pytest.importorskip("torch")
+    from lintorch.probe import runner
+    from lintorch.probe.cli import probe
+
+    script = tmp_path / "stubborn.py"
+    script.write_text(STUBBORN)
+    started = time.monotonic()
+    result = probe(str(script), [], steps=5, timeout=15.0)
+    run = result["_run"]
+    assert run.timed_out and result["outcome"]["status"] == "timeout"
+    assert not run.leftover_processes and not runner._group_alive(run.pid)
+    assert time.monotonic() - started < 15.0 + runner.GRACE_SECONDS + 30
