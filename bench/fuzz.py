@@ -4,12 +4,15 @@
 
 The same oracle as tests/test_fuzz.py (tests/fuzzlib.py): linting any input
 must return well-formed findings, never raise, never report an internal error
-(LT001). Inputs come from four generators, in turn:
+(LT001). Inputs come from six generators, in turn:
 
 * grammar: syntactically valid Python from hypothesmith.from_grammar()
 * cst:     valid Python from hypothesmith.from_node()
 * mutate:  fixtures, rule examples and --corpus files with lines deleted,
            duplicated, swapped, cut, re-indented, snippets and bytes inserted
+* fix:     the same inputs through --fix --unsafe-fixes as well (never
+           raises, never changes an unparsable file, output still parses)
+* notebook: notebooks with mutated code cells and damaged JSON, linted and fixed
 * noise:   random bytes and odd text after the trigger-word header
 
 Each generator runs in a child process that writes the input it is about to
@@ -31,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-MODES = ("grammar", "mutate", "noise", "cst")
+MODES = ("grammar", "mutate", "fix", "notebook", "noise", "cst")
 
 
 # -- child ---------------------------------------------------------------------
@@ -48,9 +51,9 @@ def _child(mode: str, seconds: float, state: Path, corpus: str, seed: int) -> No
     progress = state / "progress.json"
     counts = {"inputs": 0, "problems": 0}
 
-    def run_one(data: bytes) -> None:
+    def run_one(data: bytes, path: str = "fuzz.py", fix: bool = False) -> None:
         current.write_bytes(data)
-        found = fuzzlib.problems(data)
+        found = fuzzlib.problems(data, path, fix=fix)
         counts["inputs"] += 1
         if found:
             counts["problems"] += 1
@@ -61,7 +64,7 @@ def _child(mode: str, seconds: float, state: Path, corpus: str, seed: int) -> No
         if counts["inputs"] % 10 == 0:
             progress.write_text(json.dumps(counts))
 
-    if mode == "mutate":
+    if mode in ("mutate", "fix"):
         rnd = random.Random(seed)
         seeds = fuzzlib.seed_texts() + _corpus_texts(corpus)
         while time.monotonic() < deadline:
@@ -69,7 +72,13 @@ def _child(mode: str, seconds: float, state: Path, corpus: str, seed: int) -> No
             data = text.encode("utf-8", "surrogatepass")
             if rnd.random() < 0.3:
                 data = fuzzlib.mutate_bytes(data, rnd, rnd.randint(1, 4))
-            run_one(data)
+            run_one(data, fix=mode == "fix")
+    elif mode == "notebook":
+        rnd = random.Random(seed)
+        seeds = fuzzlib.seed_texts()
+        documents = fuzzlib.notebook_seeds()
+        while time.monotonic() < deadline:
+            run_one(fuzzlib.mutate_notebook(rnd.choice(documents), seeds, rnd), "fuzz.ipynb", fix=True)
     else:
         from hypothesis import HealthCheck, Phase, given, settings
 

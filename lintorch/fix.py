@@ -21,7 +21,6 @@ original encoding, with its BOM and mode bits, and only if the file did not
 change since it was read.
 """
 
-import ast
 import codecs
 import difflib
 import io
@@ -134,6 +133,12 @@ def _fix_bytes(
         return outcome
     outcome.original_text = text = decoded.text
     outcome.encoding, outcome.has_bom = decoded.encoding, decoded.has_bom
+    if _encoded(outcome, text) != data:
+        # e.g. a unicode_escape cookie: writing back would turn every line
+        # break into a literal backslash-n. Never rewrite such a file.
+        outcome.remaining = [f for f in engine.lint_bytes(data, path, rules, debug=debug) if keep(f)]
+        outcome.skipped = f"not fixed: re-encoding it as {decoded.encoding} would not give back its bytes"
+        return outcome
     if not engine.could_trigger(data, rules):
         outcome.text = text  # no rule can fire: nothing to parse, nothing to fix
         return outcome
@@ -176,9 +181,23 @@ def _fix_bytes(
         if not isinstance(module, source.SourceError):
             candidates = engine.could_trigger(text.encode("utf-8"), rules)
             findings = [f for f in engine.lint_module(module, text, path, candidates, debug=debug) if keep(f)]
+    if text != outcome.original_text and _encoded(outcome, text) is None:
+        outcome.skipped = f"not fixed: the fixed code cannot be written in the file's encoding ({outcome.encoding})"
+        outcome.applied = []
+        text = outcome.original_text
+        findings = [f for f in engine.lint_bytes(data, path, rules, debug=debug) if keep(f)]
     outcome.text = text
     outcome.remaining = findings
     return outcome
+
+
+def _encoded(outcome: FixOutcome, text: str) -> Optional[bytes]:
+    """``text`` as the file's bytes (encoding and BOM), or None."""
+    try:
+        data = text.encode(outcome.encoding)
+    except (UnicodeError, LookupError):
+        return None
+    return codecs.BOM_UTF8 + data if outcome.has_bom else data
 
 
 def _key(finding: Finding) -> Tuple[str, str]:
@@ -234,7 +253,7 @@ def apply_fixes(module: cst.Module, fixes: Sequence[Fix]) -> str:
 def check_parses(text: str) -> Optional[str]:
     """None when ``text`` is valid Python, else why not."""
     try:
-        ast.parse(text)
+        source.cpython_parse(text)
     except SyntaxError as exc:
         return f"{exc.msg} (line {exc.lineno})"
     except (ValueError, MemoryError, RecursionError) as exc:

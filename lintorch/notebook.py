@@ -129,6 +129,12 @@ def load(data: bytes) -> Union[List[Cell], source.SourceError]:
         text = _cell_text(cell.get(key, cell.get("source", "")))
         if text is None:
             return source.SourceError(f"not a valid notebook: cell {number} has no readable source")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # JSON may escape a lone surrogate ("\udcff"): not text
+            return source.SourceError(
+                f"not a valid notebook: cell {number} holds an unpaired surrogate (U+{ord(exc.object[exc.start]):04X})"
+            )
         cells.append(Cell(number, text))
     return cells
 

@@ -10,6 +10,7 @@ import io
 import re
 import sys
 import tokenize
+import warnings
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Tuple, Union
 
@@ -191,7 +192,7 @@ def _too_deep(text: str) -> Optional[SourceError]:
     if longest <= MAX_NESTING and deepest <= _MAX_BRACKETS:
         return None
     try:
-        tree = ast.parse(text)
+        tree = cpython_parse(text)
     except SyntaxError as error:
         # libcst may know newer syntax than this interpreter, but its native
         # parser overflows the C stack (SIGSEGV) on very deep nesting, so
@@ -278,11 +279,19 @@ def parse(text: str) -> Union[cst.Module, SourceError]:
             sys.setrecursionlimit(old_limit)
 
 
+def cpython_parse(text: str) -> ast.Module:
+    """``ast.parse`` without its SyntaxWarnings (``1if x else 2``, invalid
+    escapes on 3.12) reaching lintorch's stderr."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ast.parse(text)
+
+
 def _syntax_error(text: str, exc: "cst.ParserSyntaxError") -> SourceError:
     """Prefer CPython's own message and position (the ones users know from
     tracebacks); fall back to libcst's where CPython accepts the code."""
     try:
-        ast.parse(text)
+        cpython_parse(text)
     except SyntaxError as error:
         line = error.lineno or 1
         column = error.offset or 1

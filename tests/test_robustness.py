@@ -705,3 +705,56 @@ def test_probe_kills_a_script_that_ignores_sigterm_with_its_workers(tmp_path):
     assert run.timed_out and result["outcome"]["status"] == "timeout"
     assert not run.leftover_processes and not runner._group_alive(run.pid)
     assert time.monotonic() - started < 15.0 + runner.GRACE_SECONDS + 30
+
+
+def test_subprocess_cpythons_syntax_warnings_stay_off_stderr(tmp_path):
+    """CPython's parser, used for syntax-error messages, deep-code checks and
+    to validate fixes, warns on stderr about code such as ``1if x else 2``;
+    lintorch's stderr carries only its own messages."""
+    (tmp_path / "broken.py").write_text("import torch\nloss.backward()\nx = 1if y else 2\ndef f(:\n")
+    code, out, err = cli("broken.py", cwd=tmp_path)
+    assert code == 1 and err == "" and "broken.py:4:7: LT000" in out
+    (tmp_path / "fixable.py").write_text(FIXABLE + "x = 1if y else 2\n")
+    code, out, err = cli("--isolated", "--fix", "--unsafe-fixes", "fixable.py", cwd=tmp_path)
+    assert code == 0 and err == "Fixed 1 finding in 1 file.\n"
+
+
+@pytest.mark.parametrize("cookie", ["unicode_escape", "raw_unicode_escape"])
+def test_fix_never_rewrites_a_file_whose_encoding_does_not_round_trip(tree, run_cli, cookie):
+    """Writing back through a unicode_escape cookie would turn every line
+    break into a literal backslash-n: such a file is reported, not fixed."""
+    path = tree / "pkg" / "train.py"
+    path.write_bytes(f"# coding: {cookie}\n".encode() + FIXABLE.encode() + b"s = '\\u00e9'\n")
+    before = snapshot(path)
+    code, out, err = run_cli("--isolated", "--no-cache", "--fix", "--unsafe-fixes", "pkg/train.py")
+    assert code == 1 and "pkg/train.py:5:18: LT102" in out
+    assert f"not fixed: re-encoding it as {cookie}" in err
+    assert snapshot(path) == before
+
+
+def test_fix_that_cannot_be_encoded_is_not_written(monkeypatch):
+    """A fix whose text the file's encoding cannot hold (latin-1 here) is
+    undone rather than written as something else."""
+    from lintorch import fix
+
+    rules = registry.instantiate(registry.resolve_enabled(["ALL"], []))
+    data = b"# coding: latin-1\n" + FIXABLE.encode()
+    real = fix.apply_fixes
+    monkeypatch.setattr(fix, "apply_fixes", lambda module, fixes: real(module, fixes) + "# \u20ac\n")
+    outcome = fix.fix_bytes(data, "t.py", rules, unsafe=True)
+    assert not outcome.changed and outcome.applied == []
+    assert "cannot be written in the file's encoding" in outcome.skipped
+    assert [f.code for f in outcome.remaining] == ["LT102"]
+
+
+def test_notebook_cell_with_an_unpaired_surrogate_is_lt000():
+    """Found by bench/fuzz.py: JSON may escape a lone surrogate, which is not
+    text; encoding the cell used to raise UnicodeEncodeError."""
+    from lintorch import notebook
+
+    data = json.dumps({"cells": [{"cell_type": "code", "source": "import torch\nloss.backward()\nx = '\udcff'\n"}]}).encode()
+    finding = only_lt000(lint(data, "nb.ipynb"))
+    assert "cell 1 holds an unpaired surrogate (U+DCFF)" in finding.message
+    rules = registry.instantiate(registry.resolve_enabled(["ALL"], []))
+    outcome = notebook.fix_notebook_bytes(data, "nb.ipynb", rules, unsafe=True)
+    assert not outcome.changed and [f.code for f in outcome.remaining] == ["LT000"]
