@@ -145,7 +145,7 @@ def main() -> int:
 
     floor_wall = floor[0]
     print()
-    print(f"| measurement | wall s | × floor | × TorchFix | lines/s | peak RSS MB |")
+    print("| measurement | wall s | × floor | × TorchFix | lines/s | peak RSS MB |")
     print("|---|---:|---:|---:|---:|---:|")
     for label, wall, rss in rows:
         vs_torchfix = f"{wall / torchfix[0]:.3f}" if torchfix else "n/a"

@@ -655,7 +655,10 @@ class Dataflow:
             inner = self.value_range(expr.expression, scope, order, depth)
             return (-inner[1], -inner[0]) if inner is not None else None
         if isinstance(expr, cst.BinaryOperation):
-            return self._binary_range(expr, scope, order, depth)
+            try:
+                return self._binary_range(expr, scope, order, depth)
+            except (OverflowError, ValueError):
+                return None
         if isinstance(expr, cst.Subscript):
             return self.value_range(expr.value, scope, order, depth)
         if isinstance(expr, (cst.List, cst.Tuple)):
@@ -1093,6 +1096,45 @@ class Dataflow:
             if assign.value is node:
                 out.append(assign.attr)
         return out
+
+
+    def output_width(self, ctor: Value, _depth: int = 0) -> Optional[int]:
+        """The size of the last dimension of the module's output when
+        visible: ``out_features`` of a final ``nn.Linear`` (through
+        ``nn.Sequential`` and a local class's ``forward``, ignoring
+        activations and dropout after it), ``num_classes`` of a model
+        factory (1000 by default)."""
+        if _depth > 4:
+            return None
+        qualname, klass = self.constructor(ctor)
+        if qualname is not None:
+            if qualname in api.LINEAR:
+                values = self.int_values(call_arg(ctor.expr, 1, "out_features"), ctor.scope, ctor.order)
+                return values[0] if len(values) == 1 else None
+            if qualname in api.SEQUENTIAL:
+                for layer in reversed(self.sequential_layers(ctor) or []):
+                    inner, _ = self.constructor(layer)
+                    if inner in api.PASS_THROUGH_MODULES:
+                        continue
+                    return self.output_width(layer, _depth + 1)
+                return None
+            if qualname.startswith(("torchvision.models.", "timm.create_model")):
+                classes = call_arg(ctor.expr, None, "num_classes")
+                values = self.int_values(classes, ctor.scope, ctor.order) if classes is not None else [1000]
+                return values[0] if len(values) == 1 else None
+            return None
+        if klass is None:
+            return None
+        finals = self.final_layer_attrs(klass)
+        if not finals or len(finals) != 1:
+            return None
+        assigns = [a for a in self.self_attr_assigns(klass, next(iter(finals))) if a.value is not None]
+        if len(assigns) != 1:
+            return None
+        values = self.definitions(assigns[0].value, assigns[0].scope, assigns[0].order)
+        if len(values) != 1:
+            return None
+        return self.output_width(self.strip_value_preserving(values[0]), _depth + 1)
 
 
 class LossCall(NamedTuple):

@@ -431,9 +431,15 @@ class TrainingFacts:
         ``torch.set_grad_enabled(False)`` in its function, or (for a
         function called in this module) every caller under no-grad.
         None when that depends on callers this module does not show."""
+        grad_mode_unknown = False
         for item in call.with_items:
             if self.is_no_grad_expr(item.item, call.scope, call.order):
                 return True
+            expr = item.item
+            if isinstance(expr, cst.Call) and self.index.qualname_of(expr.func, call.scope, call.order) in api.SET_GRAD_ENABLED:
+                grad_mode_unknown = True  # set_grad_enabled(is_training): either way
+        if grad_mode_unknown:
+            return None
         scope: Optional[Scope] = call.scope
         while scope is not None and scope.kind != "module":
             function = scope.function
@@ -874,7 +880,11 @@ def _iterated_names(expr: cst.BaseExpression) -> List[str]:
 _NOT_MODE_RECEIVER = re.compile(r"trainer|engine|pipeline|runner|learner|estimator|session|tuner|agent|solver", re.I)
 _NOT_MODEL_NAME = re.compile(r"loss|criterion|metric|optim|sched|transform|augment|loader|collate|fn$|func", re.I)
 _MODEL_NAME = re.compile(r"^(?:model|net|network|classifier|clf|encoder|decoder|backbone|generator|discriminator|student|module)$|model$|net$", re.I)
-_LOADER_NAME = re.compile(r"loader|_dl$|^dl$|dataset|_ds$|^ds$|batches|data$|_iter$", re.I)
+_LOADER_NAME = re.compile(r"loader|_dl$|^dl$|dataset|_ds$|^ds$|batches", re.I)
+#: Words one of which a file must contain to hold a validation loop (see
+#: ``_LOADER_NAME``; ``DataLoader`` covers loops traced to a loader): rules
+#: built on :meth:`TrainingFacts.validation_loops` use them as triggers.
+VALIDATION_LOOP_TRIGGERS = ("loader", "Loader", "dataset", "_dl", "_ds", " dl", " ds", "(dl", "(ds", "batches")
 _VAL_LOADER_NAME = re.compile(r"^(?:val|valid|validation|test|testing|eval|evaluation|dev|holdout)_?(?:loader|dataloader|dl|ds|dataset|data|set|batches|iter)s?$|(?:val|valid|test|eval)(?:_)?loader$", re.I)
 _TRAIN_LOADER_NAME = re.compile(r"^train", re.I)
 _VAL_FUNCTION_NAME = re.compile(
@@ -884,3 +894,50 @@ _VAL_FUNCTION_NAME = re.compile(
     re.I,
 )
 _NEEDS_GRAD_FUNCS = frozenset({"torch.autograd.grad", "torch.autograd.backward", "torch.enable_grad"})
+
+
+def in_test_code(index: ModuleIndex, scope: Scope) -> bool:
+    """Unit-test code (``test_*.py``/``*_test.py`` files, ``test*``
+    functions): tiny loops with deliberately large steps, where warnings about
+    training quality or memory growth are noise."""
+    name = (index.path or "").replace("\\", "/").rsplit("/", 1)[-1]
+    if name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py":
+        return True
+    function = index.enclosing_function(scope)
+    while function is not None:
+        if function.name.startswith("test"):
+            return True
+        parent = function.scope.parent
+        function = index.enclosing_function(parent) if parent is not None else None
+    return False
+
+
+def backward_target(call: CallSite) -> Optional[cst.BaseExpression]:
+    """The loss a backward call differentiates: ``loss`` in ``loss.backward()``,
+    ``scaler.scale(loss).backward()``, ``accelerator.backward(loss)``,
+    ``fabric.backward(loss)``, ``model_engine.backward(loss)``,
+    ``self.manual_backward(loss)`` and ``torch.autograd.backward(loss)``."""
+    if call.qualname == "torch.autograd.backward":
+        return call.arg(0, "tensors")
+    if call.method == "manual_backward":
+        return call.arg(0, "loss")
+    if call.method != "backward":
+        return None
+    name = (dotted_name(call.receiver) or "").rsplit(".", 1)[-1].lower()
+    if call.node.args and any(word in name for word in _BACKWARD_RUNNERS):
+        return call.arg(0, "loss")
+    return _unscaled(call.receiver)
+
+
+_BACKWARD_RUNNERS = ("accelerator", "fabric", "engine", "trainer", "strategy")
+
+
+def _unscaled(receiver: Optional[cst.BaseExpression]) -> Optional[cst.BaseExpression]:
+    if (
+        isinstance(receiver, cst.Call)
+        and isinstance(receiver.func, cst.Attribute)
+        and receiver.func.attr.value == "scale"
+        and len(receiver.args) == 1
+    ):
+        return receiver.args[0].value
+    return receiver

@@ -1,6 +1,8 @@
 import libcst as cst
 
 from lintorch import edits
+import libcst as cst
+
 from lintorch import torchapi as api
 from lintorch.index import iter_nodes
 from lintorch.rule import Example, Fix, Rule, Severity
@@ -11,7 +13,9 @@ class LogOfSoftmax(Rule):
     **What it does.** Flags the logarithm of a softmax computed in two
     steps: `torch.log(F.softmax(x, dim=1))`, `x.softmax(1).log()`, or
     `torch.log(probs)` where `probs` is the output of `softmax`, of an
-    `nn.Softmax` layer, or of a model whose last layer is `nn.Softmax`.
+    `nn.Softmax` layer, or of a model whose last layer is `nn.Softmax`;
+    also of selected probabilities (`torch.log(probs.gather(1, a))`,
+    `torch.log(probs[:, -1])`).
 
     **Why is this bad?** `softmax` rounds the probabilities of unlikely
     classes to exactly 0 in float32 (any logit gap above ~104), and
@@ -86,6 +90,7 @@ class LogOfSoftmax(Rule):
                 continue
             if operand is None:
                 continue
+            operand = _strip_selection(operand)
             activation = flow.activation(operand, call.scope, call.order)
             if activation is None or activation.kind != "softmax":
                 continue
@@ -126,3 +131,24 @@ def _log_softmax_fix(index, call, operand, activation):
         last = new.args[-1].with_changes(whitespace_after_arg=outer.whitespace_after_arg)
         new = new.with_changes(whitespace_before_args=call.node.whitespace_before_args, args=[*new.args[:-1], last])
     return Fix(call.node, edits.keep_outer_parens(call.node, new), safe=True, description="use log_softmax")
+
+
+#: Tensor methods that pick some of the probabilities without changing them.
+_SELECTING_METHODS = frozenset({"gather", "index_select", "masked_select", "take_along_dim", "select", "narrow"})
+
+
+def _strip_selection(node):
+    """``probs[:, -1]``, ``probs.gather(1, actions)`` -> ``probs``: the log
+    of selected softmax probabilities underflows just the same."""
+    for _ in range(8):
+        if isinstance(node, cst.Subscript):
+            node = node.value
+        elif (
+            isinstance(node, cst.Call)
+            and isinstance(node.func, cst.Attribute)
+            and node.func.attr.value in _SELECTING_METHODS
+        ):
+            node = node.func.value
+        else:
+            return node
+    return node

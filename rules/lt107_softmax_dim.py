@@ -22,14 +22,16 @@ class SoftmaxDim(Rule):
     * `dim=0` on what is visibly a `[batch, classes]` model output:
       `F.softmax(model(x), dim=0)` / `model(x).softmax(0)` where `model` is a
       module instance called on a batch from a `DataLoader` (or on a tensor
-      such as `torch.randn(64, 10)`), and an `nn.Softmax(dim=0)` /
-      `nn.LogSoftmax(dim=0)` ending an `nn.Sequential` after a linear layer
-      that is called on such batches.
+      such as `torch.randn(64, 10)`) whose output visibly has more than one
+      column (a final `nn.Linear(h, C)` with `C > 1`), and an
+      `nn.Softmax(dim=0)` / `nn.LogSoftmax(dim=0)` ending an `nn.Sequential`
+      right after such a linear layer, called on such batches.
 
-    `dim=0` on anything else (attention weights over a 1-D sequence,
-    `F.softmax(output[0], dim=0)` for one sample's scores) is not flagged,
-    nor is anything inside a module's own methods, where the tensor layout
-    is not visible.
+    `dim=0` on anything else is not flagged: attention weights over a 1-D
+    sequence, `F.softmax(output[0], dim=0)` for one sample's scores,
+    `[n, 1]` scores normalised over a set of items (attention pooling,
+    ListNet ranking), and anything inside a module's own methods, where the
+    tensor layout is not visible.
 
     **Why is this bad?** Without `dim`, PyTorch guesses (and warns that the
     implicit choice is deprecated): `dim=0` for 0-, 1- and 3-D input, `dim=1`
@@ -171,6 +173,9 @@ class SoftmaxDim(Rule):
         dim = _arg(last, 0, "dim")
         if flow.int_values(dim, call.scope, call.order) != [0]:
             return None
+        width = flow.int_values(_arg(before, 1, "out_features"), call.scope, call.order)
+        if len(width) != 1 or width[0] < 2:
+            return None  # a softmax over the items of a set of [n, 1] scores (attention pooling)
         for use in index.calls:
             if not isinstance(use.node.func, (cst.Name, cst.Attribute)) or not use.node.args:
                 continue
@@ -221,8 +226,12 @@ def _batched_model_output(flow, data: Value) -> Optional[cst.Call]:
         func = expr.func
         if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self":
             return None
-        if flow.module_instance(func, value.scope, value.order) is None:
+        ctor = flow.module_instance(func, value.scope, value.order)
+        if ctor is None:
             return None
+        width = flow.output_width(ctor)
+        if width is None or width < 2:
+            return None  # [batch, classes] not visible; [n, 1] scores (ListNet, attention pooling)
         if flow.batch_source(expr.args[0].value, value.scope, value.order) is None:
             return None
         found = found or expr

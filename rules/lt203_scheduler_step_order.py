@@ -41,7 +41,7 @@ class SchedulerStepOrder(Rule):
     severity = Severity.WARNING
     summary = "scheduler.step() before optimizer.step(), or without any optimizer.step()"
     symptom = "first learning-rate value skipped; or loss not changing, model not learning"
-    triggers = ("step(",)
+    triggers = ("lr_scheduler", "_schedule_with_warmup", "get_scheduler")
 
     bad = [
         Example(
@@ -101,6 +101,8 @@ class SchedulerStepOrder(Rule):
         loop = call.loop
         if loop.scope is not call.scope:
             return None
+        if training.loop_contains_node(loop, ctor.expr):
+            return None  # a scheduler built in this pass and stepped once to set its initial lr
         sequence = training.scope_effects(call.scope)
         position = next(i for i, e in enumerate(sequence) if e.call is call)
         target = _scheduler_optimizer(ctor)

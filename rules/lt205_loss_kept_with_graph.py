@@ -2,7 +2,7 @@ import libcst as cst
 
 from lintorch.index import dotted_name
 from lintorch.rule import Example, Rule, Severity
-from lintorch.training import BACKWARD
+from lintorch.training import BACKWARD, STEP, backward_target, in_test_code
 
 #: Calls that turn a loss tensor into a graph-free value.
 _SCALARISING = frozenset({"item", "detach", "tolist", "numpy", "cpu", "data"})
@@ -26,7 +26,10 @@ class LossKeptWithGraph(Rule):
 
     **Fix.** Accumulate `loss.item()` (a Python float) or `loss.detach()`.
     Not flagged: an accumulated loss that is itself backpropagated later
-    (`total = total + loss` then `total.backward()`, `torch.stack(losses).mean().backward()`).
+    (`total = total + loss` then `total.backward()`, `torch.stack(losses).mean().backward()`),
+    an accumulator re-initialised at every optimizer step (micro-batch
+    losses of one step), which holds one step's graphs at most, and unit
+    tests (`test_*` files and functions), whose loops run a few steps.
     """
 
     code = "LT205"
@@ -78,10 +81,10 @@ class LossKeptWithGraph(Rule):
         for scope in index.scopes:
             backwards = [
                 (c, _loss_name(c)) for c in scope.calls
-                if c.loop is not None and c.method == "backward" and BACKWARD in training.call_effects(c)
+                if c.loop is not None and BACKWARD in training.call_effects(c)
             ]
             backwards = [(c, n) for c, n in backwards if n is not None]
-            if not backwards:
+            if not backwards or in_test_code(index, scope):
                 continue
             kept = training.backpropagated_names(scope)
             for backward, loss in backwards:
@@ -100,6 +103,8 @@ class LossKeptWithGraph(Rule):
                     defs = {id(v.expr) for v in flow.definitions(value, scope, order)}
                     if not defs or defs != loss_defs:
                         continue
+                    if _reset_every_step(training, scope, backward, target, node):
+                        continue
                     yield self.report(
                         value,
                         f"{name} is backpropagated (line {{line0}}) and also accumulated as a tensor into "
@@ -115,8 +120,9 @@ def _accumulations(index, scope, name):
         for binding in bindings:
             value = binding.value
             if binding.kind == "augassign" and isinstance(binding.node, cst.AugAssign):
-                if isinstance(binding.node.operator, cst.AddAssign) and isinstance(value, cst.Name) and value.value == name:
-                    yield binding.node, binding.name, value
+                added = _scaled_name(value, name)
+                if isinstance(binding.node.operator, cst.AddAssign) and added is not None:
+                    yield binding.node, binding.name, added
             elif binding.kind == "assign" and isinstance(value, cst.BinaryOperation) and isinstance(value.operator, cst.Add):
                 sides = (value.left, value.right)
                 if any(isinstance(s, cst.Name) and s.value == binding.name for s in sides):
@@ -142,8 +148,35 @@ def _order_of(index, scope, node):
 
 
 def _loss_name(call):
-    """``loss`` in ``loss.backward()`` and ``scaler.scale(loss).backward()``."""
-    receiver = call.receiver
-    if isinstance(receiver, cst.Call) and isinstance(receiver.func, cst.Attribute) and receiver.func.attr.value == "scale":
-        receiver = receiver.args[0].value if len(receiver.args) == 1 else None
-    return receiver if isinstance(receiver, cst.Name) else None
+    """``loss`` in ``loss.backward()``, ``scaler.scale(loss).backward()``,
+    ``accelerator.backward(loss)``."""
+    target = backward_target(call)
+    return target if isinstance(target, cst.Name) else None
+def _reset_every_step(training, scope, backward, target, accumulation) -> bool:
+    """The accumulator is re-initialised inside the loop that steps the
+    optimizer (``losses = []`` per batch, summed over micro-batches): it
+    holds one step's graphs at most, so memory does not grow."""
+    loop = backward.loop
+    while loop is not None and loop.scope is scope and STEP not in training.loop_witnesses(loop):
+        loop = loop.parent
+    if loop is None or loop.scope is not scope:
+        return False
+    for binding in scope.bindings.get(target, ()):
+        if binding.node is accumulation or binding.kind not in ("assign", "annassign"):
+            continue
+        if isinstance(binding.value, cst.BinaryOperation):
+            continue  # total = total + loss: the accumulation itself
+        if training.loop_contains_node(loop, binding.node):
+            return True
+    return False
+
+
+def _scaled_name(value, name):
+    """The Name ``name`` in ``loss``, ``loss * x.size(0)``, ``loss / n``."""
+    if isinstance(value, cst.Name):
+        return value if value.value == name else None
+    if isinstance(value, cst.BinaryOperation) and isinstance(value.operator, (cst.Multiply, cst.Divide)):
+        for side in (value.left, value.right):
+            if isinstance(side, cst.Name) and side.value == name:
+                return side
+    return None

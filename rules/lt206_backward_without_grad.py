@@ -2,7 +2,7 @@ import libcst as cst
 
 from lintorch.index import dotted_name, iter_nodes
 from lintorch.rule import Example, Rule, Severity
-from lintorch.training import BACKWARD, STEP
+from lintorch.training import BACKWARD, STEP, backward_target
 
 _TENSOR_FACTORIES = frozenset({"torch.tensor", "torch.Tensor", "torch.FloatTensor", "torch.autograd.Variable"})
 
@@ -77,8 +77,8 @@ class BackwardWithoutGrad(Rule):
     def check(self, index):
         training = index.training
         flow = index.flow
-        for call in index.method_calls("backward"):
-            if BACKWARD not in training.call_effects(call) or call.receiver is None:
+        for call in index.calls:
+            if BACKWARD not in training.call_effects(call) or backward_target(call) is None:
                 continue
             disabled = training.grad_disabled_by(call)
             if disabled is not None and self._graph_built_under(training, flow, call, disabled):
@@ -94,7 +94,7 @@ class BackwardWithoutGrad(Rule):
 
     @staticmethod
     def _graph_built_under(training, flow, call, disabled) -> bool:
-        receiver = call.receiver
+        receiver = backward_target(call)
         values = [receiver] if isinstance(receiver, cst.Call) else [
             v.expr for v in flow.definitions(receiver, call.scope, call.order)
         ]
@@ -113,14 +113,14 @@ class BackwardWithoutGrad(Rule):
         for scope in index.scopes:
             backwarded = {}
             for call in scope.calls:
-                if call.method == "backward" and isinstance(call.receiver, cst.Name):
-                    if BACKWARD in training.call_effects(call):
-                        backwarded.setdefault(call.receiver.value, []).append(call)
+                target = backward_target(call) if BACKWARD in training.call_effects(call) else None
+                if isinstance(target, cst.Name):
+                    backwarded.setdefault(target.value, []).append(call)
             if not backwarded:
                 continue
             # loss.requires_grad = True
-            for assign in index.attr_assigns:
-                if assign.scope is not scope or assign.attr != "requires_grad":
+            for assign in training._attr_assigns_by_scope().get(scope, ()):
+                if assign.attr != "requires_grad":
                     continue
                 target = assign.target.value
                 if not (isinstance(target, cst.Name) and target.value in backwarded):
@@ -149,7 +149,7 @@ class BackwardWithoutGrad(Rule):
             for name, backward in ((n, c) for n, calls in backwarded.items() for c in calls):
                 if backward.loop is None or STEP not in training.loop_witnesses(backward.loop):
                     continue
-                for value in flow.definitions(backward.receiver, scope, backward.order):
+                for value in flow.definitions(backward_target(backward), scope, backward.order):
                     expr = value.expr
                     if not isinstance(expr, cst.Call) or not expr.args:
                         continue

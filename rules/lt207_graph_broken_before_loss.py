@@ -3,7 +3,7 @@ import libcst as cst
 from lintorch import torchapi as api
 from lintorch.dataflow import is_model_call, looks_like_loss_call
 from lintorch.rule import Example, Rule, Severity
-from lintorch.training import BACKWARD
+from lintorch.training import BACKWARD, backward_target
 
 #: Methods whose result is cut off from the autograd graph.
 _BREAKING_METHODS = frozenset({"detach", "item", "numpy", "tolist", "argmax", "argmin"})
@@ -79,12 +79,10 @@ class GraphBrokenBeforeLoss(Rule):
         training = index.training
         flow = index.flow
         seen = set()
-        for call in index.method_calls("backward"):
+        for call in index.calls:
             if BACKWARD not in training.call_effects(call):
                 continue
-            receiver = call.receiver
-            if isinstance(receiver, cst.Call) and isinstance(receiver.func, cst.Attribute) and receiver.func.attr.value == "scale":
-                receiver = receiver.args[0].value if receiver.args else None
+            receiver = backward_target(call)
             if receiver is None:
                 continue
             losses = [receiver] if isinstance(receiver, cst.Call) else [
@@ -197,6 +195,8 @@ class GraphBrokenBeforeLoss(Rule):
             return True
         if isinstance(expr, cst.Name):
             values = index.flow.definitions(expr, scope, order)
+            if len(values) == 1 and values[0].expr is expr:
+                return True  # defined elsewhere (an earlier notebook cell): the labels
             return all(
                 value.expr is not expr and self._is_data(index, value.expr, value.scope, value.order, depth + 1)
                 for value in values

@@ -42,7 +42,7 @@ class NothingToOptimise(Rule):
     severity = Severity.ERROR
     summary = "optimizer over parameters that are all frozen, or over an empty list"
     symptom = "loss not changing; model not learning; RuntimeError 'does not require grad'"
-    triggers = ("requires_grad", "[]")
+    triggers = ("requires_grad = False", "requires_grad=False", "requires_grad_(False)", "([],")
 
     bad = [
         Example(

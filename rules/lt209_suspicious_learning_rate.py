@@ -5,6 +5,7 @@ import libcst as cst
 from lintorch import torchapi as api
 from lintorch.index import number_value
 from lintorch.rule import Example, Rule, Severity
+from lintorch.training import in_test_code
 
 
 class SuspiciousLearningRate(Rule):
@@ -25,11 +26,14 @@ class SuspiciousLearningRate(Rule):
     accuracy does not improve.
 
     **Fix.** Start from `lr=1e-3` (Adam's default) and tune downwards or
-    upwards by factors of 3. Not flagged: SGD, learning-rate range tests
+    upwards by factors of 3. Not flagged: SGD, tensors optimised directly
+    (`Adam([image], lr=0.1)` in feature visualisation or style transfer),
+    learning-rate range tests
     (`lr_find`, `LRFinder`), and optimisers whose lr a scheduler replaces
     from the first step (`LambdaLR` warm-up/Noam schedules, `OneCycleLR`,
     `CyclicLR`, transformers' `get_*_schedule_with_warmup`, a manual
-    `param_group["lr"] = ...`).
+    `param_group["lr"] = ...`), and unit tests (`test_*` files and functions),
+    which take large steps on purpose to see parameters change.
     """
 
     code = "LT209"
@@ -37,7 +41,7 @@ class SuspiciousLearningRate(Rule):
     severity = Severity.WARNING
     summary = "adaptive optimiser (Adam, RMSprop, Adagrad...) with a learning rate of 0.1 or more"
     symptom = "loss oscillating, exploding or stuck; identical predictions; accuracy not improving"
-    triggers = ("Adam", "RMSprop", "Adagrad")
+    triggers = ("Adam(", "AdamW(", "RMSprop(", "Adagrad(", "Adamax(")
 
     bad = [
         Example(
@@ -84,7 +88,7 @@ class SuspiciousLearningRate(Rule):
             values = [number_value(v.expr) for v in flow.definitions(lr, call.scope, call.order)]
             if not values or any(v is None or v < 0.1 for v in values):
                 continue
-            if _lr_replaced(index, call):
+            if _lr_replaced(index, call) or _optimises_tensors(index, call) or in_test_code(index, call.scope):
                 continue
             short = call.qualname.rsplit(".", 1)[-1]
             value = max(values)
@@ -127,3 +131,28 @@ def _lr_replaced(index, ctor_call) -> bool:
         if any(word in name for word in _OVERRIDE_WORDS):
             return True
     return False
+
+
+def _optimises_tensors(index, call) -> bool:
+    """``Adam([image], lr=0.1)``: pixels, latents or embeddings optimised
+    directly (feature visualisation, style transfer, adversarial inputs),
+    where per-element steps of 0.1 are normal."""
+    params = call.arg(0, "params")
+    if params is None:
+        return False
+    values = [params]
+    if isinstance(params, cst.Name):
+        values = [v.expr for v in index.flow.definitions(params, call.scope, call.order)]
+    for value in values:
+        if isinstance(value, (cst.List, cst.Tuple)) and value.elements:
+            if all(not isinstance(e.value, cst.Dict) and not _is_parameters_call(e.value) for e in value.elements):
+                return True
+    return False
+
+
+def _is_parameters_call(node) -> bool:
+    if isinstance(node, cst.StarredElement):
+        node = node.value
+    return isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value in (
+        "parameters", "named_parameters"
+    )

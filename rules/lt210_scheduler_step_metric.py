@@ -1,3 +1,5 @@
+import re
+
 import libcst as cst
 
 from lintorch import torchapi as api
@@ -38,7 +40,7 @@ class SchedulerStepMetric(Rule):
     severity = Severity.ERROR
     summary = "scheduler.step(metric) on a scheduler that is not ReduceLROnPlateau"
     symptom = "learning rate never follows the schedule; training plateaus, accuracy not improving"
-    triggers = ("step(",)
+    triggers = ("lr_scheduler",)
 
     bad = [
         Example(
@@ -87,20 +89,30 @@ class SchedulerStepMetric(Rule):
             )
 
 
-_METRIC_WORDS = (
-    "loss", "acc", "metric", "score", "err", "f1", "auc", "dice", "iou", "psnr", "ppl", "perplexity",
-    "bleu", "map", "recall", "precision", "mae", "mse", "rmse",
+_METRIC_TOKENS = frozenset(
+    {
+        "loss", "losses", "acc", "accuracy", "metric", "metrics", "score", "err", "error", "f1", "auc", "dice",
+        "iou", "miou", "psnr", "ppl", "perplexity", "bleu", "map", "recall", "precision", "mae", "mse", "rmse",
+        "top1", "top5", "prec1",
+    }
 )
-_EPOCH_WORDS = ("epoch", "step", "iter", "idx", "count", "batch")
+_EPOCH_TOKENS = frozenset(
+    {"epoch", "epochs", "ep", "step", "steps", "iter", "iters", "iteration", "idx", "count", "batch", "i", "e",
+     "it", "n", "t", "k"}
+)
 _EVAL_FUNCS = ("evaluate", "validate", "valid", "eval", "test", "loss", "accuracy", "score", "metric")
 
 
 def _word_kind(name: str):
+    """metric | epoch | None, from the tokens of the last name part
+    (``epoch_val_loss`` is a metric, ``epoch + 1`` an epoch)."""
     last = name.rsplit(".", 1)[-1].lower()
-    if any(word in last for word in _EPOCH_WORDS) or last in ("i", "e", "it", "n", "t", "k"):
-        return "epoch"
-    if any(word in last for word in _METRIC_WORDS):
+    tokens = {t for t in re.split(r"[_\W]+", last) if t}
+    tokens |= {t.rstrip("0123456789") for t in tokens}
+    if tokens & _METRIC_TOKENS:
         return "metric"
+    if tokens & _EPOCH_TOKENS:
+        return "epoch"
     return None
 
 

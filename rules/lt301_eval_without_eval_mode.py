@@ -1,4 +1,5 @@
 from lintorch.rule import Example, Rule, Severity
+from lintorch.training import VALIDATION_LOOP_TRIGGERS
 
 
 class EvalWithoutEvalMode(Rule):
@@ -35,7 +36,7 @@ class EvalWithoutEvalMode(Rule):
     severity = Severity.WARNING
     summary = "validation/test loop runs the model in training mode (no model.eval() before it)"
     symptom = "validation accuracy not improving or noisy; predictions change between runs"
-    triggers = ("no_grad", "inference_mode", "val", "test", "eval")
+    triggers = VALIDATION_LOOP_TRIGGERS
 
     bad = [
         Example(

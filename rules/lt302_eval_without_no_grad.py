@@ -1,4 +1,5 @@
 from lintorch.rule import Example, Rule, Severity
+from lintorch.training import VALIDATION_LOOP_TRIGGERS
 
 
 class EvalWithoutNoGrad(Rule):
@@ -33,7 +34,7 @@ class EvalWithoutNoGrad(Rule):
     severity = Severity.WARNING
     summary = "validation/test forward passes run with autograd on (no torch.no_grad())"
     symptom = "out-of-memory or slow validation"
-    triggers = ("val", "test", "eval")
+    triggers = VALIDATION_LOOP_TRIGGERS
 
     bad = [
         Example(

@@ -41,7 +41,7 @@ class TrainModeNotRestored(Rule):
     severity = Severity.ERROR
     summary = "model.eval() in the epoch loop and no model.train() before the next training step"
     symptom = "accuracy not improving after the first epoch; training silently degraded"
-    triggers = ("eval",)
+    triggers = (".eval(", ".train(")
 
     bad = [
         Example(

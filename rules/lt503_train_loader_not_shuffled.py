@@ -4,7 +4,7 @@ from typing import Optional
 import libcst as cst
 
 from lintorch import torchapi as api
-from lintorch.index import dotted_name
+from lintorch.index import dotted_name, iter_nodes
 from lintorch.rule import Example, Rule, Severity
 
 _TRAIN_LOADER = re.compile(r"^_?train(?:ing)?_?(?:loader|dataloader|dl|data_loader)$", re.I)
@@ -36,7 +36,9 @@ class TrainLoaderNotShuffled(Rule):
     Validation/test loaders, loaders over an `IterableDataset`, loaders with
     any `sampler=`, and `shuffle=` set to a value that is not a literal are
     not flagged; nor is an explicit `shuffle=False`, which says the order is
-    deliberate (sequences, curriculum).
+    deliberate (sequences, curriculum), nor a dataset that is shuffled
+    itself (`.shuffle()`) or whose `__getitem__` ignores the index or picks
+    samples at random.
     """
 
     code = "LT503"
@@ -114,7 +116,7 @@ class TrainLoaderNotShuffled(Rule):
             if any(_EVAL_NAME.search(n) for n in names + [dataset_name]):
                 continue
             kind = _dataset_kind(index, flow, dataset, call)
-            if kind == "iterable":
+            if kind in ("iterable", "random"):
                 continue
             loop = feeding.get(id(node))
             named = any(_TRAIN_LOADER.search(n) for n in names) and bool(_TRAIN_DATASET.search(dataset_name))
@@ -148,6 +150,8 @@ def _dataset_kind(index, flow, dataset, call) -> Optional[str]:
         kinds.add(_value_kind(index, flow, value))
     if "iterable" in kinds:
         return "iterable"
+    if "random" in kinds:
+        return "random"
     if kinds == {"map"}:
         return "map"
     return None
@@ -164,6 +168,8 @@ def _value_kind(index, flow, value) -> Optional[str]:
         return None
     if not isinstance(expr, cst.Call):
         return None
+    if isinstance(expr.func, cst.Attribute) and expr.func.attr.value == "shuffle":
+        return "random"  # a shuffled dataset (Hugging Face datasets' .shuffle())
     qualname, klass = flow.constructor(value)
     if qualname is not None:
         if qualname in api.ITERABLE_DATASETS or "Iterable" in qualname or "datapipes" in qualname or "webdataset" in qualname:
@@ -176,6 +182,8 @@ def _value_kind(index, flow, value) -> Optional[str]:
             return "iterable" if _streaming(expr) else None
         return None
     if klass is not None:
+        if _samples_at_random(index, flow, klass):
+            return "random"
         found = None
         for cls in flow.local_bases(klass):
             for base in cls.bases:
@@ -195,3 +203,26 @@ def _streaming(call: cst.Call) -> bool:
         if arg.keyword is not None and arg.keyword.value == "streaming":
             return not (isinstance(arg.value, cst.Name) and arg.value.value == "False")
     return False
+
+
+def _samples_at_random(index, flow, klass) -> bool:
+    """A dataset whose ``__getitem__`` ignores its index or draws at random
+    (synthetic data, random windows): the loader's order does not matter."""
+    getitem = flow.method_of(klass, "__getitem__")
+    if getitem is None:
+        return False
+    params = getitem.positional_params()
+    if not params:
+        return False
+    name = params[0][0]
+    used = any(isinstance(n, cst.Name) and n.value == name for n in iter_nodes(getitem.node.body))
+    if not used:
+        return True
+    for call in getitem.scope.calls:
+        qualname = call.qualname or ""
+        if qualname.startswith(("random.", "numpy.random.")) or qualname in _TORCH_RANDOM:
+            return True
+    return False
+
+
+_TORCH_RANDOM = frozenset({"torch.randint", "torch.randperm", "torch.multinomial"})

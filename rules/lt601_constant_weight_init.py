@@ -39,8 +39,12 @@ class ConstantWeightInit(Rule):
     whose output `forward` returns or adds to a residual, layers named like
     `head`, `out`, `proj`, `last`, `final`, `classifier`, `[-1]` of a
     `Sequential`: zero-init there is a known technique), loops with a filter
-    (`if "bias" in name`, `if p.dim() > 1`), and parameters that are
-    overwritten afterwards (`load_state_dict`, `copy_`).
+    (`if "bias" in name`, `if p.dim() > 1`), parameters that are
+    overwritten afterwards (`load_state_dict`, `copy_`, `p.data += ...`:
+    model averaging, EMA), and whole-model constant loops in files that
+    never train (no optimizer, no `backward()`): tests that compare two
+    implementations or probe receptive fields set constant weights on
+    purpose.
 
     **Why is this bad?** When every weight of a hidden layer has the same
     value, every unit of the layer computes the same output and receives the
@@ -63,20 +67,24 @@ class ConstantWeightInit(Rule):
     severity = Severity.ERROR
     summary = "hidden-layer weights initialised to a constant: symmetry is never broken"
     symptom = "identical outputs for every input; model not learning"
-    triggers = ("constant_", "zeros_", "ones_", "fill_", "zero_", "init.constant", "init.zeros", "init.ones")
+    # "zeros_(" rather than "zeros_": "zeros_like" and "zero_grad" are everywhere.
+    triggers = ("constant_(", "zeros_(", "ones_(", "fill_(", "zero_()", "init.constant", "init.zeros", "init.ones")
 
     bad = [
         Example(
             """
+            import torch
             import torch.nn as nn
 
             model = nn.Sequential(nn.Linear(1, 10), nn.ReLU(), nn.Linear(10, 1))
             for p in model.parameters():
                 nn.init.constant_(p, 0.01)
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
             """
         ),
         Example(
             """
+            import torch
             import torch.nn as nn
 
             class Net(nn.Module):
@@ -94,6 +102,7 @@ class ConstantWeightInit(Rule):
 
             model = Net()
             model.apply(init_weights)
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
             """
         ),
     ]
@@ -139,6 +148,8 @@ class ConstantWeightInit(Rule):
             if isinstance(tensor, cst.Attribute) and tensor.attr.value == "weight":
                 reason = self._hidden_layer_weight(index, flow, call, tensor.value)
             elif isinstance(tensor, cst.Name):
+                if not _trains(index) or _copies_parameters(index):
+                    continue  # a test comparing implementations, model averaging
                 reason = self._parameter_loop(index, flow, call, tensor)
             else:
                 continue
@@ -197,8 +208,8 @@ class ConstantWeightInit(Rule):
         if _written_again(index, call, name.value, loop):
             return None
         owner = iterable.func.value
-        if _loaded_later(index, owner):
-            return None
+        if _final_by_name(owner) or _loaded_later(index, owner):
+            return None  # zero_module(self.out), for p in self.head.parameters()
         count, label = _model_weight_layers(flow, owner, call.scope, call.order, api.WEIGHT_LAYERS)
         if count < 2:
             return None
@@ -331,6 +342,8 @@ def _guarded_module_variable(index, flow, call, layer: cst.Name):
     kinds = _isinstance_guard(index, call, layer.value)
     if not kinds or not kinds <= api.WEIGHT_LAYERS:
         return None
+    if not _trains(index) or _copies_parameters(index):
+        return None  # constant weights to test or probe a model (receptive fields)
     bindings = index.lookup(layer.value, call.scope, call.order)
     if len(bindings) != 1:
         return None
@@ -341,8 +354,10 @@ def _guarded_module_variable(index, flow, call, layer: cst.Name):
         if (
             isinstance(iterable, cst.Call)
             and isinstance(iterable.func, cst.Attribute)
-            and iterable.func.attr.value in ("modules", "children")
-            and binding.unpack == ()
+            and (
+                (iterable.func.attr.value in ("modules", "children") and binding.unpack == ())
+                or (iterable.func.attr.value in ("named_modules", "named_children") and binding.unpack == (1,))
+            )
         ):
             owners.append((iterable.func.value, binding.scope, binding.order))
     elif binding.kind == "param":
@@ -382,11 +397,12 @@ def _isinstance_guard(index, call, name: str) -> Optional[FrozenSet[str]]:
     """Layer types (qualified names; "?" when not a torch name) of the
     innermost ``if isinstance(<name>, T):`` around the call (in its body)."""
     for node, branch in reversed(index.flow.enclosing_blocks(call)):
-        if not isinstance(node, cst.If) or branch != "body":
+        if not isinstance(node, cst.If):
             continue
         test = node.test
         if (
-            isinstance(test, cst.Call)
+            branch == "body"
+            and isinstance(test, cst.Call)
             and dotted_name(test.func) == "isinstance"
             and len(test.args) == 2
             and isinstance(test.args[0].value, cst.Name)
@@ -395,7 +411,56 @@ def _isinstance_guard(index, call, name: str) -> Optional[FrozenSet[str]]:
             types = test.args[1].value
             elements = [e.value for e in types.elements] if isinstance(types, (cst.Tuple, cst.List)) else [types]
             return frozenset(index.qualname_of(e, call.scope, call.order) or "?" for e in elements)
+        if branch == "body":
+            kinds = _classname_guard(index, call, test, name)
+            if kinds is not None:
+                return kinds
+            return None  # a further filter (``if m is self.out``, ``if name.startswith("head")``)
     return None
+
+
+def _classname_guard(index, call, test, name: str) -> Optional[FrozenSet[str]]:
+    """DCGAN style: ``classname = m.__class__.__name__`` and
+    ``if classname.find("Conv") != -1`` (or ``"Linear" in classname``,
+    joined with ``or``): the layer kinds whose class name contains it."""
+    if isinstance(test, cst.BooleanOperation):
+        if not isinstance(test.operator, cst.Or):
+            return None
+        left = _classname_guard(index, call, test.left, name)
+        right = _classname_guard(index, call, test.right, name)
+        return left | right if left is not None and right is not None else None
+    if not isinstance(test, cst.Comparison) or len(test.comparisons) != 1:
+        return None
+    comparison = test.comparisons[0]
+    word = subject = None
+    if isinstance(comparison.operator, cst.In) and isinstance(test.left, cst.SimpleString):
+        word, subject = test.left.evaluated_value, comparison.comparator
+    elif (
+        isinstance(comparison.operator, cst.NotEqual)
+        and int_value(comparison.comparator) == -1
+        and isinstance(test.left, cst.Call)
+        and isinstance(test.left.func, cst.Attribute)
+        and test.left.func.attr.value == "find"
+        and test.left.args
+        and isinstance(test.left.args[0].value, cst.SimpleString)
+    ):
+        word, subject = test.left.args[0].value.evaluated_value, test.left.func.value
+    if not isinstance(word, str) or not word or subject is None:
+        return None
+    if isinstance(subject, cst.Name):
+        values = index.flow.definitions(subject, call.scope, call.order)
+        if len(values) != 1:
+            return None
+        subject = values[0].expr
+    if dotted_name(subject) not in (f"{name}.__class__.__name__",) and not (
+        isinstance(subject, cst.Attribute)
+        and subject.attr.value == "__name__"
+        and isinstance(subject.value, cst.Call)
+        and dotted_name(subject.value.func) == "type"
+    ):
+        return None
+    kinds = frozenset(q for q in api.WEIGHT_LAYERS if word in q.rsplit(".", 1)[-1])
+    return kinds or None
 
 
 def _model_weight_layers(flow, owner, scope, order, kinds) -> Tuple[int, str]:
@@ -457,3 +522,21 @@ def _loaded_later(index, owner) -> bool:
     return any(
         c.method == "load_state_dict" and dotted_name(c.receiver) == dotted for c in index.method_calls("load_state_dict")
     )
+
+
+def _trains(index) -> bool:
+    """The module builds an optimizer or calls ``backward()``: the
+    constant-initialised model is trained here, not just probed or compared
+    with another implementation in a test."""
+    return any(
+        (call.qualname or "").startswith(api.OPTIMIZER_PREFIX) or call.method == "backward" for call in index.calls
+    )
+
+
+def _copies_parameters(index) -> bool:
+    """Parameters are overwritten elsewhere in the module (model averaging,
+    EMA, federated aggregation, checkpoints): a constant start is then
+    only a placeholder."""
+    if any(assign.attr == "data" for assign in index.attr_assigns):
+        return True  # p.data = ..., p.data += ...
+    return any(call.method in ("copy_", "load_state_dict", "lerp_") for call in index.calls)

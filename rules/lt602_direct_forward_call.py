@@ -13,7 +13,8 @@ class DirectForwardCall(Rule):
     training or inference code: the script's top level, its functions, or
     methods of classes that are not modules themselves (a `Trainer`).
 
-    Calls made inside an `nn.Module` subclass are not flagged:
+    Calls made inside an `nn.Module` subclass (a `LightningModule` too) are
+    not flagged:
     `super().forward(x)` is the normal way to extend a parent's forward, and
     `self.forward(...)` / `self.block.forward(...)` inside a module are a
     deliberate choice of the module's author (library code uses them to
@@ -79,7 +80,7 @@ class DirectForwardCall(Rule):
             if receiver is None or isinstance(receiver, cst.Call):
                 continue  # super().forward(x), Net().forward(x)
             klass = flow.enclosing_class(call.scope)
-            if klass is not None and flow.is_torch_module_class(klass):
+            if klass is not None and (flow.is_torch_module_class(klass) or _is_lightning_module(index, flow, klass)):
                 continue  # inside a module: the author's choice (see the docstring)
             if isinstance(receiver, cst.Name) and receiver.value == "self":
                 continue
@@ -103,4 +104,13 @@ def _is_parallel_wrapper(flow, receiver, call) -> bool:
         qualname, _ = flow.constructor(flow.strip_value_preserving(value))
         if qualname is not None and qualname.startswith("torch.nn.parallel."):
             return True
+    return False
+
+
+def _is_lightning_module(index, flow, klass) -> bool:
+    for cls in flow.local_bases(klass):
+        for base in cls.bases:
+            qualname = index.qualname_of(base, cls.scope.parent or index.module_scope) or ""
+            if qualname.rsplit(".", 1)[-1] == "LightningModule":
+                return True
     return False

@@ -1,5 +1,6 @@
 import re
 import sys
+import textwrap
 from pathlib import Path
 from typing import List, Set, Tuple
 
@@ -48,3 +49,29 @@ def run_cli(capsys):
 
 def python() -> str:
     return sys.executable
+
+
+# A buggy and a clean script for CLI-level tests.
+BUGGY = textwrap.dedent(
+    """\
+    import torch
+    import torch.nn as nn
+
+    criterion = nn.CrossEntropyLoss()
+    loss = criterion(torch.softmax(logits, dim=1), y)
+    """
+)
+CLEAN = "import torch\nx = torch.zeros(3)\n"
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """An empty project directory as the working directory."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

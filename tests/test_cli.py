@@ -5,36 +5,10 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
-from conftest import FIXTURES, REPO
-
-BUGGY = textwrap.dedent(
-    """\
-    import torch
-    import torch.nn as nn
-
-    criterion = nn.CrossEntropyLoss()
-    loss = criterion(torch.softmax(logits, dim=1), y)
-    """
-)
-CLEAN = "import torch\nx = torch.zeros(3)\n"
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    """An empty project directory as the working directory."""
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def write(path, text):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
+from conftest import BUGGY, CLEAN, FIXTURES, write
 
 def test_text_output_and_exit_1(project, run_cli):
     write(project / "train.py", BUGGY)

@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from test_cli import BUGGY, project, write  # noqa: F401  (fixture re-export)
+from conftest import BUGGY, write
 
 
 def pyproject(root, body):

@@ -4,8 +4,6 @@ import subprocess
 import sys
 import zipfile
 
-import pytest
-
 from conftest import REPO
 from lintorch import registry
 

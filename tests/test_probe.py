@@ -22,12 +22,15 @@ from lintorch.probe import checks, report as report_mod, runner  # noqa: E402
 from lintorch.probe.cli import probe  # noqa: E402
 
 FIXTURES = REPO / "fixtures" / "probe"
+# The fixtures put themselves on CUDA when the script can see it; on a GPU
+# machine run the suite once with LINTORCH_PROBE_DEVICE=cuda.
+DEVICE = os.environ.get("LINTORCH_PROBE_DEVICE", "auto")
 TIMEOUT = 120.0  # generous: CI machines may be loaded; no test waits for it
 _cache = {}
 _lock = threading.Lock()
 
 
-def run_probe(name, *args, steps=5, device="auto", timeout=TIMEOUT):
+def run_probe(name, *args, steps=5, device=DEVICE, timeout=TIMEOUT):
     key = (name, args, steps, device, timeout)
     with _lock:
         if key in _cache:
@@ -54,9 +57,9 @@ TWINS = ["LT101", "LT102", "LT103", "LT104", "LT201", "LT202", "LT206", "LT207",
 # The numbers each confirmation must quote.
 EVIDENCE = {
     "LT101": ["one-hot over 4 columns", "[16, 4]"],
-    "LT102": ["rows sum to 1..1", "SoftmaxBackward0"],
-    "LT103": ["rows sum to 1..1", "NLLLoss"],
-    "LT104": ["SigmoidBackward0", "every value in ["],
+    "LT102": ["every row sums to 1 (max |sum - 1| = ", "SoftmaxBackward0"],
+    "LT103": ["every row sums to 1 (max |sum - 1| = ", "NLLLoss"],
+    "LT104": ["produced by SigmoidBackward0", "every value in ["],
     "LT201": ["never cleared", "equals the step-1 gradient plus the step-2 batch gradient", "max abs diff"],
     "LT202": ["every gradient was zero or None", "total norm"],
     "LT206": ["has no grad_fn", "requires_grad=True"],
@@ -89,8 +92,19 @@ def test_buggy_script_confirmed_and_fixed_twin_refuted(code):
         assert report_mod.exit_status(bad) == 1
     assert report_mod.exit_status(good) == 0
     for result in (bad, good):
-        assert result["device"] == "cpu" and result["torch"]
+        assert result["device"].startswith("cuda" if DEVICE == "cuda" else "cpu") and result["torch"]
         assert not result["_run"].leftover_processes
+
+
+def test_eval_mode_codes_lt302_lt303():
+    # validation with model.eval() but no no_grad, and no model.train() afterwards
+    bad, good = run_pair("lt302_lt303_bad.py", "lt301_good.py")
+    lt302, lt303 = check_of(bad, "LT302"), check_of(bad, "LT303")
+    assert lt302["status"] == "confirmed" and "ran with grad enabled" in lt302["evidence"], lt302
+    assert lt303["status"] == "confirmed" and "optimizer step 3 ran while" in lt303["evidence"], lt303
+    assert check_of(bad, "LT301")["status"] == "not_reached"  # no no-grad pass ran
+    assert check_of(good, "LT302")["status"] == "refuted"
+    assert check_of(good, "LT303")["status"] == "refuted"
 
 
 def test_lt201_accumulated_gradient_equals_sum_of_batch_gradients():
@@ -139,9 +153,11 @@ def test_crash_before_first_step():
 
 
 def test_sys_exit_and_script_arguments():
-    exited = run_probe("exit_without_flag.py")
+    exited = run_probe("exit_without_flag.py", device="cpu")
     assert exited["outcome"]["status"] == "exited" and exited["outcome"]["exit_code"] == 3
     assert "usage: exit_without_flag.py --go" in exited["outcome"]["output_tail"]
+    # --device cpu hides accelerators from the script
+    assert "visible devices: '', cuda available: False" in exited["outcome"]["output_tail"]
     assert report_mod.exit_status(exited) == 2
     ran = run_probe("exit_without_flag.py", "--go")
     assert ran["outcome"]["status"] == "stopped" and ran["steps"] == 5
@@ -201,6 +217,16 @@ def test_script_that_never_trains():
     text = io.StringIO()
     report_mod.write_text(result, text)
     assert "without reaching a training step" in text.getvalue()
+
+
+def test_device_cuda_on_a_gpu_machine():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    result = run_probe("lt201_bad.py", device="cuda")
+    assert result["device"].startswith("cuda:0")
+    assert check_of(result, "LT201")["status"] == "confirmed"
 
 
 def test_device_cuda_requires_a_gpu(run_cli):

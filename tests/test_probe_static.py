@@ -162,3 +162,18 @@ def test_identical_outputs_symptom():
                           "spread": 0.0, "scale": 0.7, "step": 2, "distinct_argmax": 1, "classes": 3}]}
     out = report.output_symptom(same)
     assert out["identical"] is True and out["distinct_predictions"] == 1
+
+
+def test_json_output_is_strict_even_when_the_loss_diverges():
+    import io
+    import json
+
+    built = report.build("train.py", [], _FakeResult({"torch": "2.x", "outcome": {"status": "stopped"},
+                                                      "data": {"total_steps": 2, "backwards": [
+                                                          {"loss": 1.0}, {"loss": float("inf")},
+                                                          {"loss": float("nan")}]}}), 2)
+    buffer = io.StringIO()
+    report.write_json(built, buffer)
+    data = json.loads(buffer.getvalue(), parse_constant=lambda name: pytest.fail("non-standard JSON: " + name))
+    assert data["symptoms"]["loss"]["trace"] == [1.0, "inf", "nan"]
+    assert data["symptoms"]["loss"]["non_finite"] is True

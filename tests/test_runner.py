@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from test_cli import BUGGY, CLEAN, project, write  # noqa: F401  (fixture re-export)
+from conftest import BUGGY, CLEAN, write
 
 
 def make_tree(root, count=40):

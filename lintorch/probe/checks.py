@@ -82,38 +82,45 @@ def _rows_sum_to_one(r: dict) -> bool:
 
 
 def _probability_input(fn: str, data: dict, line: Optional[int], activation: str) -> Check:
-    records = [r for r in data.get("losses", []) if r["fn"] == fn]
+    records = _at_line([r for r in data.get("losses", []) if r["fn"] == fn], line)
     label = _loss_name(fn)
     if not records:
         return Check(None, "no %s call was reached" % label)
     for r in records:
-        grad_fn = r.get("input_grad_fn")
-        made_by = " (input produced by %s)" % grad_fn if grad_fn else ""
+        producer = r.get("input_producer", r.get("input_grad_fn"))
+        made_by = " (input produced by %s)" % producer if producer else ""
         if fn in ("cross_entropy", "nll_loss") and _in_unit_interval(r) and (
-            _rows_sum_to_one(r) or grad_fn in ("SoftmaxBackward0", "SigmoidBackward0")
+            _rows_sum_to_one(r) or producer in ("SoftmaxBackward0", "SigmoidBackward0")
         ):
-            return Check(True, "%s input %s: every value in [%s, %s], rows sum to %s..%s%s: the loss is fed "
+            deviation = r.get("row_sum_deviation", max(abs(r["row_sum_min"] - 1), abs(r["row_sum_max"] - 1)))
+            sums = ("every row sums to 1 (max |sum - 1| = %s)" % _g(deviation) if _rows_sum_to_one(r)
+                    else "row sums %s..%s" % (_g(r["row_sum_min"]), _g(r["row_sum_max"])))
+            return Check(True, "%s input %s: every value in [%s, %s], %s%s: the loss is fed "
                          "probabilities, not %s; gradients shrink and the model stops learning" % (
-                             label, r["input_shape"], _g(r["input_min"]), _g(r["input_max"]),
-                             _g(r["row_sum_min"]), _g(r["row_sum_max"]), made_by,
+                             label, r["input_shape"], _g(r["input_min"]), _g(r["input_max"]), sums, made_by,
                              "log-probabilities" if fn == "nll_loss" else "logits"))
-        if fn == "binary_cross_entropy_with_logits" and _in_unit_interval(r) and (
-            grad_fn in (None, "SigmoidBackward0") or r["input_min"] > 0
-        ):
+        # logits may all fall in [0, 1] by chance (a fresh discriminator):
+        # only a sigmoid node in the graph is evidence
+        if fn == "binary_cross_entropy_with_logits" and _in_unit_interval(r) and producer == "SigmoidBackward0":
             return Check(True, "%s input %s: every value in [%s, %s]%s: sigmoid is applied twice, "
                          "the loss cannot go below log(1+e^-1) and learning stalls" % (
                              label, r["input_shape"], _g(r["input_min"]), _g(r["input_max"]), made_by))
     r = records[-1]
+    if fn == "binary_cross_entropy_with_logits" and all(x.get("input_grad_fn") is None for x in records):
+        return Check(None, "%s ran only without autograd (no graph to tell a sigmoid from raw logits)" % label)
     rows = ""
     if "row_sum_min" in r:
         rows = ", row sums %s..%s" % (_g(r["row_sum_min"]), _g(r["row_sum_max"]))
-    return Check(False, "%s input %s over %d call(s): values in [%s, %s]%s: %s, not %s output" % (
+    producer = r.get("input_producer")
+    return Check(False, "%s input %s over %d call(s): values in [%s, %s]%s%s: %s, not %s output" % (
         label, r["input_shape"], len(records), _g(r["input_min"]), _g(r["input_max"]), rows,
+        ", produced by %s" % producer if producer else "",
         "log-probabilities" if fn == "nll_loss" and r["input_max"] <= 0 else "raw scores", activation))
 
 
 def check_lt101(data: dict, line: Optional[int]) -> Check:
-    records = [r for r in data.get("losses", []) if r["fn"].startswith("binary") and "target_shape" in r]
+    records = _at_line([r for r in data.get("losses", []) if r["fn"].startswith("binary") and "target_shape" in r],
+                       line)
     if not records:
         return Check(None, "no BCELoss / BCEWithLogitsLoss call was reached")
     for r in records:
@@ -160,9 +167,10 @@ def check_lt201(data: dict, line: Optional[int]) -> Check:
                      "not measured" % _steps(data))
     for s in later:
         if s["uncleared"]:
+            names = ", ".join(s["uncleared"][:3]) + (", ..." if len(s["uncleared"]) > 3 else "")
             text = ("between optimizer steps %d and %d the gradients of %d of %d parameters (%s) were never "
                     "cleared: .grad keeps summing every batch" % (
-                        s["step"] - 1, s["step"], len(s["uncleared"]), s["params"], ", ".join(s["uncleared"][:3]) + (", ..." if len(s["uncleared"]) > 3 else "")))
+                        s["step"] - 1, s["step"], len(s["uncleared"]), s["params"], names))
             acc = s.get("accumulation") or (data.get("accumulation") or [None])[0]
             if acc:
                 text += ("; grad of %s at step %d equals the step-%d gradient plus the step-%d batch gradient "
@@ -179,7 +187,7 @@ def check_lt202(data: dict, line: Optional[int]) -> Check:
     if not steps:
         return Check(None, "no optimizer step ran")
     for s in steps:
-        if s["all_zero_or_none"] and s["backwards_since"] and s.get("post_backward_norm"):
+        if s["all_zero_or_none"] and s["backwards_since"] and s.get("post_backward_norm") and not s.get("closure"):
             return Check(True, "at optimizer step %d every gradient was zero or None (%d parameters) although "
                          "backward() had produced gradients of total norm %s: they were erased between "
                          "backward() and step(), so the weights never change" % (
@@ -239,9 +247,14 @@ def check_lt301(data: dict, line: Optional[int]) -> Check:
     bad = data.get("nograd_train_mode", [])
     if bad:
         names = sorted({"%s '%s'" % (r["type"], r["module"]) for r in bad})
+        effects = []
+        if any("Dropout" in r["type"] for r in bad):
+            effects.append("dropout zeroes random units, so predictions are randomised")
+        if any("Norm" in r["type"] for r in bad):
+            effects.append("batch-norm normalises with the validation batch's statistics")
+        count = data.get("nograd_train_mode_count", len(bad))
         return Check(True, "%s ran in training mode inside a no-grad (validation) pass %d time(s), first after "
-                     "step %d: dropout randomises and batch-norm uses batch statistics during evaluation" % (
-                         ", ".join(names[:3]), len(bad), bad[0]["step"]))
+                     "step %d: %s" % (", ".join(names[:3]), count, bad[0]["step"], "; ".join(effects)))
     passes = _nograd_forwards(data)
     if not passes:
         return Check(None, "no forward pass ran under torch.no_grad() within the probed steps (validation not "
@@ -255,13 +268,15 @@ def check_lt301(data: dict, line: Optional[int]) -> Check:
 
 
 def check_lt302(data: dict, line: Optional[int]) -> Check:
-    evals = [f for f in data.get("forwards", []) if not f["training"]]
+    # eval-mode passes whose output was backpropagated are training steps (LT303), not evaluation
+    evals = [f for f in data.get("forwards", []) if not f["training"] and not f.get("backpropagated")]
     if not evals:
-        return Check(None, "no forward pass with the model in eval mode ran within the probed steps")
+        return Check(None, "no evaluation forward pass (model in eval mode) ran within the probed steps")
     graded = [f for f in evals if f["grad_enabled"]]
     if graded:
-        return Check(True, "%d of %d eval-mode forward pass(es) ran with grad enabled (the autograd graph is "
-                     "built for evaluation: memory and time)" % (len(graded), len(evals)))
+        return Check(True, "%d of %d evaluation forward pass(es) (model in eval mode, output never "
+                     "backpropagated) ran with grad enabled: the autograd graph is built for nothing "
+                     "(memory and time)" % (len(graded), len(evals)))
     return Check(False, "all %d eval-mode forward pass(es) ran under no_grad/inference_mode" % len(evals))
 
 
@@ -339,6 +354,10 @@ def check_lt601(data: dict, line: Optional[int]) -> Check:
         return Check(None, "no optimizer step ran, so weight symmetry after training was not measured")
     if not rows:
         return Check(None, "no weight matrix with two or more rows among the trained parameters")
+    # embedding rows are per-token lookups, not units that share inputs
+    rows = [r for r in rows if "Embedding" not in (r.get("module") or "")]
+    if not rows:
+        return Check(None, "no weight matrix of a layer with units (Linear, Conv, ...) among the trained parameters")
     identical = [r for r in rows if r["identical"]]
     if identical:
         r = identical[0]
@@ -360,7 +379,8 @@ TABLE: Dict[str, Measurement] = {
         Measurement("LT102", "activation-before-cross-entropy",
                     "CrossEntropyLoss input rows are probabilities (in [0,1], rows summing to 1)", check_lt102),
         Measurement("LT103", "softmax-before-nll", "NLLLoss input rows are probabilities", check_lt103),
-        Measurement("LT104", "sigmoid-before-bce-with-logits", "BCEWithLogitsLoss input already in [0,1]",
+        Measurement("LT104", "sigmoid-before-bce-with-logits",
+                    "BCEWithLogitsLoss input produced by sigmoid (values in [0,1])",
                     check_lt104),
         Measurement("LT201", "missing-zero-grad", "parameter .grad not cleared between two optimizer.step() calls",
                     check_lt201),
@@ -371,7 +391,8 @@ TABLE: Dict[str, Measurement] = {
                     check_lt207),
         Measurement("LT301", "eval-without-eval-mode", "dropout/batch-norm in training mode inside a no-grad pass",
                     check_lt301, standalone=False),
-        Measurement("LT302", "eval-without-no-grad", "eval-mode forward passes with grad enabled", check_lt302,
+        Measurement("LT302", "eval-without-no-grad",
+                    "eval-mode forward passes, never backpropagated, run with grad enabled", check_lt302,
                     standalone=False),
         Measurement("LT303", "train-mode-not-restored", "an optimizer step runs with dropout/batch-norm in eval mode",
                     check_lt303, standalone=False),

@@ -123,11 +123,6 @@ def main(config_path: str) -> None:
         _write(report_path, report)
         os._exit(0)
     report["default_device"] = "cuda" if torch.cuda.is_available() else "cpu"
-    if torch.cuda.is_available():
-        try:
-            report["cuda_device"] = torch.cuda.get_device_name(0)
-        except Exception:
-            pass
 
     from lintorch.probe.instrument import ProbeStop, Recorder
 
@@ -140,6 +135,11 @@ def main(config_path: str) -> None:
         except Exception as exc:  # never lose the report over a summary
             report["data"] = recorder.data
             report["finish_error"] = repr(exc)
+        if any(str(d).startswith("cuda") for d in recorder.data.get("devices", [])):
+            try:  # only now: the probe itself never initialises CUDA before the script does
+                report["cuda_device"] = torch.cuda.get_device_name(0)
+            except Exception:
+                pass
         report["outcome"] = outcome
         report["seconds"] = round(time.time() - started, 2)
         _write(report_path, report)
@@ -155,6 +155,13 @@ def main(config_path: str) -> None:
         os._exit(0)
 
     signal.signal(signal.SIGTERM, on_term)
+    if cfg.get("stack"):
+        # On timeout the parent first asks for a C-level stack dump: it works
+        # even when the script is stuck inside native code (a CUDA sync, a lock).
+        import faulthandler
+
+        stack_file = open(cfg["stack"], "w")
+        faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=False)
 
     sys.argv = [cfg["script"]] + list(cfg["args"])
     sys.path[0:1] = [os.path.dirname(script)]

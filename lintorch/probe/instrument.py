@@ -43,6 +43,33 @@ def _grad_fn_name(tensor) -> Optional[str]:
     return type(fn).__name__ if fn is not None else None
 
 
+# autograd nodes that only reshape or copy: looked through to find the op
+# that produced a loss input (sigmoid(x).squeeze(1) -> SigmoidBackward0)
+_SHAPE_ONLY = {
+    "ViewBackward0", "ReshapeAliasBackward0", "UnsafeViewBackward0", "SqueezeBackward0", "SqueezeBackward1",
+    "SqueezeBackward2", "UnsqueezeBackward0", "CloneBackward0", "ExpandBackward0", "SelectBackward0",
+    "SliceBackward0", "IndexBackward0", "PermuteBackward0", "TransposeBackward0", "TBackward0",
+    "ToCopyBackward0", "AliasBackward0", "ViewAsRealBackward0", "CatBackward0", "StackBackward0",
+}
+
+
+def _producer(tensor) -> Optional[str]:
+    """Name of the autograd node that computed ``tensor``, looking through
+    shape-only and copy nodes."""
+    fn = getattr(tensor, "grad_fn", None)
+    for _ in range(8):
+        if fn is None:
+            return None
+        name = type(fn).__name__
+        if name not in _SHAPE_ONLY:
+            return name
+        nexts = [f for f, _ in getattr(fn, "next_functions", ()) if f is not None]
+        if len(nexts) != 1 and name not in ("CatBackward0", "StackBackward0"):
+            return name
+        fn = nexts[0] if nexts else None
+    return None
+
+
 def _first_tensor(value):
     if isinstance(value, torch.Tensor):
         return value
@@ -94,6 +121,7 @@ class Recorder:
         # per-parameter state for LT201 (keyed by id(param))
         self._norm_at_step: Dict[int, float] = {}
         self._cleared: Dict[int, bool] = {}
+        self._last_seen: Dict[int, Optional[float]] = {}
         self._initial: Dict[int, Any] = {}  # clones taken before the first step
         self._initial_rows: Dict[int, dict] = {}
         self._accum_probe: Dict[int, dict] = {}  # optimizer index -> pending LT201 evidence
@@ -243,16 +271,21 @@ class Recorder:
     def _forward_pre(self, module, args):
         if not self._is_main():
             return None
-        if self._depth == 0 and id(module) not in self._root_ids and any(True for _ in module.parameters()):
-            self._root_ids.add(id(module))
-            self.roots.append(module)
-            self._names.clear()
+        try:
+            if self._depth == 0 and id(module) not in self._root_ids and any(True for _ in module.parameters()):
+                self._root_ids.add(id(module))
+                self.roots.append(module)
+                self._names.clear()
+        except Exception:
+            pass
         self._depth += 1
         if module.training and not torch.is_grad_enabled() and self._is_norm_or_dropout(module):
-            self._append(
-                "nograd_train_mode",
-                {"module": self.module_name(module), "type": type(module).__name__, "step": self.total_steps},
-            )
+            self.data["nograd_train_mode_count"] = self.data.get("nograd_train_mode_count", 0) + 1
+            if len(self.data["nograd_train_mode"]) < MAX_RECORDS:
+                self._append(
+                    "nograd_train_mode",
+                    {"module": self.module_name(module), "type": type(module).__name__, "step": self.total_steps},
+                )
         return None
 
     @staticmethod
@@ -304,6 +337,15 @@ class Recorder:
         # keep the first few, every no-grad/eval pass (capped) and the latest training pass
         if len(forwards) < 6 or not (record["training"] and record["grad_enabled"]):
             self._append("forwards", record)
+            if grad and tensor is not None and tensor.requires_grad and not module.training:
+                # an eval-mode pass with autograd on: is it ever backpropagated
+                # (a training step in eval mode) or only evaluated (LT302)?
+                record["backpropagated"] = False
+
+                def mark(grad_value, record=record):
+                    record["backpropagated"] = True
+
+                self._original_register_hook(tensor, mark)
         else:
             self.data["last_train_forward"] = record
 
@@ -401,6 +443,7 @@ class Recorder:
         norms = getattr(self, "_pending_norms", {})
         for p in self.trainable(optimizer):
             self._norm_at_step[id(p)] = norms.get(id(p))
+            self._last_seen[id(p)] = norms.get(id(p))
             self._cleared[id(p)] = False
         self._backwards_since[index] = 0
         self._post_backward_norm[index] = None
@@ -525,7 +568,9 @@ class Recorder:
             key = id(p)
             if key in self._cleared and not self._cleared[key]:
                 now = before[key]
-                if now is None or now == 0.0 or now != self._norm_at_step.get(key):
+                # cleared: None or zero, or changed since the probe last saw it
+                # (after the step or the previous backward)
+                if now is None or now == 0.0 or now != self._last_seen.get(key):
                     self._cleared[key] = True
         self._probe_accumulation(loss, gradient, inputs)
         record = {
@@ -552,6 +597,7 @@ class Recorder:
         got, without = 0, []
         for p in params:
             after = self.grad_norm(p)
+            self._last_seen[id(p)] = after
             if after is not None and after != norms[id(p)]:
                 got += 1
             elif len(without) < 8:
@@ -651,6 +697,7 @@ class Recorder:
             "grad_enabled": bool(torch.is_grad_enabled()),
             "input_shape": list(input.shape),
             "input_grad_fn": _grad_fn_name(input),
+            "input_producer": _producer(input),
             "line": self.script_line(),
         }
         with torch.no_grad():
@@ -668,6 +715,7 @@ class Recorder:
                 record["classes"] = int(rows.shape[1])
                 record["row_sum_min"] = _fmt(float(sums.min()))
                 record["row_sum_max"] = _fmt(float(sums.max()))
+                record["row_sum_deviation"] = _fmt(float((sums - 1).abs().max()))
                 record["row_max_min"] = _fmt(float(rows.max(dim=1).values.min()))
                 record["row_max_max"] = _fmt(float(rows.max(dim=1).values.max()))
             if isinstance(target, torch.Tensor):
@@ -725,6 +773,7 @@ class Recorder:
 
     def _wrap_hook_registration(self) -> None:
         recorder = self
+        self._original_register_hook = torch.Tensor.register_hook
         for owner, name in (
             (torch.nn.Module, "register_forward_hook"),
             (torch.nn.Module, "register_full_backward_hook"),
@@ -836,6 +885,11 @@ class Recorder:
         """Measurements that need the final state of the parameters."""
         params = self.all_trainable()
         unchanged, changed, rows = [], 0, []
+        owners = {}
+        for root in self.roots:
+            for module in root.modules():
+                for p in module.parameters(recurse=False):
+                    owners.setdefault(id(p), type(module).__name__)
         with torch.no_grad():
             for p in params:
                 initial = self._initial.get(id(p))
@@ -847,6 +901,7 @@ class Recorder:
                 if p.dim() >= 2 and p.shape[0] >= 2:
                     state = self._rows_identical(p)
                     state["param"] = self.param_name(p)
+                    state["module"] = owners.get(id(p))
                     state["identical_at_start"] = self._initial_rows.get(id(p), {}).get("identical")
                     rows.append(state)
         self.data["params_compared"] = len(self._initial)

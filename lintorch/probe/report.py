@@ -46,7 +46,7 @@ def loss_symptom(data: dict) -> dict:
     if len(values) >= 2:
         spread = max(values) - min(values)
         size = max(abs(values[0]), 1e-12)
-        out["change"] = checks._g(values[-1] - values[0])
+        out["change"] = float("%.6g" % (values[-1] - values[0]))
         out["flat"] = spread <= FLAT_RELATIVE * size
     return out
 
@@ -111,7 +111,8 @@ def lr_symptom(data: dict) -> dict:
 
 
 def validation_symptom(data: dict) -> dict:
-    passes = [f for f in data.get("forwards", []) if not f["grad_enabled"] or not f["training"]]
+    passes = [f for f in data.get("forwards", [])
+              if (not f["grad_enabled"] or not f["training"]) and not f.get("backpropagated")]
     return {
         "passes": len(passes),
         "train_mode": sum(1 for f in passes if f["training"]),
@@ -143,11 +144,21 @@ def build(script: str, findings: Sequence, result, steps_requested: int) -> dict
     if not child:
         if result.timed_out:
             outcome = {"status": "timeout", "message": "timed out; the script did not respond (stuck outside Python)"}
+            stack = getattr(result, "native_stack", None)
+            if stack:
+                lines = [line for line in stack.splitlines() if line.strip().startswith("File")]
+                user = [line for line in lines
+                        if "site-packages" not in line and "lintorch" not in line and '"<' not in line]
+                outcome["traceback"] = "\n".join(user or lines) + "\n"
         else:
-            outcome = {"status": "no_report",
-                       "message": "the probe's child process died without a report (exit status %s)" % result.returncode}
+            outcome = {"status": "no_report", "message": "the probe's child process died without a report "
+                       "(exit status %s)" % result.returncode}
     if result.timed_out and outcome.get("status") == "timeout":
-        outcome["message"] = "timed out after %s s" % _g(result.seconds)
+        if child:
+            outcome["message"] = "timed out after %s s" % _g(result.seconds)
+        else:
+            outcome["message"] = "timed out after %s s; the script ignored the stop signal and was killed" % (
+                _g(result.seconds))
     status = outcome.get("status")
     total = int(data.get("total_steps") or 0)
     if status in ("crashed", "exited", "timeout", "finished", "no_report") and total == 0:
@@ -216,8 +227,19 @@ def exit_status(report: dict) -> int:
     return 0
 
 
+def _strict(value):
+    """JSON has no NaN/Infinity: a diverged loss is written as the string "nan"/"inf"/"-inf"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if value != value else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
 def write_json(report: dict, stream) -> None:
-    json.dump(report, stream, indent=2, sort_keys=False)
+    json.dump(_strict(report), stream, indent=2, sort_keys=False, allow_nan=False)
     stream.write("\n")
 
 
@@ -275,11 +297,15 @@ def write_text(report: dict, stream) -> None:
         w("  %s:%d:%d %s %s: %s\n      %s\n" % (
             report["script"], f["line"], f["column"], f["code"], f["name"], _STATUS[f["status"]], f["evidence"]))
 
-    others = [c for c in report["checks"] if not c["static_finding"] and c["status"] != checks.NOT_REACHED]
-    if others:
+    others = [c for c in report["checks"] if not c["static_finding"]]
+    measured = [c for c in others if c["status"] == checks.CONFIRMED]
+    refuted = [c["code"] for c in others if c["status"] == checks.REFUTED]
+    if measured or refuted:
         w("\nRuntime checks without a static finding:\n")
-        for c in others:
+        for c in measured:
             w("  %s %s: %s\n      %s\n" % (c["code"], c["name"], _STATUS[c["status"]], c["evidence"]))
+        if refuted:
+            w("  refuted: %s (evidence in --format json)\n" % ", ".join(refuted))
 
     s = report["symptoms"]
     if not s:
@@ -289,10 +315,12 @@ def write_text(report: dict, stream) -> None:
     if loss["trace"]:
         trace = " ".join(_g(x) for x in loss["trace"][:12]) + (" ..." if len(loss["trace"]) > 12 else "")
         verdict = ""
-        if loss["flat"] is True:
+        if loss.get("non_finite"):
+            verdict = "  -> NOT FINITE: training diverged"
+        elif loss["flat"] is True:
             verdict = "  -> FLAT: the loss is not changing"
         elif loss["flat"] is False:
-            verdict = "  (changed by %s)" % loss["change"]
+            verdict = "  (changed by %s)" % _g(loss["change"])
         w("  loss: %s%s\n" % (trace, verdict))
     out = s["outputs"]
     if out.get("identical") is not None:

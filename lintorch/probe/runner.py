@@ -38,6 +38,7 @@ class RunResult:
     output_tail: List[str] = field(default_factory=list)
     pid: Optional[int] = None
     leftover_processes: bool = False
+    native_stack: Optional[str] = None  # faulthandler's dump when the child never answered
 
 
 def _package_parent() -> str:
@@ -99,6 +100,7 @@ def run(
             "report": os.path.join(workdir, "report.json"),
             "checkpoint_dir": os.path.join(workdir, "checkpoints"),
             "progress_fd": write_fd,
+            "stack": os.path.join(workdir, "stack.txt"),
         }
         config_path = os.path.join(workdir, "config.json")
         with open(config_path, "w", encoding="utf-8") as handle:
@@ -134,6 +136,8 @@ def run(
             if term_sent_at is None and now >= deadline:
                 timed_out = True
                 try:
+                    proc.send_signal(signal.SIGUSR1)  # faulthandler: where is it stuck?
+                    time.sleep(0.2)
                     proc.send_signal(signal.SIGTERM)  # the child writes what it has
                 except ProcessLookupError:
                     pass
@@ -167,6 +171,10 @@ def run(
                     report = json.load(handle)
             except (OSError, ValueError):
                 report = None
+        stack = None
+        if report is None and timed_out and os.path.exists(config["stack"]):
+            with open(config["stack"], encoding="utf-8", errors="replace") as handle:
+                stack = handle.read()
         tail = []
         if os.path.exists(log_path):
             with open(log_path, "rb") as handle:
@@ -180,6 +188,7 @@ def run(
             output_tail=tail,
             pid=proc.pid,
             leftover_processes=leftover,
+            native_stack=stack,
         )
     finally:
         if proc is not None and proc.poll() is None:

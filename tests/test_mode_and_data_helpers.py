@@ -1,0 +1,140 @@
+"""The shared facts added for the LT3xx/LT5xx rules: train/eval mode calls,
+validation loops, mode-dependent layers, loaders feeding loops, tensors."""
+import textwrap
+
+import libcst as cst
+
+from lintorch.index import ModuleIndex
+from lintorch.training import mode_call_kind
+
+
+def index_of(code: str) -> ModuleIndex:
+    text = textwrap.dedent(code)
+    return ModuleIndex(cst.parse_module(text), "t.py", text)
+
+
+def test_mode_call_kinds():
+    index = index_of(
+        """
+        model.eval()
+        model.train()
+        model.train(False)
+        model.train(mode=True)
+        model.train(flag)
+        trainer.train()
+        eval("1 + 1")
+        """
+    )
+    kinds = [mode_call_kind(call) for call in index.calls]
+    assert kinds == ["eval", "train", "eval", "train", None, None, None]
+
+
+def test_function_modes_last_call_wins():
+    index = index_of(
+        """
+        def evaluate(model):
+            model.eval()
+            run(model)
+            model.train()
+
+        def freeze(model):
+            model.eval()
+        """
+    )
+    evaluate, freeze = index.functions
+    assert index.training.function_modes(evaluate) == ("train", frozenset({"eval", "train"}))
+    assert index.training.function_modes(freeze) == ("eval", frozenset({"eval"}))
+
+
+def test_mode_layers():
+    index = index_of(
+        """
+        import torch.nn as nn
+        import torchvision
+
+        class Plain(nn.Module):
+            def __init__(self, width):
+                super().__init__()
+                self.width = width
+                self.fc = nn.Linear(width, 2)
+
+        class WithDropout(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.body = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.1))
+
+        a = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+        b = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+        c = Plain(8)
+        d = WithDropout().to("cpu")
+        e = torchvision.models.resnet18()
+        f = load_somehow()
+        g = nn.LSTM(4, 4, dropout=0.2)
+        """
+    )
+    module = index.module_scope
+    result = {name: index.flow.mode_layers(cst.Name(name), module, 10_000) for name in "abcdefg"}
+    assert result == {"a": False, "b": True, "c": False, "d": True, "e": True, "f": None, "g": True}
+
+
+def test_dataloader_feeding_a_loop_through_a_parameter():
+    index = index_of(
+        """
+        from torch.utils.data import DataLoader
+
+        def train(loader):
+            for i, (x, y) in enumerate(tqdm(loader)):
+                pass
+
+        train(DataLoader(ds, batch_size=4))
+        """
+    )
+    (loop,) = index.loops
+    found = index.flow.dataloader_calls(loop.node.iter, loop.scope, loop.order)
+    assert len(found) == 1 and index.flow.constructor(found[0])[0] == "torch.utils.data.DataLoader"
+
+
+def test_validation_loops_and_no_grad():
+    index = index_of(
+        """
+        import torch
+
+        @torch.no_grad()
+        def validate(model, val_loader):
+            for x, y in val_loader:
+                model(x)
+
+        def evaluate(model, loader):
+            for x, y in loader:
+                model(x)
+
+        def train(model, loader):
+            for x, y in loader:
+                optimizer.zero_grad()
+                model(x).sum().backward()
+                optimizer.step()
+
+        with torch.no_grad():
+            evaluate(net, test_loader)
+        """
+    )
+    loops = index.training.validation_loops()
+    assert sorted(v.function.name for v in loops) == ["evaluate", "validate"]
+    for found in loops:
+        assert all(index.training.under_no_grad(call) is True for call in found.forwards)
+
+
+def test_is_tensor():
+    index = index_of(
+        """
+        import numpy as np
+        import torch
+
+        a = torch.rand(3, 4)
+        b = a[0].float()
+        c = np.zeros(3)
+        d = torch.tensor(c)[1:]
+        """
+    )
+    module = index.module_scope
+    assert [index.flow.is_tensor(cst.Name(n), module, 10_000) for n in "abcd"] == [True, True, False, True]
