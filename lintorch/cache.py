@@ -6,6 +6,7 @@ written atomically (temp file + rename), so concurrent runs never see half a
 file, and an unreadable or corrupt entry is simply a miss.
 """
 
+import functools
 import hashlib
 import json
 import os
@@ -18,6 +19,31 @@ from lintorch.rule import Finding, Fix, Severity
 
 CACHE_DIR_NAME = ".lintorch_cache"
 _TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# lintorch cache; see https://bford.info/cachedir/\n"
+
+
+@functools.lru_cache(maxsize=1)
+def _code_fingerprint() -> bytes:
+    """lintorch's version plus the size and mtime of its own modules and
+    rules, so editing a rule (an editable install, a rule in development)
+    invalidates the cache as an upgrade does. A few dozen stat calls, once."""
+    import lintorch
+    import lintorch.rules
+
+    digest = hashlib.blake2b(__version__.encode(), digest_size=16)
+    for package in (lintorch, lintorch.rules):
+        for directory in package.__path__:
+            try:
+                entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name.endswith(".py"):
+                    try:
+                        stat = entry.stat()
+                    except OSError:
+                        continue
+                    digest.update(f"{entry.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return digest.hexdigest().encode()
 
 
 class FindingsCache:
@@ -45,7 +71,7 @@ class FindingsCache:
         """``kind`` separates inputs read differently from the same bytes
         (``ipynb``: a notebook)."""
         digest = hashlib.blake2b(data, digest_size=20)
-        digest.update(b"\0" + __version__.encode() + b"\0" + ",".join(sorted(codes)).encode())
+        digest.update(b"\0" + _code_fingerprint() + b"\0" + ",".join(sorted(codes)).encode())
         if kind:
             digest.update(b"\0" + kind.encode())
         return digest.hexdigest()

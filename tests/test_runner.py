@@ -77,3 +77,21 @@ def test_concurrent_runs_share_a_cache(project):
     assert all(run.returncode == 1 for run in runs), [err for _, err in outputs]
     results = [json.loads(out) for out, _ in outputs]
     assert results[0] == results[1] == results[2] and len(results[0]) == 14
+
+
+def test_cache_misses_when_a_rule_module_changes(project, run_cli, monkeypatch):
+    """Editing a rule (editable installs, rule development) must not serve
+    stale findings: the key includes lintorch's own modules."""
+    from lintorch import cache
+
+    make_tree(project, 3)
+    assert json_findings(run_cli, "pkg")[0] == 1
+    monkeypatch.setattr(cache, "_code_fingerprint", lambda: b"edited rules")
+
+    from lintorch import engine
+
+    calls = []
+    real = engine.lint_bytes
+    monkeypatch.setattr(engine, "lint_bytes", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert json_findings(run_cli, "pkg")[0] == 1
+    assert calls, "the edited rules were not run: stale cache entry served"
