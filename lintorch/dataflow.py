@@ -80,6 +80,20 @@ class Dataflow:
         return []
 
     def _parameter_values(self, binding: Binding, depth: int) -> List[Value]:
+        # Memoised per parameter, and a parameter already being resolved
+        # contributes nothing: a recursive function whose call sites pass
+        # its own parameters on (torch's collate()) otherwise costs
+        # callers**MAX_DEPTH.
+        cache = self.__dict__.setdefault("_parameter_cache", {})
+        key = id(binding)
+        if key in cache:
+            return cache[key] or []
+        cache[key] = None
+        out = self._parameter_values_uncached(binding, depth)
+        cache[key] = out
+        return out
+
+    def _parameter_values_uncached(self, binding: Binding, depth: int) -> List[Value]:
         function = binding.scope.function
         if function is None:
             return []
