@@ -14,7 +14,18 @@ from typing import Dict, FrozenSet, Iterator, List, NamedTuple, Optional, Set, T
 import libcst as cst
 
 from lintorch import torchapi as api
-from lintorch.index import Binding, CallSite, ClassInfo, FunctionInfo, ModuleIndex, Scope, call_arg, int_value
+from lintorch.index import (
+    Binding,
+    CallSite,
+    ClassInfo,
+    FunctionInfo,
+    ModuleIndex,
+    Scope,
+    call_arg,
+    dotted_name,
+    int_value,
+    number_value,
+)
 
 MAX_DEPTH = 12
 
@@ -1236,8 +1247,6 @@ _TENSOR_METHOD_FUNCS = {
 
 
 def _number(node: Optional[cst.CSTNode]) -> Optional[float]:
-    from lintorch.index import number_value
-
     return number_value(node) if node is not None else None
 
 
@@ -1367,10 +1376,6 @@ def _combine_layers(results) -> Optional[bool]:
     return None if seen_unknown else False
 
 
-def _number(node) -> Optional[float]:
-    return number_value(node)
-
-
 def _scope_tree(scope: Scope) -> List[Scope]:
     out = [scope]
     stack = list(scope.children)
@@ -1381,4 +1386,3 @@ def _scope_tree(scope: Scope) -> List[Scope]:
     return out
 
 
-from lintorch.index import dotted_name, number_value  # noqa: E402  (kept apart from the imports above)

@@ -4,13 +4,25 @@ of the same module (``train_one_epoch()``, closures passed to
 ``optimizer.step(closure)``, ``self.training_step(...)``).
 """
 
-from typing import Dict, FrozenSet, List, Optional, Set, Tuple
+import re
+from typing import Dict, FrozenSet, List, NamedTuple, Optional, Set, Tuple
 
 import libcst as cst
 
 from lintorch import torchapi as api
-from lintorch.dataflow import Dataflow
-from lintorch.index import AttrAssign, CallSite, FunctionInfo, LoopInfo, ModuleIndex, Scope, dotted_name
+from lintorch.dataflow import Dataflow, Value
+from lintorch.index import (
+    AttrAssign,
+    CallSite,
+    FunctionInfo,
+    LoopInfo,
+    ModuleIndex,
+    Scope,
+    _child_fields,
+    call_arg,
+    dotted_name,
+    iter_nodes,
+)
 
 BACKWARD = "backward"
 STEP = "step"
@@ -691,10 +703,6 @@ def loop_header_range(loop: LoopInfo) -> Tuple[cst.CSTNode, ...]:
 
 # -- shared by the optimisation-loop rules (LT2xx) ---------------------------
 
-from typing import NamedTuple  # noqa: E402
-
-from lintorch.dataflow import Value  # noqa: E402,F401
-from lintorch.index import _child_fields, call_arg, iter_nodes  # noqa: E402
 
 
 class EffectCall(NamedTuple):
@@ -809,10 +817,6 @@ def enclosing_if_tests(root: cst.CSTNode, target: cst.CSTNode) -> List[cst.BaseE
 
 # -- train/eval mode and validation loops (LT3xx) ------------------------------
 
-import re  # noqa: E402
-from typing import NamedTuple  # noqa: E402
-
-from lintorch.index import call_arg  # noqa: E402
 
 
 class ValidationLoop(NamedTuple):

@@ -1,7 +1,6 @@
 import libcst as cst
 
 from lintorch import edits
-import libcst as cst
 
 from lintorch import torchapi as api
 from lintorch.index import iter_nodes

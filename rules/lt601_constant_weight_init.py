@@ -4,7 +4,6 @@ from typing import FrozenSet, Optional, Tuple
 import libcst as cst
 
 from lintorch import torchapi as api
-from lintorch.dataflow import Value
 from lintorch.index import dotted_name, int_value
 from lintorch.rule import Example, Rule, Severity
 

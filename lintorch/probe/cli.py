@@ -92,13 +92,13 @@ def main(argv: List[str]) -> int:
     from lintorch.probe import report as report_mod
 
     display = args.script[2:] if args.script.startswith("./") else args.script
-    progress = None
-    tty = sys.stderr.isatty() and not args.show_output
-    if tty:
-        def progress(line: str) -> None:
-            sys.stderr.write("\r\033[Kprobing %s: %s" % (display, line))
-            sys.stderr.flush()
+    def show_progress(line: str) -> None:
+        sys.stderr.write("\r\033[Kprobing %s: %s" % (display, line))
+        sys.stderr.flush()
 
+    tty = sys.stderr.isatty() and not args.show_output
+    progress = show_progress if tty else None
+    if tty:
         sys.stderr.write("probing %s: starting (importing torch)" % display)
         sys.stderr.flush()
     try:

@@ -16,7 +16,6 @@ import functools
 import io
 import os
 import sys
-import traceback
 from typing import Any, Dict, List, Optional
 
 import torch

@@ -17,7 +17,7 @@ no_device, no_torch, no_report.
 
 import json
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 from lintorch.probe import checks
 
