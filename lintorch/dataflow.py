@@ -24,6 +24,7 @@ from lintorch.index import (
     call_arg,
     dotted_name,
     int_value,
+    iter_nodes,
     number_value,
 )
 
@@ -373,6 +374,21 @@ class Dataflow:
         return Activation(found.kind, found.node, f"{found.via} returned by {klass.name}.forward")
 
     # -- losses -----------------------------------------------------------
+
+    def activated_loss_inputs(
+        self, modules: FrozenSet[str], functions: FrozenSet[str], kinds: FrozenSet[str]
+    ) -> Iterator["ActivatedLoss"]:
+        """Loss calls whose input last went through an activation of one of
+        ``kinds`` (LT102/LT103/LT104: probabilities fed to a loss that wants
+        logits or log-probabilities)."""
+        for loss in self.loss_calls(modules, functions):
+            if loss.input is None:
+                continue
+            activation = self.activation(loss.input, loss.call.scope, loss.call.order)
+            if activation is None or activation.kind not in kinds:
+                continue
+            inline = any(node is activation.node for node in iter_nodes(loss.input))
+            yield ActivatedLoss(loss, activation, inline)
 
     def loss_calls(self, modules: FrozenSet[str], functions: FrozenSet[str]) -> Iterator["LossCall"]:
         """Calls computing one of the given losses, in either spelling:
@@ -959,7 +975,7 @@ class Dataflow:
                     results.append(True)
                 elif qualname not in api.MODULE_BASES and not qualname.startswith(("abc.", "typing.")):
                     results.append(None)
-            for scope in _scope_tree(cls.scope):
+            for scope in cls.scope.with_descendants():
                 for call in scope.calls:
                     if call.qualname in api.DROPOUT_FUNCS or call.qualname == "torch.nn.functional.batch_norm":
                         return True
@@ -1162,6 +1178,13 @@ class Dataflow:
         return self.output_width(self.strip_value_preserving(values[0]), _depth + 1)
 
 
+class ActivatedLoss(NamedTuple):
+    loss: "LossCall"
+    activation: Activation
+    #: The activation is written inside the loss input expression itself.
+    inline: bool
+
+
 class LossCall(NamedTuple):
     call: CallSite
     loss: str  # qualified name of the loss class or function
@@ -1341,14 +1364,10 @@ def is_model_call(flow: Dataflow, call: CallSite) -> bool:
             return True
         if qualname is not None and qualname.startswith("torch.nn.") and not qualname.endswith("Loss"):
             return qualname.rsplit(".", 1)[-1][:1].isupper()
-    last = (dotted_name_of(func) or "").rsplit(".", 1)[-1].lower()
+    last = (dotted_name(func) or "").rsplit(".", 1)[-1].lower()
     return any(word in last for word in _MODEL_NAME_WORDS) and "loss" not in last
 
 
-def dotted_name_of(node):
-    from lintorch.index import dotted_name
-
-    return dotted_name(node)
 
 _ITERATION_WRAPPERS = frozenset({"enumerate", "tqdm", "iter", "zip", "trange_iter", "track", "progress_bar"})
 _NOT_MODULE_BUILTINS = frozenset(
@@ -1376,13 +1395,5 @@ def _combine_layers(results) -> Optional[bool]:
     return None if seen_unknown else False
 
 
-def _scope_tree(scope: Scope) -> List[Scope]:
-    out = [scope]
-    stack = list(scope.children)
-    while stack:
-        child = stack.pop()
-        out.append(child)
-        stack.extend(child.children)
-    return out
 
 

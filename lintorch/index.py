@@ -72,6 +72,16 @@ class Scope:
     def __repr__(self) -> str:
         return f"<Scope {self.kind} {self.name}>"
 
+    def with_descendants(self) -> List["Scope"]:
+        """This scope and every scope nested in it (closures, methods)."""
+        out = [self]
+        stack = list(self.children)
+        while stack:
+            child = stack.pop()
+            out.append(child)
+            stack.extend(child.children)
+        return out
+
 
 class LoopInfo:
     __slots__ = ("node", "scope", "parent", "order", "calls", "attr_assigns", "children")

@@ -106,7 +106,7 @@ class TrainingFacts:
             return frozenset()
         active.add(id(function))
         effects: Set[str] = set()
-        scopes = _scope_and_descendants(function.scope)
+        scopes = function.scope.with_descendants()
         by_scope = self._attr_assigns_by_scope()
         for scope in scopes:
             for call in scope.calls:
@@ -283,7 +283,7 @@ class TrainingFacts:
     def _steps_outside_loops(self, function: FunctionInfo, _depth: int = 0) -> bool:
         if _depth > 6:
             return False
-        scopes = _scope_and_descendants(function.scope)
+        scopes = function.scope.with_descendants()
         own = {id(s) for s in scopes}
         for scope in scopes:
             for call in scope.calls:
@@ -682,23 +682,6 @@ def _is_grad_attr(node: Optional[cst.BaseExpression]) -> bool:
 def _clears_grad(assign: AttrAssign) -> bool:
     """``p.grad = None`` / ``p.grad = torch.zeros_like(p)``."""
     return assign.attr == "grad"
-
-
-def _scope_and_descendants(scope: Scope) -> List[Scope]:
-    out = [scope]
-    stack = list(scope.children)
-    while stack:
-        child = stack.pop()
-        out.append(child)
-        stack.extend(child.children)
-    return out
-
-
-def loop_header_range(loop: LoopInfo) -> Tuple[cst.CSTNode, ...]:
-    node = loop.node
-    if isinstance(node, cst.For):
-        return (node.target, node.iter)
-    return (node.test,)
 
 
 # -- shared by the optimisation-loop rules (LT2xx) ---------------------------

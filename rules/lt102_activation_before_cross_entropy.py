@@ -76,14 +76,10 @@ class ActivationBeforeCrossEntropy(Rule):
 
     def check(self, index):
         flow = index.flow
-        modules = api.CROSS_ENTROPY_MODULES
-        for loss in flow.loss_calls(modules, api.CROSS_ENTROPY_FUNCS):
-            if loss.input is None:
-                continue
-            activation = flow.activation(loss.input, loss.call.scope, loss.call.order)
-            if activation is None or activation.kind not in ("softmax", "sigmoid"):
-                continue
-            where = "" if _inside(activation.node, loss.input) else " at line {line0}"
+        for loss, activation, inline in flow.activated_loss_inputs(
+            api.CROSS_ENTROPY_MODULES, api.CROSS_ENTROPY_FUNCS, frozenset({"softmax", "sigmoid"})
+        ):
+            where = "" if inline else " at line {line0}"
             yield self.report(
                 loss.input,
                 f"{loss.short_name} receives {activation.kind} output ({activation.via}{where}), "
@@ -91,7 +87,7 @@ class ActivationBeforeCrossEntropy(Rule):
                 "gradients, so the loss barely changes and accuracy stays near chance. "
                 f"Pass the logits and drop the {activation.kind} before the loss.",
                 related=(activation.node,) if where else (),
-                fix=_removal_fix(index, loss, activation, inline=not where),
+                fix=_removal_fix(index, loss, activation, inline=inline),
             )
 
 

@@ -1,5 +1,4 @@
 from lintorch import torchapi as api
-from lintorch.index import iter_nodes
 from lintorch.rule import Example, Rule, Severity
 
 
@@ -65,13 +64,9 @@ class SoftmaxBeforeNll(Rule):
 
     def check(self, index):
         flow = index.flow
-        for loss in flow.loss_calls(api.NLL_MODULES, api.NLL_FUNCS):
-            if loss.input is None:
-                continue
-            activation = flow.activation(loss.input, loss.call.scope, loss.call.order)
-            if activation is None or activation.kind != "softmax":
-                continue
-            inline = any(node is activation.node for node in iter_nodes(loss.input))
+        for loss, activation, inline in flow.activated_loss_inputs(
+            api.NLL_MODULES, api.NLL_FUNCS, frozenset({"softmax"})
+        ):
             where = "" if inline else " at line {line0}"
             yield self.report(
                 loss.input,

@@ -1,5 +1,4 @@
 from lintorch import torchapi as api
-from lintorch.index import iter_nodes
 from lintorch.rule import Example, Rule, Severity
 
 
@@ -68,13 +67,9 @@ class SigmoidBeforeBceWithLogits(Rule):
 
     def check(self, index):
         flow = index.flow
-        for loss in flow.loss_calls(api.BCE_WITH_LOGITS_MODULES, api.BCE_WITH_LOGITS_FUNCS):
-            if loss.input is None:
-                continue
-            activation = flow.activation(loss.input, loss.call.scope, loss.call.order)
-            if activation is None or activation.kind != "sigmoid":
-                continue
-            inline = any(node is activation.node for node in iter_nodes(loss.input))
+        for loss, activation, inline in flow.activated_loss_inputs(
+            api.BCE_WITH_LOGITS_MODULES, api.BCE_WITH_LOGITS_FUNCS, frozenset({"sigmoid"})
+        ):
             where = "" if inline else " at line {line0}"
             yield self.report(
                 loss.input,
