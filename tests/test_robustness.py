@@ -284,6 +284,29 @@ def test_shape_scan_ignores_brackets_in_strings_and_comments():
     assert deepest == 0 and longest < 40
 
 
+def test_shape_bound_stays_low_on_long_flat_literals():
+    """A 10,000-entry config dict is one logical line of 300k characters but
+    nests four brackets deep: the exact (CPython) check must not run for it."""
+    entries = "".join(f"    'model_{i}': _cfg(url='https://x/{i}.pth', mean=(0.5, 0.5), crop_pct=0.9),\n" for i in range(10_000))
+    bound, _, deepest, _ = source._shape("default_cfgs = generate({\n" + entries + "})\n")
+    assert bound < 100 and deepest == 4
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        pytest.param("lambda a, b: " * 1001 + "1", id="lambdas-with-parameter-commas"),
+        pytest.param("[a " + "for a, b in c " * 1001 + "]", id="comprehension-clauses-with-commas"),
+        pytest.param("f" + "()" * 1001, id="call-chain"),
+        pytest.param("x" + "[0]" * 1001, id="subscript-chain"),
+        pytest.param("(" + "1, " * 5 + "+".join(["1"] * 1001) + ")", id="deep-element-after-commas"),
+    ],
+)
+def test_shape_bound_is_an_upper_bound_on_nesting(expression):
+    bound, line, _, _ = source._shape("import torch\nx = " + expression + "\n")
+    assert bound > source.MAX_NESTING and line == 2
+
+
 def test_subprocess_deep_and_huge_files_do_not_kill_the_run(tmp_path):
     """The cases that made libcst segfault or run for minutes, end to end."""
     files = {
