@@ -17,6 +17,7 @@ training-loop facts), never by walking the tree again.
 """
 
 import dataclasses
+import typing
 from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple, Union
 
 import libcst as cst
@@ -301,6 +302,43 @@ def _child_fields(cls: type) -> Tuple[str, ...]:
             if f.name not in _SKIPPED_FIELDS and not f.name.startswith("whitespace")
         )
         _FIELDS[cls] = fields
+    return fields
+
+
+def _node_classes() -> FrozenSet[type]:
+    found, todo = set(), [cst.CSTNode]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub not in found:
+                found.add(sub)
+                todo.append(sub)
+    return frozenset(found)
+
+
+#: Every libcst node class: ``type(x) in _NODE_CLASSES`` is a set lookup,
+#: ``isinstance(x, cst.CSTNode)`` an ABC check (the walk makes millions).
+_NODE_CLASSES = _node_classes()
+
+
+def _holds_no_calls(annotation) -> bool:
+    """A field that is a string or a bare name (``Attribute.attr``,
+    ``Arg.keyword``): no call or walrus can be inside it."""
+    if annotation is str or annotation is cst.Name or typing.get_origin(annotation) is typing.Literal:
+        return True
+    if typing.get_origin(annotation) is Union:
+        return all(arg in (cst.Name, type(None)) for arg in typing.get_args(annotation))
+    return False
+
+
+_EXPRESSION_FIELDS: Dict[type, Tuple[str, ...]] = {}
+
+
+def _expression_fields(cls: type) -> Tuple[str, ...]:
+    """The child fields the expression walk must enter."""
+    fields = _EXPRESSION_FIELDS.get(cls)
+    if fields is None:
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        fields = _EXPRESSION_FIELDS[cls] = tuple(name for name in _child_fields(cls) if not _holds_no_calls(types[name]))
     return fields
 
 
@@ -718,17 +756,24 @@ class _Walker:
     def walk_expression(self, root: cst.CSTNode) -> None:
         stack = [root]
         pop, push, extend = stack.pop, stack.append, stack.extend
+        node_classes, fields_of = _NODE_CLASSES, _EXPRESSION_FIELDS
+        call_class, walrus_class = cst.Call, cst.NamedExpr
         while stack:
             node = pop()
-            if isinstance(node, cst.Call):
+            cls = type(node)
+            if cls is call_class:
                 self.record_call(node)
-            elif isinstance(node, cst.NamedExpr):
+            elif cls is walrus_class:
                 self.bind_target(node.target, node.value, "walrus", node, self.tick())
-            for name in _child_fields(type(node)):
+            fields = fields_of.get(cls)
+            if fields is None:
+                fields = _expression_fields(cls)
+            for name in fields:
                 value = getattr(node, name)
-                if isinstance(value, cst.CSTNode):
+                kind = type(value)
+                if kind in node_classes:
                     push(value)
-                elif isinstance(value, (tuple, list)):
+                elif kind is tuple or kind is list:
                     extend(reversed(value))
 
     def record_call(self, node: cst.Call) -> None:
