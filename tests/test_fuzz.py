@@ -98,3 +98,66 @@ def test_oracle_reports_crashes_and_internal_errors(monkeypatch):
 
     monkeypatch.setattr(MissingZeroGrad, "check", lambda self, index: crash())
     assert any(p.startswith("internal error: ") for p in fuzzlib.problems(b"loss.backward()\n"))
+
+
+def _expression_depth(node) -> int:
+    """Nesting of expression nodes in a libcst tree (what the nesting
+    guard's cheap bound must never under-estimate)."""
+    import libcst as cst
+
+    deepest, stack = 0, [(node, 0)]
+    while stack:
+        current, depth = stack.pop()
+        if isinstance(current, cst.BaseExpression):
+            depth += 1
+            deepest = max(deepest, depth)
+        for child in current.children:
+            stack.append((child, depth))
+    return deepest
+
+
+#: One level of nesting each, in few characters; several straddle commas
+#: (lambda parameters, comprehension targets), where a comma-based bound
+#: could under-count.
+_WRAPPERS = (
+    "{}+1", "-{}", "not {}", "{}.b", "f({})", "f(1,{})", "{}[0]", "a[1,{}]", "lambda a,b:{}",
+    "lambda a=1,*b:{}", "lambda a={}:1", "[a for a,b in {}]", "[{} for a,b in c]", "(a for a,b in c if {})",
+    "{{1:{}}}", "{{{},1}}", "(1,{})", "{} if a else b", "a if {} else b", "{} and a", "a or {}",
+    "f'{{{}}}'", "(yield 1,{})", "(a:={})", "*{},", "{}()", "'a' {}", "{} 'b'", "a<{}",
+)
+
+
+def _nested_expressions():
+    from hypothesis import strategies as st
+
+    def build(start_and_runs):
+        expression, runs = start_and_runs
+        for wrapper, times in runs:
+            for _ in range(times):
+                expression = wrapper.format(expression)
+        return expression
+
+    # Runs of one wrapper: a long homogeneous chain is where a bound that
+    # miscounts one construct falls behind the real depth.
+    run = st.tuples(st.sampled_from(_WRAPPERS), st.integers(1, 60))
+    # A comprehension's clauses nest (each ``for`` holds the next) inside one
+    # pair of brackets: no wrapper can build that chain.
+    clauses = st.integers(1, 120).map(lambda k: "[a " + "for a,b in c " * k + "]")
+    start = st.one_of(st.just("x"), clauses)
+    return st.tuples(start, st.lists(run, max_size=6)).map(build)
+
+
+@settings(FAST, max_examples=300)
+@given(_nested_expressions())
+def test_nesting_bound_never_underestimates(expression):
+    import libcst as cst
+
+    from lintorch import source
+
+    text = "def g():\n    x = " + expression + "\n"
+    try:
+        module = cst.parse_module(text)
+    except cst.ParserSyntaxError:
+        return
+    bound, _, _, _ = source._shape(text)
+    assert bound >= _expression_depth(module), expression
