@@ -5,6 +5,7 @@ silently ignored: a typo in ``ignore`` must not turn a rule back on unseen.
 """
 
 import fnmatch
+import functools
 import os
 import sys
 from dataclasses import dataclass, field
@@ -61,13 +62,32 @@ class Config:
         return frozenset(out)
 
     def is_excluded(self, path: str) -> bool:
+        if not self.exclude:
+            return False
         relative = _relative(path, self.root)
         return any(_matches(relative, pattern) for pattern in self.exclude)
 
 
+def _resolved(root: Path) -> str:
+    # a relative root depends on the working directory: never cached
+    return _resolved_absolute(root) if root.is_absolute() else str(root.resolve())
+
+
+@functools.lru_cache(maxsize=8)
+def _resolved_absolute(root: Path) -> str:
+    return str(root.resolve())
+
+
 def _relative(path: str, root: Path) -> str:
+    """``path`` relative to ``root``, with ``/`` separators (called for every
+    file and directory a run walks: string work, not pathlib)."""
+    absolute = os.path.abspath(path)
+    base = _resolved(root)
+    prefix = base if base.endswith(os.sep) else base + os.sep
+    if absolute.startswith(prefix):
+        return absolute[len(prefix) :].replace(os.sep, "/")
     try:
-        return Path(os.path.abspath(path)).relative_to(root.resolve()).as_posix()
+        return Path(absolute).relative_to(base).as_posix()
     except ValueError:
         return Path(path).as_posix()
 
