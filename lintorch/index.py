@@ -757,7 +757,7 @@ class _Walker:
         stack = [root]
         pop, push, extend = stack.pop, stack.append, stack.extend
         node_classes, fields_of = _NODE_CLASSES, _EXPRESSION_FIELDS
-        call_class, walrus_class = cst.Call, cst.NamedExpr
+        call_class, walrus_class, maybe = cst.Call, cst.NamedExpr, cst.MaybeSentinel
         while stack:
             node = pop()
             cls = type(node)
@@ -775,6 +775,8 @@ class _Walker:
                     push(value)
                 elif kind is tuple or kind is list:
                     extend(reversed(value))
+                elif value is not None and kind is not maybe and isinstance(value, cst.CSTNode):
+                    push(value)  # a node class defined after this module was imported
 
     def record_call(self, node: cst.Call) -> None:
         func = node.func

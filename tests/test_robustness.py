@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from conftest import REPO
 from lintorch import engine, registry, source
 from lintorch.rule import Report
 
@@ -284,6 +285,19 @@ def test_shape_scan_ignores_brackets_in_strings_and_comments():
     text = 'x = "((((((((((" + \'[[[[\'\n# ((((((((\ny = """\n{{{{{{{{\n"""\n'
     longest, _, deepest, _ = source._shape(text * 50)
     assert deepest == 0 and longest < 40
+
+
+def test_parse_skips_validation_only_while_parsing():
+    """The parse builds nodes without libcst's _validate(); the tree is the
+    one libcst builds with it, and validation is back on afterwards, even
+    after a parse that failed."""
+    import libcst as cst
+
+    text = (REPO / "fixtures" / "LT102" / "bad_forward_returns_softmax.py").read_text()
+    assert source.parse(text).deep_equals(cst.parse_module(text))
+    assert isinstance(source.parse("x = (\n"), source.SourceError)
+    with pytest.raises(cst.CSTValidationError):
+        cst.Name("")
 
 
 def test_shape_bound_stays_low_on_long_flat_literals():
