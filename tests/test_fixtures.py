@@ -46,3 +46,17 @@ def test_every_rule_has_bad_and_hard_negative_fixtures():
 
 def test_fixtures_exist():
     assert len(FIXTURE_FILES) >= 25
+
+
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: str(p.relative_to(FIXTURES)))
+def test_trigger_words_never_hide_a_finding(path):
+    """The prefilter skips a rule (or the whole parse) when none of its
+    trigger words occurs. Running every rule regardless must find nothing
+    more: a rule's trigger words are necessary for it to fire."""
+    from lintorch import engine, registry
+
+    text = path.read_text(encoding="utf-8")
+    rules = registry.instantiate(registry.known_codes())
+    prefiltered = engine.lint_text(text, str(path), rules)
+    unfiltered = engine._lint_decoded(text, str(path), rules, True, False)
+    assert prefiltered == unfiltered
