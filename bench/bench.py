@@ -7,8 +7,9 @@ runs).
     python bench/bench.py --skip-torchfix  # no TorchFix venv / run
 
 Every measurement is a separate process; its wall time, CPU time (user +
-system, children included) and peak RSS (``os.wait4``) are reported. The corpus is built by bench/corpus.py from
-pip wheels, so the benchmark runs on any machine.
+system, children included) and peak RSS (``os.wait4``) are reported. The
+corpus is built by bench/corpus.py from pip wheels, so the benchmark runs on
+any machine.
 """
 
 import argparse
@@ -55,8 +56,8 @@ def run(command: Sequence[str], cwd: Optional[Path] = None, env: Optional[dict] 
 def with_bytecode() -> dict:
     """The environment of an installed tool: these machines set
     PYTHONDONTWRITEBYTECODE=1, which makes every run of an editable install
-    recompile lintorch's 70 modules (about 0.07 s); ``pip install`` writes
-    the .pyc files, so users never pay that."""
+    recompile about 50 of lintorch's modules (0.07 s); ``pip install``
+    writes the .pyc files, so users never pay that."""
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env

@@ -116,9 +116,9 @@ def _expression_depth(node) -> int:
     return deepest
 
 
-#: One level of nesting each, in few characters; several straddle commas
-#: (lambda parameters, comprehension targets), where a comma-based bound
-#: could under-count.
+#: One level of nesting each, in few characters; several put a comma
+#: between a node and its child (lambda parameters, comprehension targets),
+#: where a comma-based bound could under-count.
 _WRAPPERS = (
     "{}+1", "-{}", "not {}", "{}.b", "f({})", "f(1,{})", "{}[0]", "a[1,{}]", "lambda a,b:{}",
     "lambda a=1,*b:{}", "lambda a={}:1", "[a for a,b in {}]", "[{} for a,b in c]", "(a for a,b in c if {})",
@@ -140,8 +140,8 @@ def _nested_expressions():
     # Runs of one wrapper: a long homogeneous chain is where a bound that
     # miscounts one construct falls behind the real depth.
     run = st.tuples(st.sampled_from(_WRAPPERS), st.integers(1, 60))
-    # A comprehension's clauses nest (each ``for`` holds the next) inside one
-    # pair of brackets: no wrapper can build that chain.
+    # Many clauses in one comprehension: libcst nests each clause in the
+    # previous one, as clauses rather than expressions (no wrapper builds it).
     clauses = st.integers(1, 120).map(lambda k: "[a " + "for a,b in c " * k + "]")
     start = st.one_of(st.just("x"), clauses)
     return st.tuples(start, st.lists(run, max_size=6)).map(build)
