@@ -134,9 +134,16 @@ def check_main(argv: Sequence[str]) -> int:
         findings += found
         checked += 1
 
+    return _finish(args, findings, checked, stdin_text, status)
+
+
+def _finish(
+    args: argparse.Namespace, findings: List[Finding], checked: int, stdin_text: Dict[str, str], status: int
+) -> int:
+    """Report, then the exit status: 2 if anything failed, 1 if findings
+    remain (unless --exit-zero), else 0."""
     if not _report(args, findings, checked, stdin_text):
         return EXIT_ERROR
-
     if status == EXIT_ERROR:
         return status
     if findings and not args.exit_zero:
@@ -231,13 +238,7 @@ def _fix_main(args: argparse.Namespace, config: config_mod.Config) -> int:
         return EXIT_FINDINGS if fixed and not args.exit_zero else EXIT_CLEAN
     noun = "finding" if fixed == 1 else "findings"
     print(f"Fixed {fixed} {noun} in {fixed_files} file{'s' if fixed_files != 1 else ''}.", file=sys.stderr)
-    if not _report(args, findings, len(discovery.files), {}):
-        return EXIT_ERROR
-    if status == EXIT_ERROR:
-        return status
-    if findings and not args.exit_zero:
-        return EXIT_FINDINGS
-    return EXIT_CLEAN
+    return _finish(args, findings, len(discovery.files), {}, status)
 
 
 # -- lintorch rule ------------------------------------------------------------
