@@ -18,6 +18,16 @@ INFORMATION_URI = "https://pypi.org/project/lintorch/"
 # -- notebook findings located in the .ipynb file ----------------------------
 
 
+def _read_or_none(path: str) -> Optional[bytes]:
+    """A reported file's bytes for display; None if it cannot be read now
+    (the findings are still printed, without the extra detail)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
 class NotebookFiles:
     """For formats read by tools that know only files: a notebook finding's
     position in the .ipynb JSON (see :func:`lintorch.notebook.file_positions`)."""
@@ -30,11 +40,7 @@ class NotebookFiles:
             from lintorch import notebook
 
             loaded = None
-            try:
-                with open(path, "rb") as handle:
-                    data = handle.read()
-            except OSError:
-                data = None
+            data = _read_or_none(path)
             if data is not None:
                 positions = notebook.file_positions(data)
                 if positions is not None:
@@ -286,15 +292,11 @@ class SourceLines:
         if path in self._files:
             return self._files[path]
         loaded: object = None
-        data: Optional[bytes] = None
+        data: Optional[bytes]
         if path in self._stdin:
             data = self._stdin[path].encode("utf-8")
         else:
-            try:
-                with open(path, "rb") as handle:
-                    data = handle.read()
-            except OSError:
-                data = None
+            data = _read_or_none(path)
         if data is not None:
             if path.endswith(".ipynb"):
                 from lintorch import notebook
