@@ -1215,7 +1215,7 @@ _BATCH_FACTORIES = frozenset({"torch.randn", "torch.rand", "torch.zeros", "torch
 def _record_blocks(root: cst.CSTNode, chain: Tuple, table: Dict) -> None:
     """For :meth:`Dataflow.enclosing_blocks`: map every call under ``root``
     (not inside nested functions or classes) to its chain of blocks."""
-    from lintorch.index import _child_fields
+    from lintorch.index import child_nodes
 
     stack = [(root, chain)]
     while stack:
@@ -1237,12 +1237,7 @@ def _record_blocks(root: cst.CSTNode, chain: Tuple, table: Dict) -> None:
                 elif isinstance(value, (tuple, list)):
                     stack.extend((item, chain) for item in value)
             continue
-        for name in _child_fields(type(node)):
-            value = getattr(node, name)
-            if isinstance(value, cst.CSTNode):
-                stack.append((value, chain))
-            elif isinstance(value, (tuple, list)):
-                stack.extend((item, chain) for item in value if isinstance(item, cst.CSTNode))
+        stack.extend((child, chain) for child in child_nodes(node))
 
 
 # Value ranges (LT106) ---------------------------------------------------------

@@ -279,6 +279,19 @@ def iter_nodes(root: cst.CSTNode) -> Iterator[cst.CSTNode]:
                 stack.extend(reversed(value))
 
 
+def child_nodes(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """The direct children of ``node`` in field order, punctuation skipped,
+    for walks that carry their own state down the tree."""
+    for name in _child_fields(type(node)):
+        value = getattr(node, name)
+        if isinstance(value, cst.CSTNode):
+            yield value
+        elif isinstance(value, (tuple, list)):
+            for item in value:
+                if isinstance(item, cst.CSTNode):
+                    yield item
+
+
 # Fields that never hold analysable children: whitespace, punctuation and
 # operator tokens. Skipping them keeps the walk to the nodes that matter.
 _SKIPPED_FIELDS = frozenset(

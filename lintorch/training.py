@@ -18,8 +18,8 @@ from lintorch.index import (
     LoopInfo,
     ModuleIndex,
     Scope,
-    _child_fields,
     call_arg,
+    child_nodes,
     dotted_name,
     iter_nodes,
 )
@@ -749,14 +749,7 @@ def branch_paths(root: cst.CSTNode, targets) -> Dict[int, Tuple[Tuple[int, int],
                 if extra is not None:
                     stack.append((extra, path))
             continue
-        for name in _child_fields(type(node)):
-            value = getattr(node, name)
-            if isinstance(value, cst.CSTNode):
-                stack.append((value, path))
-            elif isinstance(value, (tuple, list)):
-                for item in value:
-                    if isinstance(item, cst.CSTNode):
-                        stack.append((item, path))
+        stack.extend((child, path) for child in child_nodes(node))
     return found
 
 
@@ -788,14 +781,7 @@ def enclosing_if_tests(root: cst.CSTNode, target: cst.CSTNode) -> List[cst.BaseE
             if node.orelse is not None:
                 stack.append((node.orelse, tests + (node.test,)))
             continue
-        for name in _child_fields(type(node)):
-            value = getattr(node, name)
-            if isinstance(value, cst.CSTNode):
-                stack.append((value, tests))
-            elif isinstance(value, (tuple, list)):
-                for item in value:
-                    if isinstance(item, cst.CSTNode):
-                        stack.append((item, tests))
+        stack.extend((child, tests) for child in child_nodes(node))
     return []
 
 # -- train/eval mode and validation loops (LT3xx) ------------------------------
