@@ -2,7 +2,7 @@
 
 Pipeline per file: read bytes -> skip if no enabled rule's trigger word
 occurs -> decode (PEP 263) -> parse once with libcst -> one index walk ->
-every enabled rule queries the index -> positions computed only for the
+every enabled rule queries the module's semantic model -> positions computed only for the
 reported nodes -> ``# noqa`` filtering.
 """
 
@@ -15,6 +15,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 import libcst as cst
 
 from lintorch import registry, source
+from lintorch.analysis import Analysis
 from lintorch.index import ModuleIndex
 from lintorch.rule import Finding, Report, Rule, Severity
 
@@ -115,11 +116,12 @@ def lint_module(
             return [error_finding(path, source.SourceError("code nested too deeply to analyse"))]
         if index.is_other_framework:
             return []
+        analysis = Analysis(index)
         reports: List[tuple] = []
         findings: List[Finding] = []
         for rule in rules:
             try:
-                for report in rule.check(index):
+                for report in rule.check(analysis):
                     if not isinstance(report, Report):
                         raise TypeError(f"check() yielded {type(report).__name__}, not Report")
                     reports.append((rule, report))

@@ -11,9 +11,10 @@ over dataclass fields directly and records, in statement order:
 * every assignment to an attribute (``self.fc = ...``, ``p.grad = None``),
 * loops, functions and classes.
 
-Rules then answer their questions by querying this index (see
-``lintorch.dataflow`` for value tracing and ``lintorch.training`` for
-training-loop facts), never by walking the tree again.
+These are syntax facts only: what each value *is* (a model, a loader, an
+evaluation pass) is the semantic model's business (``lintorch.analysis``
+and ``lintorch.analyze``), built on this index and never imported by it.
+Nothing walks the tree again.
 """
 
 import dataclasses
@@ -373,8 +374,9 @@ class ModuleIndex:
         self.class_of: Dict[cst.ClassDef, ClassInfo] = {}
         self.star_imports: List[str] = []
         self._order = 0
-        self._flow = None
-        self._training = None
+        self._call_at: Optional[Dict[int, CallSite]] = None
+        self._loop_nodes: Dict[int, set] = {}
+        self._attr_assigns_by_scope: Optional[Dict[Scope, List[AttrAssign]]] = None
         _Walker(self).walk_module(module)
 
     def imported_roots(self) -> FrozenSet[str]:
@@ -395,23 +397,26 @@ class ModuleIndex:
         roots = self.imported_roots()
         return bool(roots & OTHER_FRAMEWORKS) and "torch" not in roots
 
-    @property
-    def flow(self):
-        """Value tracing over this index (:class:`lintorch.dataflow.Dataflow`)."""
-        if self._flow is None:
-            from lintorch.dataflow import Dataflow
+    def call_at(self, node: cst.CSTNode) -> Optional[CallSite]:
+        """The CallSite recorded for a ``cst.Call`` node."""
+        if self._call_at is None:
+            self._call_at = {id(call.node): call for call in self.calls}
+        return self._call_at.get(id(node))
 
-            self._flow = Dataflow(self)
-        return self._flow
+    def loop_contains(self, loop: LoopInfo, node: cst.CSTNode) -> bool:
+        """Whether ``node`` lies in the body of ``loop`` (scans the loop once)."""
+        ids = self._loop_nodes.get(id(loop))
+        if ids is None:
+            ids = self._loop_nodes[id(loop)] = {id(n) for n in iter_nodes(loop.node.body)}
+        return id(node) in ids
 
-    @property
-    def training(self):
-        """Training-loop facts (:class:`lintorch.training.TrainingFacts`)."""
-        if self._training is None:
-            from lintorch.training import TrainingFacts
-
-            self._training = TrainingFacts(self, self.flow)
-        return self._training
+    def attr_assigns_in(self, scope: Scope) -> List[AttrAssign]:
+        """The attribute assignments made directly in ``scope``."""
+        if self._attr_assigns_by_scope is None:
+            self._attr_assigns_by_scope = {}
+            for assign in self.attr_assigns:
+                self._attr_assigns_by_scope.setdefault(assign.scope, []).append(assign)
+        return self._attr_assigns_by_scope.get(scope, [])
 
     # -- name resolution --------------------------------------------------
 

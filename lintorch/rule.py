@@ -1,8 +1,9 @@
 """The contract between the engine and a rule module in ``lintorch.rules``.
 
 A rule is a class with its metadata (code, name, severity, docs, examples) and
-one ``check`` method that queries the shared :class:`~lintorch.index.ModuleIndex`
-built by the engine's single traversal and yields :class:`Report` objects.
+one ``check`` method that queries the module's semantic model
+(:class:`~lintorch.analysis.Analysis`, built once by the engine over the
+single traversal's index) and yields :class:`Report` objects.
 """
 
 import enum
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Callable, ClassVar, Iterator, Optional, Sequen
 import libcst as cst
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lintorch.index import ModuleIndex
+    from lintorch.analysis import Analysis
 
 
 class Severity(str, enum.Enum):
@@ -148,7 +149,7 @@ class Rule:
     bad: ClassVar[Sequence[Example]] = ()
     good: ClassVar[Sequence[Example]] = ()
 
-    def check(self, index: "ModuleIndex") -> Iterator[Report]:  # pragma: no cover
+    def check(self, analysis: "Analysis") -> Iterator[Report]:  # pragma: no cover
         raise NotImplementedError
 
     @classmethod

@@ -3,7 +3,7 @@ from typing import Optional, Tuple
 import libcst as cst
 
 from lintorch import torchapi as api
-from lintorch.dataflow import Value
+from lintorch.analyze.values import Value
 from lintorch.rule import Example, Rule, Severity
 
 ONE_HOT = "one-hot"
@@ -83,12 +83,11 @@ class BceOnMulticlass(Rule):
         ),
     ]
 
-    def check(self, index):
-        flow = index.flow
-        for loss in flow.loss_calls(api.BCE_MODULES, api.BCE_FUNCS):
+    def check(self, analysis):
+        for loss in analysis.losses.loss_calls(api.BCE_MODULES, api.BCE_FUNCS):
             if loss.target is None:
                 continue
-            evidence = _multiclass_evidence(index, flow, Value(loss.target, loss.call.scope, loss.call.order))
+            evidence = _multiclass_evidence(analysis, Value(loss.target, loss.call.scope, loss.call.order))
             if evidence is None:
                 continue
             kind, classes, node = evidence
@@ -106,18 +105,19 @@ class BceOnMulticlass(Rule):
             )
 
 
-def _multiclass_evidence(index, flow, target: Value) -> Optional[Tuple[str, int, cst.CSTNode]]:
-    for value in flow.definitions(target.expr, target.scope, target.order):
-        value = flow.strip_value_preserving(value)
+def _multiclass_evidence(analysis, target: Value) -> Optional[Tuple[str, int, cst.CSTNode]]:
+    index = analysis.index
+    for value in analysis.values.definitions(target.expr, target.scope, target.order):
+        value = analysis.values.strip_value_preserving(value)
         expr = value.expr
         if isinstance(expr, cst.Subscript):
             # torch.eye(C)[labels]
-            eye = flow.definitions(expr.value, value.scope, value.order)
+            eye = analysis.values.definitions(expr.value, value.scope, value.order)
             for candidate in eye:
                 if isinstance(candidate.expr, cst.Call) and (
                     index.qualname_of(candidate.expr.func, candidate.scope, candidate.order) == "torch.eye"
                 ):
-                    classes = _all_above_two(flow, candidate.expr.args[0].value if candidate.expr.args else None, candidate)
+                    classes = _all_above_two(analysis, candidate.expr.args[0].value if candidate.expr.args else None, candidate)
                     if classes is not None:
                         return ONE_HOT, classes, expr
             continue
@@ -125,7 +125,7 @@ def _multiclass_evidence(index, flow, target: Value) -> Optional[Tuple[str, int,
             continue
         qualname = index.qualname_of(expr.func, value.scope, value.order)
         if qualname in api.ONE_HOT_FUNCS:
-            classes = _all_above_two(flow, _arg(expr, 1, "num_classes"), value)
+            classes = _all_above_two(analysis, _arg(expr, 1, "num_classes"), value)
             if classes is not None:
                 return ONE_HOT, classes, expr
         elif qualname == "torch.randint":
@@ -137,7 +137,7 @@ def _multiclass_evidence(index, flow, target: Value) -> Optional[Tuple[str, int,
                     high = positional[1].value
                 elif len(positional) == 2:
                     high = positional[0].value
-            classes = _all_above_two(flow, high, value)
+            classes = _all_above_two(analysis, high, value)
             if classes is not None:
                 return INTEGER_LABELS, classes, expr
     return None
@@ -149,8 +149,8 @@ def _arg(call: cst.Call, position, keyword):
     return call_arg(call, position, keyword)
 
 
-def _all_above_two(flow, expr, where: Value) -> Optional[int]:
-    values = flow.int_values(expr, where.scope, where.order)
+def _all_above_two(analysis, expr, where: Value) -> Optional[int]:
+    values = analysis.values.int_values(expr, where.scope, where.order)
     if values and all(v > 2 for v in values):
         return min(values)
     return None

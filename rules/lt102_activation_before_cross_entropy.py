@@ -74,9 +74,9 @@ class ActivationBeforeCrossEntropy(Rule):
         ),
     ]
 
-    def check(self, index):
-        flow = index.flow
-        for loss, activation, inline in flow.activated_loss_inputs(
+    def check(self, analysis):
+        index = analysis.index
+        for loss, activation, inline in analysis.losses.activated_loss_inputs(
             api.CROSS_ENTROPY_MODULES, api.CROSS_ENTROPY_FUNCS, frozenset({"softmax", "sigmoid"})
         ):
             where = "" if inline else " at line {line0}"

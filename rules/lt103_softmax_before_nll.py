@@ -62,9 +62,8 @@ class SoftmaxBeforeNll(Rule):
         ),
     ]
 
-    def check(self, index):
-        flow = index.flow
-        for loss, activation, inline in flow.activated_loss_inputs(
+    def check(self, analysis):
+        for loss, activation, inline in analysis.losses.activated_loss_inputs(
             api.NLL_MODULES, api.NLL_FUNCS, frozenset({"softmax"})
         ):
             where = "" if inline else " at line {line0}"

@@ -65,9 +65,8 @@ class SigmoidBeforeBceWithLogits(Rule):
         ),
     ]
 
-    def check(self, index):
-        flow = index.flow
-        for loss, activation, inline in flow.activated_loss_inputs(
+    def check(self, analysis):
+        for loss, activation, inline in analysis.losses.activated_loss_inputs(
             api.BCE_WITH_LOGITS_MODULES, api.BCE_WITH_LOGITS_FUNCS, frozenset({"sigmoid"})
         ):
             where = "" if inline else " at line {line0}"

@@ -78,8 +78,8 @@ class LogOfSoftmax(Rule):
         ),
     ]
 
-    def check(self, index):
-        flow = index.flow
+    def check(self, analysis):
+        index = analysis.index
         for call in index.calls:
             if call.qualname in api.LOG_FUNCS:
                 operand = call.arg(0, "input")
@@ -90,7 +90,7 @@ class LogOfSoftmax(Rule):
             if operand is None:
                 continue
             operand = _strip_selection(operand)
-            activation = flow.activation(operand, call.scope, call.order)
+            activation = analysis.models.activation(operand, call.scope, call.order)
             if activation is None or activation.kind != "softmax":
                 continue
             inline = any(node is activation.node for node in iter_nodes(operand))

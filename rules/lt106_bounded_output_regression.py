@@ -81,17 +81,16 @@ class BoundedOutputRegression(Rule):
         ),
     ]
 
-    def check(self, index):
-        flow = index.flow
-        for loss in flow.loss_calls(api.REGRESSION_LOSS_MODULES, api.REGRESSION_LOSS_FUNCS):
+    def check(self, analysis):
+        for loss in analysis.losses.loss_calls(api.REGRESSION_LOSS_MODULES, api.REGRESSION_LOSS_FUNCS):
             if loss.input is None or loss.target is None:
                 continue
             scope, order = loss.call.scope, loss.call.order
-            activation = flow.activation(loss.input, scope, order)
+            activation = analysis.models.activation(loss.input, scope, order)
             if activation is None or activation.kind not in _RANGES:
                 continue
             low, high = _RANGES[activation.kind]
-            target = flow.value_range(loss.target, scope, order)
+            target = analysis.ranges.value_range(loss.target, scope, order)
             if target is None:
                 continue
             slack = _SLACK * (high - low)

@@ -4,7 +4,7 @@ import libcst as cst
 
 from lintorch import edits
 from lintorch import torchapi as api
-from lintorch.dataflow import Value
+from lintorch.analyze.values import Value
 from lintorch.rule import Example, Fix, Rule, Severity
 
 _DIM0_FUNCS = api.SOFTMAX_FUNCS | api.LOG_SOFTMAX_FUNCS | frozenset({"torch.nn.functional.softmin"})
@@ -100,8 +100,8 @@ class SoftmaxDim(Rule):
         ),
     ]
 
-    def check(self, index):
-        flow = index.flow
+    def check(self, analysis):
+        index = analysis.index
         for call in index.calls:
             qualname = call.qualname
             if qualname in api.IMPLICIT_DIM_SOFTMAX_FUNCS:
@@ -117,18 +117,18 @@ class SoftmaxDim(Rule):
             elif qualname is None and call.method in _DIM0_METHODS:
                 data, dim = call.receiver, call.arg(0, "dim")
             elif qualname in api.SEQUENTIAL:
-                report = self._sequential_dim0(index, call)
+                report = self._sequential_dim0(analysis, call)
                 if report is not None:
                     yield report
                 continue
             else:
                 continue
-            if data is None or flow.int_values(dim, call.scope, call.order) != [0]:
+            if data is None or analysis.values.int_values(dim, call.scope, call.order) != [0]:
                 continue
-            klass = flow.enclosing_class(call.scope)
-            if klass is not None and flow.is_torch_module_class(klass):
+            klass = analysis.values.enclosing_class(call.scope)
+            if klass is not None and analysis.models.is_module_class(klass):
                 continue
-            model_call = _batched_model_output(flow, Value(data, call.scope, call.order))
+            model_call = _batched_model_output(analysis, Value(data, call.scope, call.order))
             if model_call is None:
                 continue
             yield self.report(
@@ -158,8 +158,8 @@ class SoftmaxDim(Rule):
             ),
         )
 
-    def _sequential_dim0(self, index, call):
-        flow = index.flow
+    def _sequential_dim0(self, analysis, call):
+        index = analysis.index
         positional = [a for a in call.node.args if a.keyword is None]
         if len(positional) < 2 or any(a.star for a in positional):
             return None
@@ -171,21 +171,21 @@ class SoftmaxDim(Rule):
         ) or index.qualname_of(before.func, call.scope, call.order) not in api.LINEAR:
             return None
         dim = _arg(last, 0, "dim")
-        if flow.int_values(dim, call.scope, call.order) != [0]:
+        if analysis.values.int_values(dim, call.scope, call.order) != [0]:
             return None
-        width = flow.int_values(_arg(before, 1, "out_features"), call.scope, call.order)
+        width = analysis.values.int_values(_arg(before, 1, "out_features"), call.scope, call.order)
         if len(width) != 1 or width[0] < 2:
             return None  # a softmax over the items of a set of [n, 1] scores (attention pooling)
         for use in index.calls:
             if not isinstance(use.node.func, (cst.Name, cst.Attribute)) or not use.node.args:
                 continue
-            ctor = flow.module_instance(use.node.func, use.scope, use.order)
+            ctor = analysis.models.module_instance(use.node.func, use.scope, use.order)
             if ctor is None or ctor.expr is not call.node:
                 continue
-            klass = flow.enclosing_class(use.scope)
-            if klass is not None and flow.is_torch_module_class(klass):
+            klass = analysis.values.enclosing_class(use.scope)
+            if klass is not None and analysis.models.is_module_class(klass):
                 continue
-            if flow.batch_source(use.node.args[0].value, use.scope, use.order) is not None:
+            if analysis.data.batch_source(use.node.args[0].value, use.scope, use.order) is not None:
                 return self.report(
                     dim,
                     "softmax layer over dim=0 at the end of an nn.Sequential that is called on batches "
@@ -211,28 +211,28 @@ def _dim_missing(node: cst.Call, position: int) -> bool:
     return dim is None or (isinstance(dim, cst.Name) and dim.value == "None")
 
 
-def _batched_model_output(flow, data: Value) -> Optional[cst.Call]:
+def _batched_model_output(analysis, data: Value) -> Optional[cst.Call]:
     """The model call producing ``data`` when it is a module instance (not a
     ``self.<layer>``) applied to a visible batch."""
     found = None
-    values = flow.definitions(data.expr, data.scope, data.order)
+    values = analysis.values.definitions(data.expr, data.scope, data.order)
     if not values:
         return None
     for value in values:
-        value = flow.strip_value_preserving(value)
+        value = analysis.values.strip_value_preserving(value)
         expr = value.expr
         if not isinstance(expr, cst.Call) or not expr.args or not isinstance(expr.func, (cst.Name, cst.Attribute)):
             return None
         func = expr.func
         if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self":
             return None
-        ctor = flow.module_instance(func, value.scope, value.order)
+        ctor = analysis.models.module_instance(func, value.scope, value.order)
         if ctor is None:
             return None
-        width = flow.output_width(ctor)
+        width = analysis.models.output_width(ctor)
         if width is None or width < 2:
             return None  # [batch, classes] not visible; [n, 1] scores (ListNet, attention pooling)
-        if flow.batch_source(expr.args[0].value, value.scope, value.order) is None:
+        if analysis.data.batch_source(expr.args[0].value, value.scope, value.order) is None:
             return None
         found = found or expr
     return found

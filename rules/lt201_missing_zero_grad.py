@@ -3,7 +3,7 @@ import libcst as cst
 from lintorch import edits
 from lintorch.index import dotted_name
 from lintorch.rule import Example, Fix, Rule, Severity
-from lintorch.training import STEP, ZERO_GRAD
+from lintorch.analyze.optim import STEP, ZERO_GRAD
 
 
 class MissingZeroGrad(Rule):
@@ -83,10 +83,9 @@ class MissingZeroGrad(Rule):
         ),
     ]
 
-    def check(self, index):
-        training = index.training
-        for loop in training.innermost_training_loops():
-            witnesses = training.loop_witnesses(loop)
+    def check(self, analysis):
+        for loop in analysis.optim.innermost_training_loops():
+            witnesses = analysis.optim.loop_witnesses(loop)
             if ZERO_GRAD in witnesses:
                 continue
             yield self.report(
@@ -96,11 +95,11 @@ class MissingZeroGrad(Rule):
                 "gradients and the loss stops improving or diverges. Call optimizer.zero_grad() "
                 "once per iteration (before backward() or after step()).",
                 related=(loop.node,),
-                fix=_zero_grad_fix(index, loop, witnesses[STEP]),
+                fix=_zero_grad_fix(analysis, loop, witnesses[STEP]),
             )
 
 
-def _zero_grad_fix(index, loop, step_node):
+def _zero_grad_fix(analysis, loop, step_node):
     """``<optimizer>.zero_grad()`` as the first statement of the loop body,
     when the loop itself calls ``optimizer.step()`` or ``scaler.step(optimizer)``."""
     body = loop.node.body
@@ -109,7 +108,7 @@ def _zero_grad_fix(index, loop, step_node):
     site = next((call for call in loop.calls if call.node is step_node), None)
     if site is None or site.scope is not loop.scope or site.method != "step":
         return None
-    kind = index.training.receiver_kind(site)
+    kind = analysis.optim.receiver_kind(site)
     if kind == "optimizer":
         optimizer = site.receiver
     elif kind == "scaler":

@@ -2,7 +2,8 @@ import libcst as cst
 
 from lintorch.index import dotted_name, iter_nodes
 from lintorch.rule import Example, Rule, Severity
-from lintorch.training import BACKWARD, STEP, ZERO_GRAD, exclusive_branches
+from lintorch.analyze.branches import exclusive_branches
+from lintorch.analyze.optim import BACKWARD, STEP, ZERO_GRAD
 
 
 class ZeroGradBeforeStep(Rule):
@@ -66,15 +67,15 @@ class ZeroGradBeforeStep(Rule):
         ),
     ]
 
-    def check(self, index):
-        training = index.training
+    def check(self, analysis):
+        index = analysis.index
         scopes = {call.scope for call in index.method_calls("zero_grad")}
         for scope in scopes:
-            sequence = training.scope_effects(scope)
+            sequence = analysis.optim.scope_effects(scope)
             for i, zero in enumerate(sequence):
                 if ZERO_GRAD not in zero.own or zero.call.method != "zero_grad":
                     continue
-                found = self._backward_then_step(training, sequence, i)
+                found = self._backward_then_step(analysis, sequence, i)
                 if found is None:
                     continue
                 backward, step = found
@@ -87,7 +88,7 @@ class ZeroGradBeforeStep(Rule):
                     related=(backward.call.node, step.call.node),
                 )
 
-    def _backward_then_step(self, training, sequence, i):
+    def _backward_then_step(self, analysis, sequence, i):
         zero = sequence[i]
         loop = zero.call.loop
         step = None
@@ -113,7 +114,7 @@ class ZeroGradBeforeStep(Rule):
         inner = backward.call.loop
         if loop is not None and (inner is None or not loop.contains(inner)):
             return None
-        if not self._same_optimizer(training, zero, step):
+        if not self._same_optimizer(analysis, zero, step):
             return None
         root = loop.node if loop is not None else zero.call.scope.node
         if exclusive_branches(root, [backward.call.node, zero.call.node, step.call.node]):
@@ -121,31 +122,30 @@ class ZeroGradBeforeStep(Rule):
         return backward, step
 
     @staticmethod
-    def _same_optimizer(training, zero, step) -> bool:
-        optimizer = training.stepped_optimizer(step.call)
+    def _same_optimizer(analysis, zero, step) -> bool:
+        optimizer = analysis.optim.stepped_optimizer(step.call)
         receiver = zero.call.receiver
         if optimizer is None or receiver is None:
             return False
-        if training.same_object(receiver, zero.call, optimizer, step.call):
+        if analysis.values.same_object(receiver, zero.call, optimizer, step.call):
             return True
-        if training.receiver_kind(zero.call) == "optimizer":
+        if analysis.optim.receiver_kind(zero.call) == "optimizer":
             return False
         # model.zero_grad(): the optimizer must be built over that model.
         model = dotted_name(receiver)
         if model is None:
             return False
-        flow = training.flow
-        for value in flow.definitions(optimizer, step.call.scope, step.call.order):
+        for value in analysis.values.definitions(optimizer, step.call.scope, step.call.order):
             if not isinstance(value.expr, cst.Call) or not value.expr.args:
                 continue
             params = value.expr.args[0].value
-            ctor = training.call_at(value.expr)
+            ctor = analysis.index.call_at(value.expr)
             if ctor is None:
                 continue
             for node in iter_nodes(params):
                 if isinstance(node, cst.Attribute) and node.attr.value in ("parameters", "named_parameters"):
                     if dotted_name(node.value) == model and ctor.scope is zero.call.scope:
                         return True
-                    if training.same_object(node.value, ctor, receiver, zero.call):
+                    if analysis.values.same_object(node.value, ctor, receiver, zero.call):
                         return True
         return False

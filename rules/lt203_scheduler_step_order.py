@@ -3,7 +3,8 @@ import libcst as cst
 from lintorch import torchapi as api
 from lintorch.index import dotted_name
 from lintorch.rule import Example, Rule, Severity
-from lintorch.training import BACKWARD, SCHEDULER_STEP, STEP, exclusive_branches
+from lintorch.analyze.branches import exclusive_branches
+from lintorch.analyze.optim import BACKWARD, SCHEDULER_STEP, STEP
 
 #: Scheduler factories outside torch that return a torch ``LambdaLR``.
 _SCHEDULER_FACTORIES = ("transformers.", "diffusers.optimization.")
@@ -70,40 +71,40 @@ class SchedulerStepOrder(Rule):
         ),
     ]
 
-    def check(self, index):
-        training = index.training
+    def check(self, analysis):
+        index = analysis.index
         any_step = None
         for call in index.method_calls("step"):
-            if SCHEDULER_STEP not in training.call_effects(call) or call.loop is None:
+            if SCHEDULER_STEP not in analysis.optim.call_effects(call) or call.loop is None:
                 continue
-            found = training.scheduler_constructor(call)
+            found = analysis.optim.scheduler_constructor(call)
             if found is None:
                 continue
             qualname, ctor = found
             if not (qualname.startswith(api.LR_SCHEDULER_PREFIX) or qualname.startswith(_SCHEDULER_FACTORIES)):
                 continue
             if any_step is None:
-                any_step = any(STEP in training.call_effects(c) for c in index.calls) or any(
-                    STEP in training.loop_witnesses(loop) for loop in index.loops
+                any_step = any(STEP in analysis.optim.call_effects(c) for c in index.calls) or any(
+                    STEP in analysis.optim.loop_witnesses(loop) for loop in index.loops
                 )
             if not any_step:
-                report = self._missing_step(index, call)
+                report = self._missing_step(analysis, call)
                 if report is not None:
                     yield report
                 continue
             if qualname == api.REDUCE_ON_PLATEAU:
                 continue
-            report = self._before_step(training, call, ctor)
+            report = self._before_step(analysis, call, ctor)
             if report is not None:
                 yield report
 
-    def _before_step(self, training, call, ctor):
+    def _before_step(self, analysis, call, ctor):
         loop = call.loop
         if loop.scope is not call.scope:
             return None
-        if training.loop_contains_node(loop, ctor.expr):
+        if analysis.index.loop_contains(loop, ctor.expr):
             return None  # a scheduler built in this pass and stepped once to set its initial lr
-        sequence = training.scope_effects(call.scope)
+        sequence = analysis.optim.scope_effects(call.scope)
         position = next(i for i, e in enumerate(sequence) if e.call is call)
         target = _scheduler_optimizer(ctor)
         for earlier in sequence[:position]:
@@ -114,7 +115,7 @@ class SchedulerStepOrder(Rule):
                 continue
             if STEP not in later.effects:
                 continue
-            if not _steps_target(training, later, target, ctor):
+            if not _steps_target(analysis, later, target, ctor):
                 continue
             if exclusive_branches(loop.node, [call.node, later.call.node]):
                 continue
@@ -128,19 +129,18 @@ class SchedulerStepOrder(Rule):
             )
         return None
 
-    def _missing_step(self, index, call):
-        training = index.training
+    def _missing_step(self, analysis, call):
         for loop in (call.loop, *call.loop.ancestors()):
             if loop.scope is not call.scope:
                 break
-            witnesses = training.loop_witnesses(loop)
+            witnesses = analysis.optim.loop_witnesses(loop)
             if BACKWARD not in witnesses:
                 continue
             for other in loop.calls:
-                if other.method == "step" and training.receiver_kind(other) is None:
+                if other.method == "step" and analysis.optim.receiver_kind(other) is None:
                     return None  # engine.step(), trainer.step(): may step the optimizer
                 if other.qualname is None and other.method not in ("step", "backward", "zero_grad") and any(
-                    _optimizer_like(training, arg.value, other) for arg in other.node.args
+                    _optimizer_like(analysis, arg.value, other) for arg in other.node.args
                 ):
                     return None  # the optimizer is handed to something that may step it
             return self.report(
@@ -164,25 +164,25 @@ def _scheduler_optimizer(ctor):
     return call_arg(expr, 0, "optimizer")
 
 
-def _steps_target(training, effect, target, ctor) -> bool:
+def _steps_target(analysis, effect, target, ctor) -> bool:
     """Whether this step is (visibly possibly) of the scheduler's optimizer."""
     if target is None:
         return True
-    ctor_call = training.call_at(ctor.expr)
+    ctor_call = analysis.index.call_at(ctor.expr)
     if ctor_call is None:
         return True
-    optimizer = training.stepped_optimizer(effect.call)
+    optimizer = analysis.optim.stepped_optimizer(effect.call)
     if optimizer is not None:
-        return training.same_object(optimizer, effect.call, target, ctor_call)
+        return analysis.values.same_object(optimizer, effect.call, target, ctor_call)
     # a helper or closure: it must be handed the scheduler's optimizer
     return any(
         isinstance(arg.value, (cst.Name, cst.Attribute))
-        and training.same_object(arg.value, effect.call, target, ctor_call)
+        and analysis.values.same_object(arg.value, effect.call, target, ctor_call)
         for arg in effect.call.node.args
     ) or not any(True for _ in effect.call.node.args)
 
 
-def _optimizer_like(training, expr, call) -> bool:
+def _optimizer_like(analysis, expr, call) -> bool:
     if not isinstance(expr, (cst.Name, cst.Attribute)):
         return False
     last = (dotted_name(expr) or "").rsplit(".", 1)[-1].lower()
@@ -190,5 +190,5 @@ def _optimizer_like(training, expr, call) -> bool:
         return True
     return any(
         q.startswith(api.OPTIMIZER_PREFIX) and not q.startswith(api.LR_SCHEDULER_PREFIX)
-        for q in training.flow.instance_qualnames(expr, call.scope, call.order)
+        for q in analysis.values.instance_qualnames(expr, call.scope, call.order)
     )

@@ -3,7 +3,8 @@ import libcst as cst
 from lintorch import torchapi as api
 from lintorch.index import dotted_name, iter_nodes, number_value
 from lintorch.rule import Example, Rule, Severity
-from lintorch.training import SCHEDULER_STEP, enclosing_if_tests
+from lintorch.analyze.branches import enclosing_if_tests
+from lintorch.analyze.optim import SCHEDULER_STEP
 
 #: The argument that sets each epoch scheduler's period (or decay rate).
 _PERIOD_ARG = {
@@ -92,22 +93,22 @@ class EpochSchedulerPerBatch(Rule):
         ),
     ]
 
-    def check(self, index):
-        training = index.training
+    def check(self, analysis):
+        index = analysis.index
         for call in index.method_calls("step"):
             loop = call.loop
             if loop is None or loop.scope is not call.scope or call.node.args:
                 continue
-            if SCHEDULER_STEP not in training.call_effects(call):
+            if SCHEDULER_STEP not in analysis.optim.call_effects(call):
                 continue
-            found = training.scheduler_constructor(call)
+            found = analysis.optim.scheduler_constructor(call)
             if found is None or found[0] not in api.EPOCH_SCHEDULERS:
                 continue
             qualname, ctor = found
-            why = _epoch_period(index, qualname, ctor)
+            why = _epoch_period(analysis, qualname, ctor)
             if why is None:
                 continue
-            if not training.is_batch_loop(loop):
+            if not analysis.optim.is_batch_loop(loop):
                 continue
             if any(_epoch_guard(test) for test in enclosing_if_tests(loop.node.body, call.node)):
                 continue
@@ -122,8 +123,9 @@ class EpochSchedulerPerBatch(Rule):
             )
 
 
-def _epoch_period(index, qualname, ctor):
+def _epoch_period(analysis, qualname, ctor):
     """A short description when the period is visibly in epochs, else None."""
+    index = analysis.index
     expr = ctor.expr
     if not isinstance(expr, cst.Call):
         return None
@@ -134,17 +136,17 @@ def _epoch_period(index, qualname, ctor):
     if arg is None:
         return None
     label = f"{keyword}={_source(index, arg)}"
-    names = _names_read(index, arg, ctor)
+    names = _names_read(analysis, arg, ctor)
     if any(word in name for name in names for word in _STEP_WORDS):
         return None
     if keyword == "gamma":
-        values = _numbers(index, arg, ctor)
+        values = _numbers(analysis, arg, ctor)
         if values and all(v < 0.99 for v in values):
             return label
         return None
     if any("epoch" in name for name in names):
         return label
-    values = _numbers(index, arg, ctor)
+    values = _numbers(analysis, arg, ctor)
     if values and all(0 < v < _STEP_SCALE for v in values):
         return label
     return None
@@ -158,7 +160,7 @@ def _source(index, node) -> str:
     return text if len(text) <= 30 else text[:27] + "..."
 
 
-def _names_read(index, expr, ctor, depth=0):
+def _names_read(analysis, expr, ctor, depth=0):
     """Lower-cased names (and attribute chains) ``expr`` reads, following
     local assignments a few levels."""
     out = set()
@@ -168,17 +170,17 @@ def _names_read(index, expr, ctor, depth=0):
             if dotted:
                 out.add(dotted.lower())
             if isinstance(node, cst.Name) and depth < 3:
-                for value in index.flow.definitions(node, ctor.scope, ctor.order):
+                for value in analysis.values.definitions(node, ctor.scope, ctor.order):
                     if value.expr is not node:
-                        out |= _names_read(index, value.expr, value, depth + 1)
+                        out |= _names_read(analysis, value.expr, value, depth + 1)
     return out
 
 
-def _numbers(index, expr, ctor):
+def _numbers(analysis, expr, ctor):
     values = []
     targets = [expr]
     if isinstance(expr, cst.Name):
-        targets = [v.expr for v in index.flow.definitions(expr, ctor.scope, ctor.order)]
+        targets = [v.expr for v in analysis.values.definitions(expr, ctor.scope, ctor.order)]
     for target in targets:
         if isinstance(target, (cst.List, cst.Tuple)):
             items = [number_value(e.value) for e in target.elements]

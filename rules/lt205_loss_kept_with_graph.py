@@ -2,7 +2,7 @@ import libcst as cst
 
 from lintorch.index import dotted_name
 from lintorch.rule import Example, Rule, Severity
-from lintorch.training import BACKWARD, STEP, backward_target, in_test_code
+from lintorch.analyze.optim import BACKWARD, STEP, backward_target
 
 #: Calls that turn a loss tensor into a graph-free value.
 _SCALARISING = frozenset({"item", "detach", "tolist", "numpy", "cpu", "data"})
@@ -75,35 +75,34 @@ class LossKeptWithGraph(Rule):
         ),
     ]
 
-    def check(self, index):
-        training = index.training
-        flow = index.flow
+    def check(self, analysis):
+        index = analysis.index
         for scope in index.scopes:
             backwards = [
                 (c, _loss_name(c)) for c in scope.calls
-                if c.loop is not None and BACKWARD in training.call_effects(c)
+                if c.loop is not None and BACKWARD in analysis.optim.call_effects(c)
             ]
             backwards = [(c, n) for c, n in backwards if n is not None]
-            if not backwards or in_test_code(index, scope):
+            if not backwards or analysis.in_test_code(scope):
                 continue
-            kept = training.backpropagated_names(scope)
+            kept = analysis.optim.backpropagated_names(scope)
             for backward, loss in backwards:
                 name = loss.value
-                loss_defs = {id(v.expr) for v in flow.definitions(loss, scope, backward.order)}
+                loss_defs = {id(v.expr) for v in analysis.values.definitions(loss, scope, backward.order)}
                 if not loss_defs:
                     continue
                 for node, target, value in _accumulations(index, scope, name):
                     if target in kept:
                         continue
-                    if not training.loop_contains_node(backward.loop, node):
+                    if not analysis.index.loop_contains(backward.loop, node):
                         continue
-                    order = _order_of(index, scope, node)
+                    order = _order_of(analysis, scope, node)
                     if order is None:
                         continue
-                    defs = {id(v.expr) for v in flow.definitions(value, scope, order)}
+                    defs = {id(v.expr) for v in analysis.values.definitions(value, scope, order)}
                     if not defs or defs != loss_defs:
                         continue
-                    if _reset_every_step(training, scope, backward, target, node):
+                    if _reset_every_step(analysis, scope, backward, target, node):
                         continue
                     yield self.report(
                         value,
@@ -138,12 +137,12 @@ def _accumulations(index, scope, name):
                     yield call.node, target.split(".")[0], arg
 
 
-def _order_of(index, scope, node):
+def _order_of(analysis, scope, node):
     for bindings in scope.bindings.values():
         for binding in bindings:
             if binding.node is node:
                 return binding.order
-    call = index.training.call_at(node)
+    call = analysis.index.call_at(node)
     return call.order if call is not None else None
 
 
@@ -152,12 +151,12 @@ def _loss_name(call):
     ``accelerator.backward(loss)``."""
     target = backward_target(call)
     return target if isinstance(target, cst.Name) else None
-def _reset_every_step(training, scope, backward, target, accumulation) -> bool:
+def _reset_every_step(analysis, scope, backward, target, accumulation) -> bool:
     """The accumulator is re-initialised inside the loop that steps the
     optimizer (``losses = []`` per batch, summed over micro-batches): it
     holds one step's graphs at most, so memory does not grow."""
     loop = backward.loop
-    while loop is not None and loop.scope is scope and STEP not in training.loop_witnesses(loop):
+    while loop is not None and loop.scope is scope and STEP not in analysis.optim.loop_witnesses(loop):
         loop = loop.parent
     if loop is None or loop.scope is not scope:
         return False
@@ -166,7 +165,7 @@ def _reset_every_step(training, scope, backward, target, accumulation) -> bool:
             continue
         if isinstance(binding.value, cst.BinaryOperation):
             continue  # total = total + loss: the accumulation itself
-        if training.loop_contains_node(loop, binding.node):
+        if analysis.index.loop_contains(loop, binding.node):
             return True
     return False
 

@@ -2,7 +2,7 @@ import libcst as cst
 
 from lintorch.index import dotted_name, iter_nodes
 from lintorch.rule import Example, Rule, Severity
-from lintorch.training import BACKWARD, STEP, backward_target
+from lintorch.analyze.optim import BACKWARD, STEP, backward_target
 
 _TENSOR_FACTORIES = frozenset({"torch.tensor", "torch.Tensor", "torch.FloatTensor", "torch.autograd.Variable"})
 
@@ -74,14 +74,13 @@ class BackwardWithoutGrad(Rule):
         ),
     ]
 
-    def check(self, index):
-        training = index.training
-        flow = index.flow
+    def check(self, analysis):
+        index = analysis.index
         for call in index.calls:
-            if BACKWARD not in training.call_effects(call) or backward_target(call) is None:
+            if BACKWARD not in analysis.optim.call_effects(call) or backward_target(call) is None:
                 continue
-            disabled = training.grad_disabled_by(call)
-            if disabled is not None and self._graph_built_under(training, flow, call, disabled):
+            disabled = analysis.modes.grad_disabled_by(call)
+            if disabled is not None and self._graph_built_under(analysis, call, disabled):
                 yield self.report(
                     call.node,
                     "backward() on a loss computed with gradient recording off (line {line0}): the loss has "
@@ -90,36 +89,35 @@ class BackwardWithoutGrad(Rule):
                     "torch.no_grad()/inference_mode().",
                     related=(disabled,),
                 )
-        yield from self._requires_grad_hacks(index)
+        yield from self._requires_grad_hacks(analysis)
 
     @staticmethod
-    def _graph_built_under(training, flow, call, disabled) -> bool:
+    def _graph_built_under(analysis, call, disabled) -> bool:
         receiver = backward_target(call)
         values = [receiver] if isinstance(receiver, cst.Call) else [
-            v.expr for v in flow.definitions(receiver, call.scope, call.order)
+            v.expr for v in analysis.values.definitions(receiver, call.scope, call.order)
         ]
         if not values:
             return False
         for expr in values:
-            calls = [training.call_at(n) for n in iter_nodes(expr) if isinstance(n, cst.Call)]
+            calls = [analysis.index.call_at(n) for n in iter_nodes(expr) if isinstance(n, cst.Call)]
             calls = [c for c in calls if c is not None]
-            if not calls or not all(training.grad_disabled_by(c) is disabled for c in calls):
+            if not calls or not all(analysis.modes.grad_disabled_by(c) is disabled for c in calls):
                 return False
         return True
 
-    def _requires_grad_hacks(self, index):
-        training = index.training
-        flow = index.flow
+    def _requires_grad_hacks(self, analysis):
+        index = analysis.index
         for scope in index.scopes:
             backwarded = {}
             for call in scope.calls:
-                target = backward_target(call) if BACKWARD in training.call_effects(call) else None
+                target = backward_target(call) if BACKWARD in analysis.optim.call_effects(call) else None
                 if isinstance(target, cst.Name):
                     backwarded.setdefault(target.value, []).append(call)
             if not backwarded:
                 continue
             # loss.requires_grad = True
-            for assign in training._attr_assigns_by_scope().get(scope, ()):
+            for assign in index.attr_assigns_in(scope):
                 if assign.attr != "requires_grad":
                     continue
                 target = assign.target.value
@@ -128,7 +126,7 @@ class BackwardWithoutGrad(Rule):
                 if not (isinstance(assign.value, cst.Name) and assign.value.value == "True"):
                     continue
                 backward = _next_after(backwarded[target.value], assign.order)
-                if backward is not None and self._computed_loss(flow, target, scope, assign.order):
+                if backward is not None and self._computed_loss(analysis, target, scope, assign.order):
                     yield self._hack_report(assign.node, target.value, backward)
             # loss.requires_grad_() / loss = loss.requires_grad_()
             for call in scope.calls:
@@ -143,17 +141,17 @@ class BackwardWithoutGrad(Rule):
                 )
                 if backward is None:
                     continue
-                if self._computed_loss(flow, call.receiver, scope, call.order):
+                if self._computed_loss(analysis, call.receiver, scope, call.order):
                     yield self._hack_report(call.node, name, backward)
             # loss = torch.tensor(loss_value, requires_grad=True); loss.backward() in a training loop
             for name, backward in ((n, c) for n, calls in backwarded.items() for c in calls):
-                if backward.loop is None or STEP not in training.loop_witnesses(backward.loop):
+                if backward.loop is None or STEP not in analysis.optim.loop_witnesses(backward.loop):
                     continue
-                for value in flow.definitions(backward_target(backward), scope, backward.order):
+                for value in analysis.values.definitions(backward_target(backward), scope, backward.order):
                     expr = value.expr
                     if not isinstance(expr, cst.Call) or not expr.args:
                         continue
-                    ctor = training.call_at(expr)
+                    ctor = analysis.index.call_at(expr)
                     if ctor is None or ctor.qualname not in _TENSOR_FACTORIES:
                         continue
                     flag = ctor.arg(None, "requires_grad")
@@ -172,16 +170,16 @@ class BackwardWithoutGrad(Rule):
         return None
 
     @staticmethod
-    def _computed_loss(flow, name_node, scope, order) -> bool:
+    def _computed_loss(analysis, name_node, scope, order) -> bool:
         """The name holds a computed value (a call result, an expression),
         not a freshly made leaf tensor such as ``torch.zeros(...)``."""
-        values = flow.definitions(name_node, scope, order)
+        values = analysis.values.definitions(name_node, scope, order)
         if not values:
             return False
         for value in values:
             expr = value.expr
             if isinstance(expr, cst.Call):
-                qualname = flow.index.qualname_of(expr.func, value.scope, value.order)
+                qualname = analysis.index.qualname_of(expr.func, value.scope, value.order)
                 if qualname is not None and qualname.startswith("torch.") and not qualname.startswith("torch.nn."):
                     if dotted_name(expr.func) and qualname.rsplit(".", 1)[-1] in (
                         "tensor", "zeros", "ones", "randn", "rand", "empty", "full", "zeros_like", "ones_like",

@@ -1,9 +1,8 @@
 import libcst as cst
 
 from lintorch import torchapi as api
-from lintorch.dataflow import is_model_call, looks_like_loss_call
 from lintorch.rule import Example, Rule, Severity
-from lintorch.training import BACKWARD, backward_target
+from lintorch.analyze.optim import BACKWARD, backward_target
 
 #: Methods whose result is cut off from the autograd graph.
 _BREAKING_METHODS = frozenset({"detach", "item", "numpy", "tolist", "argmax", "argmin"})
@@ -75,31 +74,30 @@ class GraphBrokenBeforeLoss(Rule):
         ),
     ]
 
-    def check(self, index):
-        training = index.training
-        flow = index.flow
+    def check(self, analysis):
+        index = analysis.index
         seen = set()
         for call in index.calls:
-            if BACKWARD not in training.call_effects(call):
+            if BACKWARD not in analysis.optim.call_effects(call):
                 continue
             receiver = backward_target(call)
             if receiver is None:
                 continue
             losses = [receiver] if isinstance(receiver, cst.Call) else [
-                v.expr for v in flow.definitions(receiver, call.scope, call.order)
+                v.expr for v in analysis.values.definitions(receiver, call.scope, call.order)
             ]
             for expr in losses:
-                loss = training.call_at(expr) if isinstance(expr, cst.Call) else None
-                if loss is None or id(loss.node) in seen or not looks_like_loss_call(flow, loss):
+                loss = analysis.index.call_at(expr) if isinstance(expr, cst.Call) else None
+                if loss is None or id(loss.node) in seen or not analysis.losses.looks_like_loss_call(loss):
                     continue
                 seen.add(id(loss.node))
                 prediction, target = loss.arg(0, "input"), loss.arg(1, "target")
                 if prediction is None:
                     continue
-                broken = self._break_in(index, prediction, loss.scope, loss.order, 0)
+                broken = self._break_in(analysis, prediction, loss.scope, loss.order, 0)
                 if broken is None:
                     continue
-                if target is not None and self._live_output(index, target, loss.scope, loss.order, 0):
+                if target is not None and self._live_output(analysis, target, loss.scope, loss.order, 0):
                     continue
                 node, how = broken
                 yield self.report(
@@ -111,34 +109,35 @@ class GraphBrokenBeforeLoss(Rule):
                     related=(loss.node,),
                 )
 
-    def _break_in(self, index, expr, scope, order, depth):
+    def _break_in(self, analysis, expr, scope, order, depth):
         """(node, description) where the model output loses its graph."""
+        index = analysis.index
         if depth > _MAX_DEPTH or expr is None:
             return None
         if isinstance(expr, cst.Name):
-            values = index.flow.definitions(expr, scope, order)
+            values = analysis.values.definitions(expr, scope, order)
             found = None
             for value in values:
                 if value.expr is expr:
                     return None
-                result = self._break_in(index, value.expr, value.scope, value.order, depth + 1)
+                result = self._break_in(analysis, value.expr, value.scope, value.order, depth + 1)
                 if result is None:
                     return None
                 found = found or result
             return found
         if isinstance(expr, cst.Attribute) and expr.attr.value == "data":
-            if self._model_output(index, expr.value, scope, order, depth + 1):
+            if self._model_output(analysis, expr.value, scope, order, depth + 1):
                 return expr, ".data"
             return None
         if isinstance(expr, cst.Subscript):
-            return self._break_in(index, expr.value, scope, order, depth + 1)
+            return self._break_in(analysis, expr.value, scope, order, depth + 1)
         if not isinstance(expr, cst.Call):
             return None
         func = expr.func
         qualname = index.qualname_of(func, scope, order)
         if qualname in _BREAKING_FUNCS and expr.args:
             inner = expr.args[0].value
-            if self._model_output(index, inner, scope, order, depth + 1) or self._break_in(
+            if self._model_output(analysis, inner, scope, order, depth + 1) or self._break_in(
                 index, inner, scope, order, depth + 1
             ):
                 return expr, f"{qualname.rsplit('.', 1)[-1]}(...)"
@@ -148,72 +147,74 @@ class GraphBrokenBeforeLoss(Rule):
         if isinstance(func, cst.Attribute):
             method = func.attr.value
             if method in _BREAKING_METHODS:
-                if self._model_output(index, func.value, scope, order, depth + 1):
+                if self._model_output(analysis, func.value, scope, order, depth + 1):
                     return expr, f".{method}()"
                 return None
             if method in _PASS_THROUGH_METHODS:
-                return self._break_in(index, func.value, scope, order, depth + 1)
+                return self._break_in(analysis, func.value, scope, order, depth + 1)
         return None
 
-    def _model_output(self, index, expr, scope, order, depth) -> bool:
+    def _model_output(self, analysis, expr, scope, order, depth) -> bool:
         """Whether ``expr`` is (derived from) the output of a model call."""
+        index = analysis.index
         if depth > _MAX_DEPTH or expr is None:
             return False
         if isinstance(expr, cst.Name):
             return any(
-                value.expr is not expr and self._model_output(index, value.expr, value.scope, value.order, depth + 1)
-                for value in index.flow.definitions(expr, scope, order)
+                value.expr is not expr and self._model_output(analysis, value.expr, value.scope, value.order, depth + 1)
+                for value in analysis.values.definitions(expr, scope, order)
             )
         if isinstance(expr, (cst.Subscript, cst.Attribute)):
-            return self._model_output(index, expr.value, scope, order, depth + 1)
+            return self._model_output(analysis, expr.value, scope, order, depth + 1)
         if not isinstance(expr, cst.Call):
             return False
-        call = index.training.call_at(expr)
-        if call is not None and is_model_call(index.flow, call):
+        call = analysis.index.call_at(expr)
+        if call is not None and analysis.models.is_model_call(call):
             return True
         qualname = index.qualname_of(expr.func, scope, order)
         if qualname in _ACTIVATIONS and expr.args:
-            return self._model_output(index, expr.args[0].value, scope, order, depth + 1)
+            return self._model_output(analysis, expr.args[0].value, scope, order, depth + 1)
         if qualname is None and isinstance(expr.func, cst.Attribute):
             method = expr.func.attr.value
             if method in _PASS_THROUGH_METHODS or method in _BREAKING_METHODS or method in api.ACTIVATION_METHODS:
-                return self._model_output(index, expr.func.value, scope, order, depth + 1)
+                return self._model_output(analysis, expr.func.value, scope, order, depth + 1)
         return False
 
-    def _live_output(self, index, expr, scope, order, depth) -> bool:
+    def _live_output(self, analysis, expr, scope, order, depth) -> bool:
         """Whether the loss's other side may carry a graph: anything but
         data (loop variables, batch fields, literals, torch functions of
         data) or an output that visibly lost its graph."""
-        if self._break_in(index, expr, scope, order, depth) is not None:
+        if self._break_in(analysis, expr, scope, order, depth) is not None:
             return False
-        return not self._is_data(index, expr, scope, order, depth)
+        return not self._is_data(analysis, expr, scope, order, depth)
 
-    def _is_data(self, index, expr, scope, order, depth) -> bool:
+    def _is_data(self, analysis, expr, scope, order, depth) -> bool:
+        index = analysis.index
         if depth > _MAX_DEPTH or expr is None:
             return False
         if isinstance(expr, (cst.Integer, cst.Float, cst.SimpleString)):
             return True
         if isinstance(expr, cst.Name):
-            values = index.flow.definitions(expr, scope, order)
+            values = analysis.values.definitions(expr, scope, order)
             if len(values) == 1 and values[0].expr is expr:
                 return True  # defined elsewhere (an earlier notebook cell): the labels
             return all(
-                value.expr is not expr and self._is_data(index, value.expr, value.scope, value.order, depth + 1)
+                value.expr is not expr and self._is_data(analysis, value.expr, value.scope, value.order, depth + 1)
                 for value in values
             )  # no definitions: a loop variable or unpacked batch
         if isinstance(expr, (cst.Subscript, cst.Attribute)):
-            return self._is_data(index, expr.value, scope, order, depth + 1)
+            return self._is_data(analysis, expr.value, scope, order, depth + 1)
         if isinstance(expr, cst.BinaryOperation):
-            return self._is_data(index, expr.left, scope, order, depth + 1) and self._is_data(
+            return self._is_data(analysis, expr.left, scope, order, depth + 1) and self._is_data(
                 index, expr.right, scope, order, depth + 1
             )
         if isinstance(expr, cst.Call):
             qualname = index.qualname_of(expr.func, scope, order)
             if qualname is not None:
                 return qualname.startswith("torch.") and not qualname.startswith("torch.nn.Module") and all(
-                    self._is_data(index, arg.value, scope, order, depth + 1) for arg in expr.args
+                    self._is_data(analysis, arg.value, scope, order, depth + 1) for arg in expr.args
                     if arg.keyword is None
-                ) and not self._model_output(index, expr, scope, order, depth + 1)
+                ) and not self._model_output(analysis, expr, scope, order, depth + 1)
             if isinstance(expr.func, cst.Attribute) and expr.func.attr.value in _PASS_THROUGH_METHODS:
-                return self._is_data(index, expr.func.value, scope, order, depth + 1)
+                return self._is_data(analysis, expr.func.value, scope, order, depth + 1)
         return False

@@ -5,7 +5,7 @@ import libcst as cst
 from lintorch import torchapi as api
 from lintorch.index import dotted_name
 from lintorch.rule import Example, Rule, Severity
-from lintorch.training import enclosing_if_tests
+from lintorch.analyze.branches import enclosing_if_tests
 
 _GROWING_METHODS = frozenset({"append", "extend", "insert", "add_param_group"})
 _HEAD_REPLACING = re.compile(r"add_module|register_module|setattr\(|reset_classifier|replace_|get_peft_model|LoraConfig")
@@ -67,7 +67,8 @@ class NothingToOptimise(Rule):
         ),
     ]
 
-    def check(self, index):
+    def check(self, analysis):
+        index = analysis.index
         optimizers = [
             call for call in index.calls
             if call.qualname is not None and call.qualname.startswith(api.OPTIMIZER_PREFIX)
@@ -81,7 +82,7 @@ class NothingToOptimise(Rule):
             params = call.arg(0, "params")
             if params is None:
                 continue
-            if self._empty_list(index, params, call):
+            if self._empty_list(analysis, params, call):
                 yield self.report(
                     params,
                     "the optimizer is given an empty parameter list: it has nothing to update (PyTorch "
@@ -110,12 +111,13 @@ class NothingToOptimise(Rule):
                 break
 
     @staticmethod
-    def _empty_list(index, params, call) -> bool:
+    def _empty_list(analysis, params, call) -> bool:
+        index = analysis.index
         if isinstance(params, cst.List):
             return not params.elements
         if not isinstance(params, cst.Name):
             return False
-        values = index.flow.definitions(params, call.scope, call.order)
+        values = analysis.values.definitions(params, call.scope, call.order)
         if not values or not all(isinstance(v.expr, cst.List) and not v.expr.elements for v in values):
             return False
         name = params.value

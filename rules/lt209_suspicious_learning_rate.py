@@ -5,7 +5,6 @@ import libcst as cst
 from lintorch import torchapi as api
 from lintorch.index import number_value
 from lintorch.rule import Example, Rule, Severity
-from lintorch.training import in_test_code
 
 
 class SuspiciousLearningRate(Rule):
@@ -75,20 +74,20 @@ class SuspiciousLearningRate(Rule):
         ),
     ]
 
-    def check(self, index):
+    def check(self, analysis):
+        index = analysis.index
         if _LR_SEARCH.search(index.text or ""):
             return
-        flow = index.flow
         for call in index.calls:
             if call.qualname not in api.ADAPTIVE_OPTIMIZERS:
                 continue
             lr = call.arg(1, "lr")
             if lr is None:
                 continue
-            values = [number_value(v.expr) for v in flow.definitions(lr, call.scope, call.order)]
+            values = [number_value(v.expr) for v in analysis.values.definitions(lr, call.scope, call.order)]
             if not values or any(v is None or v < 0.1 for v in values):
                 continue
-            if _lr_replaced(index, call) or _optimises_tensors(index, call) or in_test_code(index, call.scope):
+            if _lr_replaced(analysis, call) or _optimises_tensors(analysis, call) or analysis.in_test_code(call.scope):
                 continue
             short = call.qualname.rsplit(".", 1)[-1]
             value = max(values)
@@ -105,16 +104,16 @@ _LR_SEARCH = re.compile(r"lr_find|LRFinder|find_lr|lr_finder|range_test|\[\s*['\
 _OVERRIDE_WORDS = ("sched", "warmup", "noam", "cycl", "lambda", "lr")
 
 
-def _lr_replaced(index, ctor_call) -> bool:
+def _lr_replaced(analysis, ctor_call) -> bool:
     """A scheduler or wrapper that replaces the lr takes this optimizer."""
-    flow = index.flow
+    index = analysis.index
     for call in index.calls:
         if call is ctor_call or not call.node.args:
             continue
         takes_it = False
         for arg in call.node.args:
             if isinstance(arg.value, (cst.Name, cst.Attribute)) and any(
-                v.expr is ctor_call.node for v in flow.definitions(arg.value, call.scope, call.order)
+                v.expr is ctor_call.node for v in analysis.values.definitions(arg.value, call.scope, call.order)
             ):
                 takes_it = True
                 break
@@ -125,7 +124,7 @@ def _lr_replaced(index, ctor_call) -> bool:
             if qualname in api.LR_OVERRIDING_SCHEDULERS:
                 return True
             continue
-        if flow.local_callee(call) is not None:
+        if analysis.values.local_callee(call) is not None:
             continue  # train(model, optimizer, ...): a local function, not a wrapper
         name = (call.dotted or "").rsplit(".", 1)[-1].lower()
         if any(word in name for word in _OVERRIDE_WORDS):
@@ -133,7 +132,7 @@ def _lr_replaced(index, ctor_call) -> bool:
     return False
 
 
-def _optimises_tensors(index, call) -> bool:
+def _optimises_tensors(analysis, call) -> bool:
     """``Adam([image], lr=0.1)``: pixels, latents or embeddings optimised
     directly (feature visualisation, style transfer, adversarial inputs),
     where per-element steps of 0.1 are normal."""
@@ -142,7 +141,7 @@ def _optimises_tensors(index, call) -> bool:
         return False
     values = [params]
     if isinstance(params, cst.Name):
-        values = [v.expr for v in index.flow.definitions(params, call.scope, call.order)]
+        values = [v.expr for v in analysis.values.definitions(params, call.scope, call.order)]
     for value in values:
         if isinstance(value, (cst.List, cst.Tuple)) and value.elements:
             if all(not isinstance(e.value, cst.Dict) and not _is_parameters_call(e.value) for e in value.elements):

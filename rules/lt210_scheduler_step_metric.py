@@ -65,19 +65,19 @@ class SchedulerStepMetric(Rule):
         ),
     ]
 
-    def check(self, index):
-        training = index.training
+    def check(self, analysis):
+        index = analysis.index
         for call in index.method_calls("step"):
             metric = call.arg(0, "metrics") or call.arg(None, "epoch")
             if metric is None:
                 continue
-            found = training.scheduler_constructor(call)
+            found = analysis.optim.scheduler_constructor(call)
             if found is None:
                 continue
             qualname, _ = found
             if not qualname.startswith(api.LR_SCHEDULER_PREFIX) or qualname == api.REDUCE_ON_PLATEAU:
                 continue
-            if not _metric_like(index, metric, call):
+            if not _metric_like(analysis, metric, call):
                 continue
             short = qualname.rsplit(".", 1)[-1]
             yield self.report(
@@ -116,7 +116,7 @@ def _word_kind(name: str):
     return None
 
 
-def _metric_like(index, expr, call, _depth=0) -> bool:
+def _metric_like(analysis, expr, call, _depth=0) -> bool:
     """Whether ``expr`` visibly holds a metric, not an epoch counter."""
     if _depth > 3:
         return False
@@ -132,7 +132,7 @@ def _metric_like(index, expr, call, _depth=0) -> bool:
         if isinstance(func, cst.Attribute) and func.attr.value == "item":
             return True
         if isinstance(func, cst.Attribute) and func.attr.value in ("mean", "sum", "cpu", "float", "detach"):
-            return _metric_like(index, func.value, call, _depth + 1)
+            return _metric_like(analysis, func.value, call, _depth + 1)
         from lintorch.index import dotted_name
 
         name = (dotted_name(func) or "").rsplit(".", 1)[-1].lower()
@@ -143,10 +143,10 @@ def _metric_like(index, expr, call, _depth=0) -> bool:
         if _word_kind(dotted_name(expr) or "") == "metric":
             return True
         if isinstance(expr, cst.Name):
-            for value in index.flow.definitions(expr, call.scope, call.order):
-                if value.expr is not expr and _metric_like(index, value.expr, call, _depth + 1):
+            for value in analysis.values.definitions(expr, call.scope, call.order):
+                if value.expr is not expr and _metric_like(analysis, value.expr, call, _depth + 1):
                     return True
         return False
     if isinstance(expr, cst.Subscript):
-        return _metric_like(index, expr.value, call, _depth + 1)
+        return _metric_like(analysis, expr.value, call, _depth + 1)
     return False

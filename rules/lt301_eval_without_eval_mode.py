@@ -1,5 +1,5 @@
 from lintorch.rule import Example, Rule, Severity
-from lintorch.training import VALIDATION_LOOP_TRIGGERS
+from lintorch.analyze.names import LOADER_TRIGGERS
 
 
 class EvalWithoutEvalMode(Rule):
@@ -36,7 +36,7 @@ class EvalWithoutEvalMode(Rule):
     severity = Severity.WARNING
     summary = "validation/test loop runs the model in training mode (no model.eval() before it)"
     symptom = "validation accuracy not improving or noisy; predictions change between runs"
-    triggers = VALIDATION_LOOP_TRIGGERS
+    triggers = LOADER_TRIGGERS
 
     bad = [
         Example(
@@ -90,14 +90,12 @@ class EvalWithoutEvalMode(Rule):
         ),
     ]
 
-    def check(self, index):
-        training = index.training
-        flow = index.flow
-        for found in training.validation_loops():
+    def check(self, analysis):
+        for found in analysis.modes.validation_loops():
             for forward in found.forwards:
-                if flow.mode_layers(forward.node.func, forward.scope, forward.order) is not True:
+                if analysis.models.mode_layers(forward.node.func, forward.scope, forward.order) is not True:
                     continue  # no visible dropout/batch norm: eval() may change nothing
-                if training.mode_set_before(forward, "eval", found.loop) is not False:
+                if analysis.modes.mode_set_before(forward, "eval", found.loop) is not False:
                     continue
                 why = "under no_grad" if found.no_grad and not found.named else "a validation/test loop"
                 yield self.report(

@@ -1,5 +1,5 @@
 from lintorch.rule import Example, Rule, Severity
-from lintorch.training import VALIDATION_LOOP_TRIGGERS
+from lintorch.analyze.names import LOADER_TRIGGERS
 
 
 class EvalWithoutNoGrad(Rule):
@@ -34,7 +34,7 @@ class EvalWithoutNoGrad(Rule):
     severity = Severity.WARNING
     summary = "validation/test forward passes run with autograd on (no torch.no_grad())"
     symptom = "out-of-memory or slow validation"
-    triggers = VALIDATION_LOOP_TRIGGERS
+    triggers = LOADER_TRIGGERS
 
     bad = [
         Example(
@@ -83,13 +83,12 @@ class EvalWithoutNoGrad(Rule):
         ),
     ]
 
-    def check(self, index):
-        training = index.training
-        for found in training.validation_loops():
+    def check(self, analysis):
+        for found in analysis.modes.validation_loops():
             if not found.named:
                 continue
             for forward in found.forwards:
-                if training.under_no_grad(forward) is not False:
+                if analysis.modes.under_no_grad(forward) is not False:
                     continue
                 yield self.report(
                     forward.node,

@@ -1,13 +1,8 @@
-import re
-
 import libcst as cst
 
+from lintorch.analyze import names
 from lintorch.index import dotted_name, iter_nodes
 from lintorch.rule import Example, Rule, Severity
-
-#: Models that are put in eval mode on purpose and never trained.
-_FROZEN_MODEL = re.compile(r"teacher|ema|target|frozen|pretrained|ref|momentum|shadow|averaged|swa|tgt|old", re.I)
-
 
 class TrainModeNotRestored(Rule):
     """
@@ -95,18 +90,16 @@ class TrainModeNotRestored(Rule):
         ),
     ]
 
-    def check(self, index):
-        training = index.training
-        flow = index.flow
+    def check(self, analysis):
         reported = set()
-        for loop in training.training_loops():
-            events = training.loop_mode_events(loop)
+        for loop in analysis.optim.training_loops():
+            events = analysis.modes.loop_mode_events(loop)
             if not any(kind == "step" for kind, _ in events):
                 continue
             for i, (kind, call) in enumerate(events):
                 if kind != "eval" or id(call.node) in reported:
                     continue
-                if _deliberately_frozen(call, flow):
+                if _deliberately_frozen(call, analysis):
                     continue
                 if _alternative_to_train(loop, call, events):
                     continue
@@ -116,7 +109,7 @@ class TrainModeNotRestored(Rule):
                     continue
                 reported.add(id(call.node))
                 direct = call.method in ("eval", "train")
-                layers = _eval_target_layers(training, flow, call)
+                layers = _eval_target_layers(analysis, call)
                 severity = None if layers is True else Severity.WARNING
                 what = "this call puts the model in eval mode" if direct else "this call leaves the model in eval mode"
                 yield self.report(
@@ -131,31 +124,31 @@ class TrainModeNotRestored(Rule):
                 )
 
 
-def _deliberately_frozen(call, flow) -> bool:
+def _deliberately_frozen(call, analysis) -> bool:
     """An eval() on a teacher/EMA/target model, or on a model with no
     dropout/batch-norm (the mode changes nothing)."""
     if call.method not in ("eval", "train"):
         return False
     receiver = call.receiver
     name = dotted_name(receiver) if receiver is not None else None
-    if name is not None and _FROZEN_MODEL.search(name.rsplit(".", 1)[-1]):
+    if name is not None and names.is_frozen_model_name(name.rsplit(".", 1)[-1]):
         return True
-    if receiver is not None and flow.mode_layers(receiver, call.scope, call.order) is False:
+    if receiver is not None and analysis.models.mode_layers(receiver, call.scope, call.order) is False:
         return True
     return False
 
 
-def _eval_target_layers(training, flow, call, _depth=0):
+def _eval_target_layers(analysis, call, _depth=0):
     """mode_layers of the module the call puts in eval mode (through local
     functions): True when it visibly has dropout/batch norm."""
     if call.method in ("eval", "train") and call.receiver is not None:
-        return flow.mode_layers(call.receiver, call.scope, call.order)
+        return analysis.models.mode_layers(call.receiver, call.scope, call.order)
     if _depth > 3:
         return None
-    for callee in training.functions_run_by(call):
+    for callee in analysis.values.functions_run_by(call):
         for inner in callee.scope.calls:
-            if training.call_mode(inner) == "eval":
-                result = _eval_target_layers(training, flow, inner, _depth + 1)
+            if analysis.modes.call_mode(inner) == "eval":
+                result = _eval_target_layers(analysis, inner, _depth + 1)
                 if result is not None:
                     return result
     return None

@@ -88,8 +88,8 @@ class FunctionalDropoutAlwaysOn(Rule):
         ),
     ]
 
-    def check(self, index):
-        flow = index.flow
+    def check(self, analysis):
+        index = analysis.index
         guarded_cache = {}
         for call in index.calls_to(api.DROPOUT_FUNCS):
             if call.arg(2, "training") is not None or any(a.star for a in call.node.args):
@@ -98,7 +98,7 @@ class FunctionalDropoutAlwaysOn(Rule):
             if function is None or function.klass is None:
                 continue
             klass = function.klass
-            if not (flow.is_torch_module_class(klass) or flow.method_of(klass, "forward") is not None):
+            if not (analysis.models.is_module_class(klass) or analysis.values.method_of(klass, "forward") is not None):
                 continue
             if function not in guarded_cache:
                 guarded_cache[function] = _training_guarded(function.node)

@@ -80,14 +80,15 @@ class ForwardHookForGradients(Rule):
         ),
     ]
 
-    def check(self, index):
+    def check(self, analysis):
+        index = analysis.index
         for call in index.method_calls("register_forward_hook"):
             if call.expects_exception:
                 continue
             hook = call.arg(0, "hook")
             if hook is None:
                 continue
-            signature = _hook_signature(index, call, hook)
+            signature = _hook_signature(analysis, call, hook)
             if signature is None:
                 continue
             name, params, body = signature
@@ -104,8 +105,9 @@ class ForwardHookForGradients(Rule):
             )
 
 
-def _hook_signature(index, call: CallSite, hook: cst.BaseExpression):
+def _hook_signature(analysis, call: CallSite, hook: cst.BaseExpression):
     """(name, non-module parameter names, body) of the hook function."""
+    index = analysis.index
     if isinstance(hook, cst.Lambda):
         params = [p.name.value for p in hook.params.params]
         return "<lambda>", params[1:], hook.body
@@ -115,7 +117,7 @@ def _hook_signature(index, call: CallSite, hook: cst.BaseExpression):
     elif isinstance(hook, cst.Attribute) and isinstance(hook.value, cst.Name) and hook.value.value == "self":
         owner = index.enclosing_function(call.scope)
         if owner is not None and owner.klass is not None:
-            function = index.flow.method_of(owner.klass, hook.attr.value)
+            function = analysis.values.method_of(owner.klass, hook.attr.value)
     if function is None:
         return None
     params = [name for name, _ in function.positional_params()]

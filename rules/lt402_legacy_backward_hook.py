@@ -67,8 +67,8 @@ class LegacyBackwardHook(Rule):
         ),
     ]
 
-    def check(self, index):
-        flow = index.flow
+    def check(self, analysis):
+        index = analysis.index
         for call in index.calls:
             if call.method == "register_backward_hook":
                 receiver = call.receiver
@@ -77,7 +77,7 @@ class LegacyBackwardHook(Rule):
                 if isinstance(receiver, cst.Name) and receiver.value == "self":
                     function = index.enclosing_function(call.scope)
                     if function is not None and function.klass is not None:
-                        if flow.method_of(function.klass, "register_backward_hook") is not None:
+                        if analysis.values.method_of(function.klass, "register_backward_hook") is not None:
                             continue  # the class defines its own method of that name
                 yield self.report(
                     call.node.func.attr,

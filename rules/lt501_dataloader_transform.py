@@ -67,7 +67,8 @@ class DataLoaderTransform(Rule):
         ),
     ]
 
-    def check(self, index):
+    def check(self, analysis):
+        index = analysis.index
         for call in index.calls_to(api.TORCH_DATALOADER):
             if call.expects_exception:
                 continue

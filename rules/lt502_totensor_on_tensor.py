@@ -3,7 +3,7 @@ from typing import Iterator, List, Optional, Tuple
 import libcst as cst
 
 from lintorch import torchapi as api
-from lintorch.dataflow import Value
+from lintorch.analyze.values import Value
 from lintorch.index import ClassInfo, call_arg
 from lintorch.rule import Example, Report, Rule, Severity
 
@@ -74,19 +74,19 @@ class ToTensorOnTensor(Rule):
         ),
     ]
 
-    def check(self, index):
-        flow = index.flow
+    def check(self, analysis):
         # One report per ToTensor(): at the dataset instantiation when the
         # transform reaches the data through a Dataset class, else at the call.
         reported = set()
-        for report in (*self._datasets(index, flow), *self._direct(index, flow)):
+        for report in (*self._datasets(analysis), *self._direct(analysis)):
             key = id(report.related[0]) if report.related else id(report.node)
             if key not in reported:
                 reported.add(key)
                 yield report
 
-    def _direct(self, index, flow) -> Iterator[Report]:
+    def _direct(self, analysis) -> Iterator[Report]:
         """``transform(tensor)``."""
+        index = analysis.index
         for call in index.calls:
             func = call.node.func
             if call.qualname is not None or not isinstance(func, (cst.Name, cst.Attribute)):
@@ -96,34 +96,35 @@ class ToTensorOnTensor(Rule):
             arg = call.arg(0)
             if arg is None or len(call.node.args) != 1:
                 continue
-            to_tensor = _to_tensor_of(flow, func, call.scope, call.order)
+            to_tensor = _to_tensor_of(analysis, func, call.scope, call.order)
             if to_tensor is None:
                 continue
-            if not flow.is_tensor(arg, call.scope, call.order):
+            if not analysis.values.is_tensor(arg, call.scope, call.order):
                 continue
             yield self._report(call.node, to_tensor)
 
-    def _datasets(self, index, flow) -> Iterator[Report]:
+    def _datasets(self, analysis) -> Iterator[Report]:
         """A dataset class applying its transform to elements of tensor data,
         judged per instantiation (``MyDataset(tensors, transform=ToTensor())``)."""
+        index = analysis.index
         for klass in index.classes:
-            getitem = flow.method_of(klass, "__getitem__")
+            getitem = analysis.values.method_of(klass, "__getitem__")
             if getitem is None:
                 continue
             applications = _transform_applications(index, getitem)
             if not applications:
                 continue
-            for instance in flow.instances_of(klass):
+            for instance in analysis.values.instances_of(klass):
                 for transform_attr, data_attr in applications:
                     found = None
-                    for transform in _attr_sources(flow, klass, transform_attr, instance):
-                        found = _to_tensor_value(flow, transform)
+                    for transform in _attr_sources(analysis, klass, transform_attr, instance):
+                        found = _to_tensor_value(analysis, transform)
                         if found is not None:
                             break
                     if found is None:
                         continue
-                    data = _attr_sources(flow, klass, data_attr, instance)
-                    if data and all(_holds_tensors(flow, value) for value in data):
+                    data = _attr_sources(analysis, klass, data_attr, instance)
+                    if data and all(_holds_tensors(analysis, value) for value in data):
                         yield self._report(instance.node, found, klass)
                         break
 
@@ -140,16 +141,16 @@ class ToTensorOnTensor(Rule):
         )
 
 
-def _to_tensor_of(flow, expr, scope, order) -> Optional[cst.Call]:
+def _to_tensor_of(analysis, expr, scope, order) -> Optional[cst.Call]:
     """The ToTensor() call when ``expr`` is a ToTensor or a Compose starting with one."""
-    values = flow.definitions(expr, scope, order)
+    values = analysis.values.definitions(expr, scope, order)
     if len(values) != 1:
         return None
-    return _to_tensor_value(flow, values[0])
+    return _to_tensor_value(analysis, values[0])
 
 
-def _to_tensor_value(flow, value: Value) -> Optional[cst.Call]:
-    qualname, _ = flow.constructor(value)
+def _to_tensor_value(analysis, value: Value) -> Optional[cst.Call]:
+    qualname, _ = analysis.values.constructor(value)
     if qualname in api.TO_TENSOR:
         return value.expr
     if qualname in api.COMPOSE:
@@ -158,8 +159,8 @@ def _to_tensor_value(flow, value: Value) -> Optional[cst.Call]:
             first = transforms.elements[0]
             if isinstance(first, cst.StarredElement):
                 return None
-            for inner in flow.definitions(first.value, value.scope, value.order):
-                if flow.constructor(inner)[0] in api.TO_TENSOR:
+            for inner in analysis.values.definitions(first.value, value.scope, value.order):
+                if analysis.values.constructor(inner)[0] in api.TO_TENSOR:
                     return inner.expr
     return None
 
@@ -193,15 +194,15 @@ def _subscripted_self_attr(node) -> Optional[str]:
     return None
 
 
-def _attr_sources(flow, klass: ClassInfo, attr: str, instance) -> List[Value]:
+def _attr_sources(analysis, klass: ClassInfo, attr: str, instance) -> List[Value]:
     """Values ``self.<attr>`` is built from for one instantiation: what
     __init__ assigns, with its parameters replaced by that call's arguments
     (or their defaults)."""
     out = []
-    init = flow.method_of(klass, "__init__")
+    init = analysis.values.method_of(klass, "__init__")
     positional = [name for name, _ in init.positional_params()] if init is not None else []
     kwonly = {name for name, _, kind in init.params if kind == "kwonly"} if init is not None else set()
-    for assign in flow.self_attr_assigns(klass, attr):
+    for assign in analysis.values.self_attr_assigns(klass, attr):
         value = assign.value
         if value is None:
             return []
@@ -210,15 +211,15 @@ def _attr_sources(flow, klass: ClassInfo, attr: str, instance) -> List[Value]:
             arg = call_arg(instance.node, position, value.value)
             if arg is None:
                 return []  # default or *args: not visible enough
-            out.extend(flow.definitions(arg, instance.scope, instance.order))
+            out.extend(analysis.values.definitions(arg, instance.scope, instance.order))
         else:
-            out.extend(flow.definitions(value, assign.scope, assign.order))
+            out.extend(analysis.values.definitions(value, assign.scope, assign.order))
     return out
 
 
-def _holds_tensors(flow, value: Value) -> bool:
+def _holds_tensors(analysis, value: Value) -> bool:
     """Tensor data, or a TensorDataset (whose items are tensors)."""
-    qualname, _ = flow.constructor(value)
+    qualname, _ = analysis.values.constructor(value)
     if qualname in api.TENSOR_DATASET:
         return True
-    return flow.is_tensor(value.expr, value.scope, value.order)
+    return analysis.values.is_tensor(value.expr, value.scope, value.order)

@@ -1,15 +1,12 @@
-import re
 from typing import Optional
 
 import libcst as cst
 
 from lintorch import torchapi as api
+from lintorch.analyze import names
 from lintorch.index import dotted_name, iter_nodes
 from lintorch.rule import Example, Rule, Severity
 
-_TRAIN_LOADER = re.compile(r"^_?train(?:ing)?_?(?:loader|dataloader|dl|data_loader)$", re.I)
-_TRAIN_DATASET = re.compile(r"^_?train", re.I)
-_EVAL_NAME = re.compile(r"val|test|eval|dev|holdout|infer|predict|calib", re.I)
 #: Samplers and loaders that order data themselves.
 _ORDERING_KEYWORDS = ("shuffle", "sampler", "batch_sampler")
 
@@ -86,16 +83,15 @@ class TrainLoaderNotShuffled(Rule):
         ),
     ]
 
-    def check(self, index):
-        training = index.training
-        flow = index.flow
+    def check(self, analysis):
+        index = analysis.index
         loaders = list(index.calls_to(api.TORCH_DATALOADER))
         if not loaders:
             return
         feeding = {}
-        for loop in training.training_loops():
+        for loop in analysis.optim.training_loops():
             if isinstance(loop.node, cst.For):
-                for value in flow.dataloader_calls(loop.node.iter, loop.scope, loop.order):
+                for value in analysis.data.dataloader_calls(loop.node.iter, loop.scope, loop.order):
                     feeding.setdefault(id(value.expr), loop)
         for call in loaders:
             node = call.node
@@ -108,18 +104,18 @@ class TrainLoaderNotShuffled(Rule):
             dataset = call.arg(0, "dataset")
             if dataset is None:
                 continue
-            names = flow.bound_names(node, call.scope)
+            bound = analysis.values.bound_names(node, call.scope)
             function = index.enclosing_function(call.scope)
             if function is not None:
-                names.append(function.name)
+                bound.append(function.name)
             dataset_name = (dotted_name(dataset) or "").rsplit(".", 1)[-1]
-            if any(_EVAL_NAME.search(n) for n in names + [dataset_name]):
+            if any(names.has_evaluation_word(n) for n in bound + [dataset_name]):
                 continue
-            kind = _dataset_kind(index, flow, dataset, call)
+            kind = _dataset_kind(analysis, dataset, call)
             if kind in ("iterable", "random"):
                 continue
             loop = feeding.get(id(node))
-            named = any(_TRAIN_LOADER.search(n) for n in names) and bool(_TRAIN_DATASET.search(dataset_name))
+            named = any(names.is_training_loader_name(n) for n in bound) and names.is_training_name(dataset_name)
             if loop is None and not named:
                 continue
             if kind is None and not (loop is not None and named):
@@ -135,8 +131,9 @@ class TrainLoaderNotShuffled(Rule):
             )
 
 
-def _dataset_kind(index, flow, dataset, call) -> Optional[str]:
+def _dataset_kind(analysis, dataset, call) -> Optional[str]:
     """``map`` (indexable), ``iterable`` or None (unknown)."""
+    index = analysis.index
     kinds = set()
     if isinstance(dataset, cst.Name):
         for binding in index.lookup(dataset.value, call.scope, call.order):
@@ -144,10 +141,10 @@ def _dataset_kind(index, flow, dataset, call) -> Optional[str]:
                 qualname = index.qualname_of(binding.value.func, binding.scope, binding.order)
                 if qualname in ("torch.utils.data.random_split", "sklearn.model_selection.train_test_split"):
                     kinds.add("map")
-    values = flow.definitions(dataset, call.scope, call.order)
+    values = analysis.values.definitions(dataset, call.scope, call.order)
     for value in values:
-        value = flow.strip_value_preserving(value)
-        kinds.add(_value_kind(index, flow, value))
+        value = analysis.values.strip_value_preserving(value)
+        kinds.add(_value_kind(analysis, value))
     if "iterable" in kinds:
         return "iterable"
     if "random" in kinds:
@@ -157,12 +154,12 @@ def _dataset_kind(index, flow, dataset, call) -> Optional[str]:
     return None
 
 
-def _value_kind(index, flow, value) -> Optional[str]:
+def _value_kind(analysis, value) -> Optional[str]:
     expr = value.expr
     if isinstance(expr, cst.Subscript):
-        inner = flow.definitions(expr.value, value.scope, value.order)
+        inner = analysis.values.definitions(expr.value, value.scope, value.order)
         if len(inner) == 1 and isinstance(inner[0].expr, cst.Call):
-            qualname, _ = flow.constructor(inner[0])
+            qualname, _ = analysis.values.constructor(inner[0])
             if qualname == "datasets.load_dataset" and not _streaming(inner[0].expr):
                 return "map"
         return None
@@ -170,7 +167,7 @@ def _value_kind(index, flow, value) -> Optional[str]:
         return None
     if isinstance(expr.func, cst.Attribute) and expr.func.attr.value == "shuffle":
         return "random"  # a shuffled dataset (Hugging Face datasets' .shuffle())
-    qualname, klass = flow.constructor(value)
+    qualname, klass = analysis.values.constructor(value)
     if qualname is not None:
         if qualname in api.ITERABLE_DATASETS or "Iterable" in qualname or "datapipes" in qualname or "webdataset" in qualname:
             return "iterable"
@@ -182,10 +179,10 @@ def _value_kind(index, flow, value) -> Optional[str]:
             return "iterable" if _streaming(expr) else None
         return None
     if klass is not None:
-        if _samples_at_random(index, flow, klass):
+        if _samples_at_random(analysis, klass):
             return "random"
         found = None
-        for cls in flow.local_bases(klass):
+        for cls in analysis.values.local_bases(klass):
             for base in cls.bases:
                 name = dotted_name(base) or ""
                 if "Iterable" in name or "IterDataPipe" in name:
@@ -205,10 +202,10 @@ def _streaming(call: cst.Call) -> bool:
     return False
 
 
-def _samples_at_random(index, flow, klass) -> bool:
+def _samples_at_random(analysis, klass) -> bool:
     """A dataset whose ``__getitem__`` ignores its index or draws at random
     (synthetic data, random windows): the loader's order does not matter."""
-    getitem = flow.method_of(klass, "__getitem__")
+    getitem = analysis.values.method_of(klass, "__getitem__")
     if getitem is None:
         return False
     params = getitem.positional_params()

@@ -110,8 +110,8 @@ class NumpyRngInWorkers(Rule):
         ),
     ]
 
-    def check(self, index):
-        flow = index.flow
+    def check(self, analysis):
+        index = analysis.index
         loaders = list(index.calls_to(api.TORCH_DATALOADER))
         if not loaders:
             return
@@ -123,19 +123,19 @@ class NumpyRngInWorkers(Rule):
                 continue
             if loader.arg(None, "worker_init_fn") is not None or len([a for a in node.args if a.keyword is None]) > 10:
                 continue
-            workers = flow.int_values(loader.arg(None, "num_workers"), loader.scope, loader.order)
+            workers = analysis.values.int_values(loader.arg(None, "num_workers"), loader.scope, loader.order)
             if not workers or not all(w > 0 for w in workers):
                 continue
             dataset = loader.arg(0, "dataset")
             if dataset is None:
                 continue
-            for value in flow.definitions(dataset, loader.scope, loader.order):
-                _, klass = flow.constructor(flow.strip_value_preserving(value))
+            for value in analysis.values.definitions(dataset, loader.scope, loader.order):
+                _, klass = analysis.values.constructor(analysis.values.strip_value_preserving(value))
                 if klass is None:
                     continue
                 key = id(klass.node)
                 if key not in draws_by_class:
-                    draws_by_class[key] = _generator_draw(index, flow, klass)
+                    draws_by_class[key] = _generator_draw(analysis, klass)
                 found = draws_by_class[key]
                 if found is None or key in reported:
                     continue
@@ -153,14 +153,15 @@ class NumpyRngInWorkers(Rule):
                 )
 
 
-def _generator_draw(index, flow, klass: ClassInfo) -> Optional[Tuple[CallSite, str]]:
+def _generator_draw(analysis, klass: ClassInfo) -> Optional[Tuple[CallSite, str]]:
     """The first draw from a shared numpy generator in ``__getitem__`` (or a
     method it calls on self), with where the generator was made."""
-    getitem = flow.method_of(klass, "__getitem__")
+    index = analysis.index
+    getitem = analysis.values.method_of(klass, "__getitem__")
     if getitem is None:
         return None
     attrs: Dict[str, str] = {}
-    for cls in flow.local_bases(klass):
+    for cls in analysis.values.local_bases(klass):
         for attr, assigns in cls.self_attrs.items():
             origins = set()
             for assign in assigns:
@@ -172,12 +173,12 @@ def _generator_draw(index, flow, klass: ClassInfo) -> Optional[Tuple[CallSite, s
                 attrs[attr] = "in __init__ (in the main process)"
             elif any(made for _, made in origins):
                 attrs.pop(attr, None)  # re-created elsewhere (a per-worker reseed): fine
-    for cls in flow.local_bases(klass):
+    for cls in analysis.values.local_bases(klass):
         for method in cls.methods.values():
             for call in method.scope.calls:
                 if call.qualname in ("torch.utils.data.get_worker_info",):
                     return None  # the dataset seeds itself per worker
-    for function in _getitem_and_helpers(flow, klass, getitem):
+    for function in _getitem_and_helpers(analysis, klass, getitem):
         for call in function.scope.calls:
             receiver = call.receiver
             if receiver is None or call.method is None:
@@ -202,10 +203,10 @@ def _generator_draw(index, flow, klass: ClassInfo) -> Optional[Tuple[CallSite, s
     return None
 
 
-def _getitem_and_helpers(flow, klass: ClassInfo, getitem: FunctionInfo) -> List[FunctionInfo]:
+def _getitem_and_helpers(analysis, klass: ClassInfo, getitem: FunctionInfo) -> List[FunctionInfo]:
     out = [getitem]
     for call in getitem.scope.calls:
-        callee = flow.local_callee(call)
+        callee = analysis.values.local_callee(call)
         if callee is not None and callee.klass is klass and callee not in out:
             out.append(callee)
     return out

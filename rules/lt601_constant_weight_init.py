@@ -136,8 +136,8 @@ class ConstantWeightInit(Rule):
         ),
     ]
 
-    def check(self, index):
-        flow = index.flow
+    def check(self, analysis):
+        index = analysis.index
         for call in index.calls:
             found = _constant_init(call)
             if found is None:
@@ -145,11 +145,11 @@ class ConstantWeightInit(Rule):
             tensor, how = found
             tensor = _strip_data(tensor)
             if isinstance(tensor, cst.Attribute) and tensor.attr.value == "weight":
-                reason = self._hidden_layer_weight(index, flow, call, tensor.value)
+                reason = self._hidden_layer_weight(analysis, call, tensor.value)
             elif isinstance(tensor, cst.Name):
                 if not _trains(index) or _copies_parameters(index):
                     continue  # a test comparing implementations, model averaging
-                reason = self._parameter_loop(index, flow, call, tensor)
+                reason = self._parameter_loop(analysis, call, tensor)
             else:
                 continue
             if reason is None:
@@ -167,20 +167,21 @@ class ConstantWeightInit(Rule):
 
     # -- <layer>.weight ----------------------------------------------------
 
-    def _hidden_layer_weight(self, index, flow, call, layer):
+    def _hidden_layer_weight(self, analysis, call, layer):
         if _final_by_name(layer):
             return None
         if isinstance(layer, cst.Subscript):
-            return _sequential_element(flow, call, layer)
+            return _sequential_element(analysis, call, layer)
         if isinstance(layer, cst.Attribute):
-            return _class_attribute_layer(flow, call, layer)
+            return _class_attribute_layer(analysis, call, layer)
         if isinstance(layer, cst.Name):
-            return _guarded_module_variable(index, flow, call, layer)
+            return _guarded_module_variable(analysis, call, layer)
         return None
 
     # -- for p in model.parameters() -----------------------------------------
 
-    def _parameter_loop(self, index, flow, call, name: cst.Name):
+    def _parameter_loop(self, analysis, call, name: cst.Name):
+        index = analysis.index
         bindings = index.lookup(name.value, call.scope, call.order)
         if len(bindings) != 1 or bindings[0].kind != "for":
             return None
@@ -199,7 +200,7 @@ class ConstantWeightInit(Rule):
         ):
             return None
         loop = binding.node
-        blocks = flow.enclosing_blocks(call)
+        blocks = analysis.values.enclosing_blocks(call)
         inside = [b for b in _after(blocks, loop)]
         for node, branch in inside:
             if isinstance(node, cst.If) and not (branch == "body" and _weight_name_filter(node.test)):
@@ -209,7 +210,7 @@ class ConstantWeightInit(Rule):
         owner = iterable.func.value
         if _final_by_name(owner) or _loaded_later(index, owner):
             return None  # zero_module(self.out), for p in self.head.parameters()
-        count, label = _model_weight_layers(flow, owner, call.scope, call.order, api.WEIGHT_LAYERS)
+        count, label = _model_weight_layers(analysis, owner, call.scope, call.order, api.WEIGHT_LAYERS)
         if count < 2:
             return None
         return f"every parameter of {label} ({count} weight layers, hidden ones included)", ()
@@ -276,46 +277,46 @@ def _subscript_int(node: cst.Subscript) -> Optional[int]:
     return int_value(node.slice[0].slice.value)
 
 
-def _sequential_element(flow, call, layer: cst.Subscript):
+def _sequential_element(analysis, call, layer: cst.Subscript):
     position = _subscript_int(layer)
     if position is None or position < 0:
         return None
-    ctor = flow.module_instance(layer.value, call.scope, call.order)
-    if ctor is None or flow.constructor(ctor)[0] not in api.SEQUENTIAL:
+    ctor = analysis.models.module_instance(layer.value, call.scope, call.order)
+    if ctor is None or analysis.values.constructor(ctor)[0] not in api.SEQUENTIAL:
         return None
-    layers = flow.sequential_layers(ctor)
+    layers = analysis.models.sequential_layers(ctor)
     if layers is None or position >= len(layers):
         return None
-    qualname, _ = flow.constructor(layers[position])
+    qualname, _ = analysis.values.constructor(layers[position])
     if qualname not in api.WEIGHT_LAYERS:
         return None
-    if not any(flow.weight_layer_count(later) for later in layers[position + 1:]):
+    if not any(analysis.models.weight_layer_count(later) for later in layers[position + 1:]):
         return None  # the last weight layer: the output layer
     name = dotted_name(layer.value) or "the model"
     return f"the weights of {name}[{position}] (an nn.{_LAYER_NAMES[qualname]} followed by more layers)", (ctor.expr,)
 
 
-def _class_attribute_layer(flow, call, layer: cst.Attribute):
+def _class_attribute_layer(analysis, call, layer: cst.Attribute):
     owner, attr = layer.value, layer.attr.value
     if isinstance(owner, cst.Name) and owner.value == "self":
-        klass = flow.enclosing_class(call.scope)
+        klass = analysis.values.enclosing_class(call.scope)
     else:
-        ctor = flow.module_instance(owner, call.scope, call.order)
-        klass = flow.constructor(ctor)[1] if ctor is not None else None
-    if klass is None or not flow.is_torch_module_class(klass):
+        ctor = analysis.models.module_instance(owner, call.scope, call.order)
+        klass = analysis.values.constructor(ctor)[1] if ctor is not None else None
+    if klass is None or not analysis.models.is_module_class(klass):
         return None
-    assigns = [a for a in flow.self_attr_assigns(klass, attr) if a.value is not None]
+    assigns = [a for a in analysis.values.self_attr_assigns(klass, attr) if a.value is not None]
     if len(assigns) != 1:
         return None
-    values = flow.definitions(assigns[0].value, assigns[0].scope, assigns[0].order)
+    values = analysis.values.definitions(assigns[0].value, assigns[0].scope, assigns[0].order)
     if len(values) != 1:
         return None
-    qualname, _ = flow.constructor(flow.strip_value_preserving(values[0]))
+    qualname, _ = analysis.values.constructor(analysis.values.strip_value_preserving(values[0]))
     if qualname not in api.WEIGHT_LAYERS:
         return None
-    if not _called_in_class(flow, klass, attr):
+    if not _called_in_class(analysis, klass, attr):
         return None
-    finals = flow.final_layer_attrs(klass)
+    finals = analysis.models.final_layer_attrs(klass)
     if finals is None or not finals or attr in finals:
         return None
     return (
@@ -325,9 +326,9 @@ def _class_attribute_layer(flow, call, layer: cst.Attribute):
     )
 
 
-def _called_in_class(flow, klass, attr: str) -> bool:
+def _called_in_class(analysis, klass, attr: str) -> bool:
     wanted = f"self.{attr}"
-    for cls in flow.local_bases(klass):
+    for cls in analysis.values.local_bases(klass):
         for method in cls.methods.values():
             for scope in [method.scope] + list(method.scope.children):
                 if any(c.dotted == wanted for c in scope.calls):
@@ -335,10 +336,11 @@ def _called_in_class(flow, klass, attr: str) -> bool:
     return False
 
 
-def _guarded_module_variable(index, flow, call, layer: cst.Name):
+def _guarded_module_variable(analysis, call, layer: cst.Name):
     """``if isinstance(m, nn.Linear): nn.init.zeros_(m.weight)`` in a
     function given to ``model.apply`` or in ``for m in model.modules()``."""
-    kinds = _isinstance_guard(index, call, layer.value)
+    index = analysis.index
+    kinds = _isinstance_guard(analysis, call, layer.value)
     if not kinds or not kinds <= api.WEIGHT_LAYERS:
         return None
     if not _trains(index) or _copies_parameters(index):
@@ -370,13 +372,13 @@ def _guarded_module_variable(index, flow, call, layer: cst.Name):
             if isinstance(arg, cst.Name):
                 target = index.function_named(arg.value, apply.scope, apply.order)
             else:
-                target = flow.local_callee(_FakeCall(arg, apply)) if isinstance(arg, cst.Attribute) else None
+                target = analysis.values.local_callee(_FakeCall(arg, apply)) if isinstance(arg, cst.Attribute) else None
             if target is function:
                 owners.append((apply.receiver, apply.scope, apply.order))
     for owner, scope, order in owners:
         if _loaded_later(index, owner):
             continue
-        count, label = _model_weight_layers(flow, owner, scope, order, kinds)
+        count, label = _model_weight_layers(analysis, owner, scope, order, kinds)
         if count >= 2:
             names = "/".join(sorted("nn." + k.rsplit(".", 1)[-1] for k in kinds))
             return f"the weights of all {count} {names} layers of {label} (hidden layers included)", ()
@@ -384,7 +386,7 @@ def _guarded_module_variable(index, flow, call, layer: cst.Name):
 
 
 class _FakeCall:
-    """Just enough of a CallSite for ``Dataflow.local_callee`` on ``self.f``."""
+    """Just enough of a CallSite for ``Values.local_callee`` on ``self.f``."""
 
     def __init__(self, func, site):
         self.node = cst.Call(func=func)
@@ -392,10 +394,11 @@ class _FakeCall:
         self.order = site.order
 
 
-def _isinstance_guard(index, call, name: str) -> Optional[FrozenSet[str]]:
+def _isinstance_guard(analysis, call, name: str) -> Optional[FrozenSet[str]]:
     """Layer types (qualified names; "?" when not a torch name) of the
     innermost ``if isinstance(<name>, T):`` around the call (in its body)."""
-    for node, branch in reversed(index.flow.enclosing_blocks(call)):
+    index = analysis.index
+    for node, branch in reversed(analysis.values.enclosing_blocks(call)):
         if not isinstance(node, cst.If):
             continue
         test = node.test
@@ -411,22 +414,22 @@ def _isinstance_guard(index, call, name: str) -> Optional[FrozenSet[str]]:
             elements = [e.value for e in types.elements] if isinstance(types, (cst.Tuple, cst.List)) else [types]
             return frozenset(index.qualname_of(e, call.scope, call.order) or "?" for e in elements)
         if branch == "body":
-            kinds = _classname_guard(index, call, test, name)
+            kinds = _classname_guard(analysis, call, test, name)
             if kinds is not None:
                 return kinds
             return None  # a further filter (``if m is self.out``, ``if name.startswith("head")``)
     return None
 
 
-def _classname_guard(index, call, test, name: str) -> Optional[FrozenSet[str]]:
+def _classname_guard(analysis, call, test, name: str) -> Optional[FrozenSet[str]]:
     """DCGAN style: ``classname = m.__class__.__name__`` and
     ``if classname.find("Conv") != -1`` (or ``"Linear" in classname``,
     joined with ``or``): the layer kinds whose class name contains it."""
     if isinstance(test, cst.BooleanOperation):
         if not isinstance(test.operator, cst.Or):
             return None
-        left = _classname_guard(index, call, test.left, name)
-        right = _classname_guard(index, call, test.right, name)
+        left = _classname_guard(analysis, call, test.left, name)
+        right = _classname_guard(analysis, call, test.right, name)
         return left | right if left is not None and right is not None else None
     if not isinstance(test, cst.Comparison) or len(test.comparisons) != 1:
         return None
@@ -447,7 +450,7 @@ def _classname_guard(index, call, test, name: str) -> Optional[FrozenSet[str]]:
     if not isinstance(word, str) or not word or subject is None:
         return None
     if isinstance(subject, cst.Name):
-        values = index.flow.definitions(subject, call.scope, call.order)
+        values = analysis.values.definitions(subject, call.scope, call.order)
         if len(values) != 1:
             return None
         subject = values[0].expr
@@ -462,17 +465,17 @@ def _classname_guard(index, call, test, name: str) -> Optional[FrozenSet[str]]:
     return kinds or None
 
 
-def _model_weight_layers(flow, owner, scope, order, kinds) -> Tuple[int, str]:
+def _model_weight_layers(analysis, owner, scope, order, kinds) -> Tuple[int, str]:
     if isinstance(owner, cst.Name) and owner.value == "self":
-        klass = flow.enclosing_class(scope)
-        if klass is None or not flow.is_torch_module_class(klass):
+        klass = analysis.values.enclosing_class(scope)
+        if klass is None or not analysis.models.is_module_class(klass):
             return 0, ""
-        return flow.class_weight_layer_count(klass, 0, kinds), klass.name
-    ctor = flow.module_instance(owner, scope, order)
+        return analysis.models.class_weight_layer_count(klass, 0, kinds), klass.name
+    ctor = analysis.models.module_instance(owner, scope, order)
     if ctor is None:
         return 0, ""
     label = dotted_name(owner) or "the model"
-    return flow.weight_layer_count(ctor, 0, kinds), label
+    return analysis.models.weight_layer_count(ctor, 0, kinds), label
 
 
 def _after(blocks, loop):

@@ -73,19 +73,19 @@ class DirectForwardCall(Rule):
         ),
     ]
 
-    def check(self, index):
-        flow = index.flow
+    def check(self, analysis):
+        index = analysis.index
         for call in index.method_calls("forward"):
             receiver = call.receiver
             if receiver is None or isinstance(receiver, cst.Call):
                 continue  # super().forward(x), Net().forward(x)
-            klass = flow.enclosing_class(call.scope)
-            if klass is not None and (flow.is_torch_module_class(klass) or _is_lightning_module(index, flow, klass)):
+            klass = analysis.values.enclosing_class(call.scope)
+            if klass is not None and (analysis.models.is_module_class(klass) or _is_lightning_module(analysis, klass)):
                 continue  # inside a module: the author's choice (see the docstring)
             if isinstance(receiver, cst.Name) and receiver.value == "self":
                 continue
-            ctor = flow.module_instance(receiver, call.scope, call.order)
-            if ctor is None or _is_parallel_wrapper(flow, receiver, call):
+            ctor = analysis.models.module_instance(receiver, call.scope, call.order)
+            if ctor is None or _is_parallel_wrapper(analysis, receiver, call):
                 continue
             target = index.module.code_for_node(receiver)
             yield self.report(
@@ -98,17 +98,18 @@ class DirectForwardCall(Rule):
             )
 
 
-def _is_parallel_wrapper(flow, receiver, call) -> bool:
+def _is_parallel_wrapper(analysis, receiver, call) -> bool:
     """Any definition of the receiver is a DDP/DataParallel wrapper."""
-    for value in flow.definitions(receiver, call.scope, call.order):
-        qualname, _ = flow.constructor(flow.strip_value_preserving(value))
+    for value in analysis.values.definitions(receiver, call.scope, call.order):
+        qualname, _ = analysis.values.constructor(analysis.values.strip_value_preserving(value))
         if qualname is not None and qualname.startswith("torch.nn.parallel."):
             return True
     return False
 
 
-def _is_lightning_module(index, flow, klass) -> bool:
-    for cls in flow.local_bases(klass):
+def _is_lightning_module(analysis, klass) -> bool:
+    index = analysis.index
+    for cls in analysis.values.local_bases(klass):
         for base in cls.bases:
             qualname = index.qualname_of(base, cls.scope.parent or index.module_scope) or ""
             if qualname.rsplit(".", 1)[-1] == "LightningModule":

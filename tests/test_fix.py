@@ -191,8 +191,8 @@ class _BreakingRule(Rule):
     summary = symptom = "test"
     triggers = ("answer",)
 
-    def check(self, index):
-        for binding in index.module_scope.bindings.get("answer", []):
+    def check(self, analysis):
+        for binding in analysis.index.module_scope.bindings.get("answer", []):
             yield self.report(binding.value, "test", fix=Fix(binding.value, cst.Name("lambda"), True, "break it"))
 
 
@@ -200,8 +200,8 @@ class _GoodRule(_BreakingRule):
     code = "LT998"
     triggers = ("other",)
 
-    def check(self, index):
-        for binding in index.module_scope.bindings.get("other", []):
+    def check(self, analysis):
+        for binding in analysis.index.module_scope.bindings.get("other", []):
             if isinstance(binding.value, cst.Integer) and binding.value.value == "1":
                 yield self.report(binding.value, "test", fix=Fix(binding.value, cst.Integer("2"), True, "set 2"))
 

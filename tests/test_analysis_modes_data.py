@@ -4,17 +4,18 @@ import textwrap
 
 import libcst as cst
 
+from lintorch.analysis import Analysis
 from lintorch.index import ModuleIndex
-from lintorch.training import mode_call_kind
+from lintorch.analyze.modes import mode_call_kind
 
 
-def index_of(code: str) -> ModuleIndex:
+def index_of(code: str) -> Analysis:
     text = textwrap.dedent(code)
-    return ModuleIndex(cst.parse_module(text), "t.py", text)
+    return Analysis(ModuleIndex(cst.parse_module(text), "t.py", text))
 
 
 def test_mode_call_kinds():
-    index = index_of(
+    analysis = index_of(
         """
         model.eval()
         model.train()
@@ -25,12 +26,12 @@ def test_mode_call_kinds():
         eval("1 + 1")
         """
     )
-    kinds = [mode_call_kind(call) for call in index.calls]
+    kinds = [mode_call_kind(call) for call in analysis.index.calls]
     assert kinds == ["eval", "train", "eval", "train", None, None, None]
 
 
 def test_function_modes_last_call_wins():
-    index = index_of(
+    analysis = index_of(
         """
         def evaluate(model):
             model.eval()
@@ -41,13 +42,13 @@ def test_function_modes_last_call_wins():
             model.eval()
         """
     )
-    evaluate, freeze = index.functions
-    assert index.training.function_modes(evaluate) == ("train", frozenset({"eval", "train"}))
-    assert index.training.function_modes(freeze) == ("eval", frozenset({"eval"}))
+    evaluate, freeze = analysis.index.functions
+    assert analysis.modes.function_modes(evaluate) == ("train", frozenset({"eval", "train"}))
+    assert analysis.modes.function_modes(freeze) == ("eval", frozenset({"eval"}))
 
 
 def test_mode_layers():
-    index = index_of(
+    analysis = index_of(
         """
         import torch.nn as nn
         import torchvision
@@ -72,13 +73,13 @@ def test_mode_layers():
         g = nn.LSTM(4, 4, dropout=0.2)
         """
     )
-    module = index.module_scope
-    result = {name: index.flow.mode_layers(cst.Name(name), module, 10_000) for name in "abcdefg"}
+    module = analysis.index.module_scope
+    result = {name: analysis.models.mode_layers(cst.Name(name), module, 10_000) for name in "abcdefg"}
     assert result == {"a": False, "b": True, "c": False, "d": True, "e": True, "f": None, "g": True}
 
 
 def test_dataloader_feeding_a_loop_through_a_parameter():
-    index = index_of(
+    analysis = index_of(
         """
         from torch.utils.data import DataLoader
 
@@ -89,13 +90,13 @@ def test_dataloader_feeding_a_loop_through_a_parameter():
         train(DataLoader(ds, batch_size=4))
         """
     )
-    (loop,) = index.loops
-    found = index.flow.dataloader_calls(loop.node.iter, loop.scope, loop.order)
-    assert len(found) == 1 and index.flow.constructor(found[0])[0] == "torch.utils.data.DataLoader"
+    (loop,) = analysis.index.loops
+    found = analysis.data.dataloader_calls(loop.node.iter, loop.scope, loop.order)
+    assert len(found) == 1 and analysis.values.constructor(found[0])[0] == "torch.utils.data.DataLoader"
 
 
 def test_validation_loops_and_no_grad():
-    index = index_of(
+    analysis = index_of(
         """
         import torch
 
@@ -118,14 +119,14 @@ def test_validation_loops_and_no_grad():
             evaluate(net, test_loader)
         """
     )
-    loops = index.training.validation_loops()
+    loops = analysis.modes.validation_loops()
     assert sorted(v.function.name for v in loops) == ["evaluate", "validate"]
     for found in loops:
-        assert all(index.training.under_no_grad(call) is True for call in found.forwards)
+        assert all(analysis.modes.under_no_grad(call) is True for call in found.forwards)
 
 
 def test_is_tensor():
-    index = index_of(
+    analysis = index_of(
         """
         import numpy as np
         import torch
@@ -136,5 +137,5 @@ def test_is_tensor():
         d = torch.tensor(c)[1:]
         """
     )
-    module = index.module_scope
-    assert [index.flow.is_tensor(cst.Name(n), module, 10_000) for n in "abcd"] == [True, True, False, True]
+    module = analysis.index.module_scope
+    assert [analysis.values.is_tensor(cst.Name(n), module, 10_000) for n in "abcd"] == [True, True, False, True]

@@ -1,21 +1,22 @@
-"""The training.py/dataflow.py helpers the optimisation-loop rules share."""
+"""The optimisation-domain facts (lintorch.analyze.optim) and shared call recognition."""
 
 import textwrap
 
 import libcst as cst
 
-from lintorch.dataflow import is_model_call, looks_like_loss_call
+from lintorch.analysis import Analysis
 from lintorch.index import ModuleIndex
-from lintorch.training import BACKWARD, STEP, ZERO_GRAD, exclusive_branches
+from lintorch.analyze.branches import exclusive_branches
+from lintorch.analyze.optim import BACKWARD, STEP, ZERO_GRAD
 
 
 def build(code):
     text = textwrap.dedent(code)
-    return ModuleIndex(cst.parse_module(text), "t.py", text)
+    return Analysis(ModuleIndex(cst.parse_module(text), "t.py", text))
 
 
 def test_scope_effects_follow_statement_order_and_helpers():
-    index = build(
+    analysis = build(
         """
         def step_all(opt):
             opt.step()
@@ -27,13 +28,13 @@ def test_scope_effects_follow_statement_order_and_helpers():
             step_all(optimizer)
         """
     )
-    sequence = index.training.scope_effects(index.module_scope)
+    sequence = analysis.optim.scope_effects(analysis.index.module_scope)
     assert [sorted(e.effects) for e in sequence] == [[BACKWARD], [ZERO_GRAD], [STEP]]
     assert sequence[2].own == frozenset()  # the step happens in the helper
 
 
 def test_grad_disabled_by_with_decorator_and_enable_grad():
-    index = build(
+    analysis = build(
         """
         import torch
 
@@ -47,13 +48,12 @@ def test_grad_disabled_by_with_decorator_and_enable_grad():
             return model(x)
         """
     )
-    training = index.training
-    disabled = [training.grad_disabled_by(c) is not None for c in index.calls if c.dotted == "model"]
+    disabled = [analysis.modes.grad_disabled_by(c) is not None for c in analysis.index.calls if c.dotted == "model"]
     assert disabled == [True, False, True]
 
 
 def test_batch_loop_versus_epoch_loop():
-    index = build(
+    analysis = build(
         """
         def train_one_epoch(loader, optimizer):
             for x, y in loader:
@@ -73,13 +73,12 @@ def test_batch_loop_versus_epoch_loop():
             optimizer.step()
         """
     )
-    training = index.training
-    roles = [(index.module.code_for_node(loop.node.target), training.is_batch_loop(loop)) for loop in index.loops]
+    roles = [(analysis.index.module.code_for_node(loop.node.target), analysis.optim.is_batch_loop(loop)) for loop in analysis.index.loops]
     assert roles == [("x, y", True), ("epoch", False), ("epoch", False), ("x, y", True), ("epoch", False)]
 
 
 def test_exclusive_branches_and_backpropagated_names():
-    index = build(
+    analysis = build(
         """
         for x in loader:
             if amp:
@@ -91,15 +90,15 @@ def test_exclusive_branches_and_backpropagated_names():
             total.backward()
         """
     )
-    loop = index.loops[0]
-    backwards = [c for c in index.calls if c.method == "backward"]
+    loop = analysis.index.loops[0]
+    backwards = [c for c in analysis.index.calls if c.method == "backward"]
     assert exclusive_branches(loop.node, [backwards[0].node, backwards[1].node])
     assert not exclusive_branches(loop.node, [backwards[1].node, backwards[2].node])
-    assert {"loss", "total", "losses"} <= index.training.backpropagated_names(index.module_scope)
+    assert {"loss", "total", "losses"} <= analysis.optim.backpropagated_names(analysis.index.module_scope)
 
 
 def test_loss_and_model_call_recognition():
-    index = build(
+    analysis = build(
         """
         import torch.nn as nn
         import torch.nn.functional as F
@@ -114,10 +113,9 @@ def test_loss_and_model_call_recognition():
         c = helper(x, y)
         """
     )
-    by_name = {c.dotted: c for c in index.calls}
-    flow = index.flow
-    assert looks_like_loss_call(flow, by_name["criterion"])
-    assert looks_like_loss_call(flow, by_name["F.cross_entropy"])
-    assert not looks_like_loss_call(flow, by_name["helper"])
-    assert is_model_call(flow, by_name["net"])
-    assert not is_model_call(flow, by_name["criterion"])
+    by_name = {c.dotted: c for c in analysis.index.calls}
+    assert analysis.losses.looks_like_loss_call(by_name["criterion"])
+    assert analysis.losses.looks_like_loss_call(by_name["F.cross_entropy"])
+    assert not analysis.losses.looks_like_loss_call(by_name["helper"])
+    assert analysis.models.is_model_call(by_name["net"])
+    assert not analysis.models.is_model_call(by_name["criterion"])

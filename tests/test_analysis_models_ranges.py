@@ -1,4 +1,4 @@
-"""Shared dataflow helpers added for LT106/LT107/LT601/LT602: value ranges,
+"""Models and value-range facts: value ranges,
 final layers, module instances, batch sources and enclosing blocks."""
 
 import textwrap
@@ -6,15 +6,16 @@ import textwrap
 import libcst as cst
 import pytest
 
+from lintorch.analysis import Analysis
 from lintorch.index import ModuleIndex
 
 
-def index_of(source: str) -> ModuleIndex:
-    return ModuleIndex(cst.parse_module(textwrap.dedent(source)))
+def index_of(source: str) -> Analysis:
+    return Analysis(ModuleIndex(cst.parse_module(textwrap.dedent(source))))
 
 
-def last_call(index: ModuleIndex, dotted: str):
-    return [c for c in index.calls if c.dotted == dotted][-1]
+def last_call(analysis: Analysis, dotted: str):
+    return [c for c in analysis.index.calls if c.dotted == dotted][-1]
 
 
 @pytest.mark.parametrize(
@@ -37,9 +38,9 @@ def last_call(index: ModuleIndex, dotted: str):
 )
 def test_value_range(definition, expected):
     source = "import numpy as np\nimport torch\nfrom sklearn.preprocessing import MinMaxScaler\n" + definition + "\nuse(y)\n"
-    index = index_of(source)
-    call = last_call(index, "use")
-    got = index.flow.value_range(call.node.args[0].value, call.scope, call.order)
+    analysis = index_of(source)
+    call = last_call(analysis, "use")
+    got = analysis.ranges.value_range(call.node.args[0].value, call.scope, call.order)
     if expected is None:
         assert got is None
     else:
@@ -47,7 +48,7 @@ def test_value_range(definition, expected):
 
 
 def test_value_range_through_tensordataset_batches():
-    index = index_of(
+    analysis = index_of(
         """
         import torch
         from torch.utils.data import DataLoader, TensorDataset
@@ -58,12 +59,12 @@ def test_value_range_through_tensordataset_batches():
             use(yb)
         """
     )
-    call = last_call(index, "use")
-    assert index.flow.value_range(call.node.args[0].value, call.scope, call.order) == (10.0, 20.0)
+    call = last_call(analysis, "use")
+    assert analysis.ranges.value_range(call.node.args[0].value, call.scope, call.order) == (10.0, 20.0)
 
 
 def test_final_layer_attrs_follow_residuals_and_activations():
-    index = index_of(
+    analysis = index_of(
         """
         import torch
         import torch.nn as nn
@@ -83,13 +84,13 @@ def test_final_layer_attrs_follow_residuals_and_activations():
                 return torch.sigmoid(self.head(x)), F.relu(self.fc2(h))
         """
     )
-    klass = index.classes[0]
-    assert index.flow.final_layer_attrs(klass) == {"fc2", "head"}
-    assert index.flow.class_weight_layer_count(klass) == 3
+    klass = analysis.index.classes[0]
+    assert analysis.models.final_layer_attrs(klass) == {"fc2", "head"}
+    assert analysis.models.class_weight_layer_count(klass) == 3
 
 
 def test_final_layer_attrs_unknown_through_loops():
-    index = index_of(
+    analysis = index_of(
         """
         import torch.nn as nn
 
@@ -100,11 +101,11 @@ def test_final_layer_attrs_unknown_through_loops():
                 return x
         """
     )
-    assert index.flow.final_layer_attrs(index.classes[0]) is None
+    assert analysis.models.final_layer_attrs(analysis.index.classes[0]) is None
 
 
 def test_module_instance_and_batch_source():
-    index = index_of(
+    analysis = index_of(
         """
         import torch
         import torch.nn as nn
@@ -124,18 +125,17 @@ def test_module_instance_and_batch_source():
         net(torch.randn(4))
         """
     )
-    flow = index.flow
-    calls = [c for c in index.calls if c.dotted in ("net", "plain")]
+    calls = [c for c in analysis.index.calls if c.dotted in ("net", "plain")]
     net_loop, plain_loop, net_batch, net_vector = calls
-    assert flow.module_instance(net_loop.node.func, net_loop.scope, net_loop.order) is not None
-    assert flow.module_instance(plain_loop.node.func, plain_loop.scope, plain_loop.order) is None
-    assert flow.batch_source(net_loop.node.args[0].value, net_loop.scope, net_loop.order) is not None
-    assert flow.batch_source(net_batch.node.args[0].value, net_batch.scope, net_batch.order) is not None
-    assert flow.batch_source(net_vector.node.args[0].value, net_vector.scope, net_vector.order) is None
+    assert analysis.models.module_instance(net_loop.node.func, net_loop.scope, net_loop.order) is not None
+    assert analysis.models.module_instance(plain_loop.node.func, plain_loop.scope, plain_loop.order) is None
+    assert analysis.data.batch_source(net_loop.node.args[0].value, net_loop.scope, net_loop.order) is not None
+    assert analysis.data.batch_source(net_batch.node.args[0].value, net_batch.scope, net_batch.order) is not None
+    assert analysis.data.batch_source(net_vector.node.args[0].value, net_vector.scope, net_vector.order) is None
 
 
 def test_enclosing_blocks():
-    index = index_of(
+    analysis = index_of(
         """
         def init(m):
             if isinstance(m, nn.Linear):
@@ -145,16 +145,15 @@ def test_enclosing_blocks():
                 other(m)
         """
     )
-    flow = index.flow
-    touch = last_call(index, "touch")
-    other = last_call(index, "other")
-    kinds = [(type(node).__name__, branch) for node, branch in flow.enclosing_blocks(touch)]
+    touch = last_call(analysis, "touch")
+    other = last_call(analysis, "other")
+    kinds = [(type(node).__name__, branch) for node, branch in analysis.values.enclosing_blocks(touch)]
     assert kinds == [("If", "body"), ("For", "body")]
-    assert [(type(n).__name__, b) for n, b in flow.enclosing_blocks(other)] == [("If", "orelse")]
+    assert [(type(n).__name__, b) for n, b in analysis.values.enclosing_blocks(other)] == [("If", "orelse")]
 
 
 def test_output_width():
-    index = index_of(
+    analysis = index_of(
         """
         import torch.nn as nn
         import torchvision
@@ -176,9 +175,8 @@ def test_output_width():
         use(a, b, c, d, e)
         """
     )
-    flow = index.flow
-    call = last_call(index, "use")
+    call = last_call(analysis, "use")
     widths = [
-        flow.output_width(flow.module_instance(arg.value, call.scope, call.order)) for arg in call.node.args
+        analysis.models.output_width(analysis.models.module_instance(arg.value, call.scope, call.order)) for arg in call.node.args
     ]
     assert widths == [3, 1, 7, 2, 1000]

@@ -1,0 +1,102 @@
+"""The semantic model of one module: what each value is.
+
+An :class:`Analysis` is built once per module by the engine and handed to
+every rule. It holds the syntax index and the domain facts, each computed
+lazily on first use and memoised:
+
+* ``values``: what an expression may hold (assignments, parameters traced to
+  call sites, ``self.<attr>``), what a call constructs, the local call graph;
+* ``models``: which values are networks, model calls, layers, the output
+  activation, train/eval-dependent layers;
+* ``losses``: loss calls and what feeds them;
+* ``ranges``: typical value ranges of tensors (regression targets);
+* ``data``: loaders, datasets, batches;
+* ``optim``: optimizers, steps, schedulers, training loops;
+* ``modes``: train/eval mode, gradient recording, evaluation passes.
+
+Rules ask these questions ("is this value a model?", "which loss consumes
+this tensor?", "is this loop an evaluation pass?") instead of re-deriving
+the answers. The domain modules in ``lintorch.analyze`` import downwards
+only (values <- models <- losses, values <- data <- optim <- modes); name
+heuristics live in ``lintorch.analyze.names`` alone.
+"""
+
+from typing import Optional
+
+from lintorch.analyze import names
+from lintorch.analyze.data import Data
+from lintorch.analyze.losses import Losses
+from lintorch.analyze.models import Models
+from lintorch.analyze.modes import Modes
+from lintorch.analyze.optim import Optimization
+from lintorch.analyze.ranges import Ranges
+from lintorch.analyze.values import Values
+from lintorch.index import ModuleIndex, Scope
+
+
+class Analysis:
+    def __init__(self, index: ModuleIndex):
+        self.index = index
+        self._values: Optional[Values] = None
+        self._models: Optional[Models] = None
+        self._losses: Optional[Losses] = None
+        self._ranges: Optional[Ranges] = None
+        self._data: Optional[Data] = None
+        self._optim: Optional[Optimization] = None
+        self._modes: Optional[Modes] = None
+
+    @property
+    def values(self) -> Values:
+        if self._values is None:
+            self._values = Values(self.index)
+        return self._values
+
+    @property
+    def models(self) -> Models:
+        if self._models is None:
+            self._models = Models(self.values)
+        return self._models
+
+    @property
+    def losses(self) -> Losses:
+        if self._losses is None:
+            self._losses = Losses(self.values, self.models)
+        return self._losses
+
+    @property
+    def ranges(self) -> Ranges:
+        if self._ranges is None:
+            self._ranges = Ranges(self.values)
+        return self._ranges
+
+    @property
+    def data(self) -> Data:
+        if self._data is None:
+            self._data = Data(self.values)
+        return self._data
+
+    @property
+    def optim(self) -> Optimization:
+        if self._optim is None:
+            self._optim = Optimization(self.values, self.data)
+        return self._optim
+
+    @property
+    def modes(self) -> Modes:
+        if self._modes is None:
+            self._modes = Modes(self.values, self.models, self.optim, self.data)
+        return self._modes
+
+    def in_test_code(self, scope: Scope) -> bool:
+        """Unit-test code (``test_*.py``/``*_test.py`` files, ``test*``
+        functions): tiny loops with deliberately large steps, where warnings
+        about training quality or memory growth are noise."""
+        if names.is_test_file_name(self.index.path):
+            return True
+        function = self.index.enclosing_function(scope)
+        while function is not None:
+            if function.name.startswith("test"):
+                return True
+            parent = function.scope.parent
+            function = self.index.enclosing_function(parent) if parent is not None else None
+        return False

@@ -1,0 +1,1 @@
+"""Domain facts of the semantic model (see ``lintorch.analysis``)."""

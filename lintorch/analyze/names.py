@@ -1,0 +1,160 @@
+"""The one home of naming heuristics.
+
+Code says what a value is through its construction when that is visible;
+when it is not (a parameter of unknown type, an object from another
+module), its name is the remaining evidence. Every word list lintorch uses
+lives here so that all domains and rules read names the same way. Names may
+raise or lower confidence; the domains decide whether a name alone may gate
+a finding (a validation pass, for instance, is recognised by behaviour).
+
+Each function takes the last component of a dotted name (``val_loader``
+for ``self.val_loader``) unless it says otherwise.
+"""
+
+import re
+from typing import Optional
+
+# -- models -----------------------------------------------------------------
+
+#: Names that say "a network": ``model``, ``net``, ``resnet``, ``backbone``.
+_MODEL = re.compile(
+    r"^(?:model|net|network|classifier|clf|encoder|decoder|backbone|generator|discriminator|student|module)$"
+    r"|model$|net$",
+    re.I,
+)
+#: Names that say "not a network", even when they end in a model word.
+_NOT_MODEL = re.compile(r"loss|criterion|metric|optim|sched|transform|augment|loader|collate|fn$|func", re.I)
+#: A second copy of the model that is deliberately left in eval mode.
+_FROZEN_MODEL = re.compile(r"teacher|ema|target|frozen|pretrained|ref|momentum|shadow|averaged|swa|tgt|old", re.I)
+#: Receivers of ``.train()``/``.eval()`` that are not modules (a Hugging Face
+#: trainer's ``train()`` runs a whole training).
+_NOT_MODULE_RECEIVER = re.compile(
+    r"trainer|engine|pipeline|runner|learner|estimator|session|tuner|agent|solver", re.I
+)
+
+
+def is_model_name(name: str) -> bool:
+    return bool(_MODEL.search(name)) and not _NOT_MODEL.search(name)
+
+
+def is_not_model_name(name: str) -> bool:
+    return bool(_NOT_MODEL.search(name))
+
+
+def is_frozen_model_name(name: str) -> bool:
+    return bool(_FROZEN_MODEL.search(name))
+
+
+def is_not_module_receiver(name: str) -> bool:
+    return bool(_NOT_MODULE_RECEIVER.search(name))
+
+
+# -- losses -------------------------------------------------------------------
+
+_LOSS_WORDS = ("criterion", "loss_fn", "loss_func", "lossfn", "loss_function", "criteria")
+
+
+def is_loss_function_name(name: str) -> bool:
+    """``criterion``, ``self.loss_fn``: a callable computing a loss."""
+    lowered = name.lower()
+    return any(word in lowered for word in _LOSS_WORDS)
+
+
+#: Objects whose ``backward(loss)`` runs the backward pass for the user.
+_BACKWARD_RUNNERS = ("accelerator", "fabric", "engine", "trainer", "strategy")
+
+
+def is_backward_runner_name(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in _BACKWARD_RUNNERS)
+
+
+# -- optimisation -------------------------------------------------------------
+
+
+def optimisation_kind(name: Optional[str]) -> Optional[str]:
+    """``optimizer`` | ``scheduler`` | ``scaler`` from a receiver's name
+    (``opt``, ``lr_sched``, ``grad_scaler``), when its construction is not
+    visible."""
+    if not name:
+        return None
+    last = name.rsplit(".", 1)[-1].lower()
+    if "sched" in last:
+        return "scheduler"
+    if "scaler" in last:
+        return "scaler"
+    if "opt" in last:
+        return "optimizer"
+    return None
+
+
+# -- data ---------------------------------------------------------------------
+
+_LOADER = re.compile(r"loader|_dl$|^dl$|dataset|_ds$|^ds$|batches", re.I)
+_VAL_LOADER = re.compile(
+    r"^(?:val|valid|validation|test|testing|eval|evaluation|dev|holdout)_?"
+    r"(?:loader|dataloader|dl|ds|dataset|data|set|batches|iter)s?$|(?:val|valid|test|eval)(?:_)?loader$",
+    re.I,
+)
+_TRAIN_PREFIX = re.compile(r"^_?train", re.I)
+_TRAIN_LOADER = re.compile(r"^_?train(?:ing)?_?(?:loader|dataloader|dl|data_loader)$", re.I)
+_EVAL_WORD = re.compile(r"val|test|eval|dev|holdout|infer|predict|calib", re.I)
+
+#: Words one of which a file must contain to hold a loop over data that
+#: ``is_loader_name`` or a traced ``DataLoader`` recognises: rules built on
+#: evaluation passes over loaders use them as trigger words.
+LOADER_TRIGGERS = ("loader", "Loader", "dataset", "_dl", "_ds", " dl", " ds", "(dl", "(ds", "batches")
+
+
+_BATCH_ITERABLE = re.compile(r"loader|batches|batch_iter|_dl$|^dl$", re.I)
+
+
+def is_batch_iterable_name(name: str) -> bool:
+    """``train_loader``, ``dl``, ``val_dl``, ``batches``: yields batches
+    (a dataset, unlike a loader, yields single samples)."""
+    return bool(_BATCH_ITERABLE.search(name))
+
+
+def is_loader_name(name: str) -> bool:
+    """``train_loader``, ``test_dl``, ``ds``, ``batches``."""
+    return bool(_LOADER.search(name))
+
+
+def is_validation_loader_name(name: str) -> bool:
+    """``val_loader``, ``test_dl``, ``valid_data``, ``evalloader``."""
+    return bool(_VAL_LOADER.search(name))
+
+
+def is_training_name(name: str) -> bool:
+    """``train_loader``, ``train_ds``, ``training_set``: starts with train."""
+    return bool(_TRAIN_PREFIX.search(name))
+
+
+def is_training_loader_name(name: str) -> bool:
+    return bool(_TRAIN_LOADER.search(name))
+
+
+def has_evaluation_word(name: str) -> bool:
+    """``val``, ``test``, ``eval``, ``dev``, ``predict``... anywhere in it."""
+    return bool(_EVAL_WORD.search(name))
+
+
+# -- functions ----------------------------------------------------------------
+
+_VAL_FUNCTION = re.compile(
+    r"^_?(?:run_|do_)?(?:val|valid|validate|validation|eval|evaluate|evaluation)(?:_|$)"
+    r"|^_?(?:run_|do_)?test(?:_(?:model|epoch|one_epoch|loop|net|network|accuracy))?$"
+    r"|_(?:val|valid|validate|validation|eval|evaluate|evaluation)$",
+    re.I,
+)
+
+
+def is_validation_function_name(name: str) -> bool:
+    """``validate``, ``evaluate_model``, ``run_eval``, ``test_epoch``."""
+    return bool(_VAL_FUNCTION.search(name))
+
+
+def is_test_file_name(path: str) -> bool:
+    """Unit-test files: ``test_*.py``, ``*_test.py``, ``conftest.py``."""
+    name = (path or "").replace("\\", "/").rsplit("/", 1)[-1]
+    return name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py"

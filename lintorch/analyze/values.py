@@ -1,0 +1,401 @@
+"""Values: what an expression may hold, within one module.
+
+The questions every domain asks first: which expressions may ``x`` hold here
+(through assignments, tuple unpacking, ``self.<attr>`` and function
+parameters traced to this module's call sites), what a call constructs,
+which local function a call runs, and the classes of this module. Bounded
+(depth and cycle guards) and memoised, so domains and rules can ask freely.
+"""
+
+from typing import Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
+
+import libcst as cst
+
+from lintorch import torchapi as api
+from lintorch.index import (
+    Binding,
+    CallSite,
+    ClassInfo,
+    FunctionInfo,
+    ModuleIndex,
+    Scope,
+    call_arg,
+    child_nodes,
+    dotted_name,
+    int_value,
+)
+
+MAX_DEPTH = 12
+
+
+class Value(NamedTuple):
+    """An expression together with where it is evaluated."""
+
+    expr: cst.BaseExpression
+    scope: Scope
+    order: int
+
+
+_ITERATION_WRAPPERS = frozenset({"enumerate", "tqdm", "iter", "zip", "trange_iter", "track", "progress_bar"})
+
+
+
+class Values:
+    def __init__(self, index: ModuleIndex):
+        self.index = index
+        self._callers: Optional[Dict[FunctionInfo, List[CallSite]]] = None
+
+    def definitions(self, expr: cst.BaseExpression, scope: Scope, order: int, _depth: int = 0) -> List[Value]:
+        """The expressions whose value ``expr`` may hold.
+
+        Names and ``self.<attr>`` are followed; any other expression is its
+        own definition. Unknowable values (loop targets, ``*args``) yield
+        nothing, so callers treat "no definitions" as "unknown".
+        """
+        if _depth > MAX_DEPTH:
+            return []
+        if isinstance(expr, cst.Name):
+            out: List[Value] = []
+            for binding in self.index.lookup(expr.value, scope, order):
+                out.extend(self._binding_values(binding, _depth + 1))
+            return out or ([Value(expr, scope, order)] if not self.index.lookup(expr.value, scope, order) else [])
+        if isinstance(expr, cst.Attribute) and isinstance(expr.value, cst.Name) and expr.value.value == "self":
+            klass = self.enclosing_class(scope)
+            if klass is not None:
+                out = []
+                for assign in self.self_attr_assigns(klass, expr.attr.value):
+                    if assign.value is not None:
+                        out.extend(self.definitions(assign.value, assign.scope, assign.order, _depth + 1))
+                return out
+        return [Value(expr, scope, order)]
+
+    def _binding_values(self, binding: Binding, depth: int) -> List[Value]:
+        if binding.kind in ("assign", "annassign", "walrus") and binding.value is not None:
+            value = binding.value
+            for index in binding.unpack:
+                if isinstance(value, (cst.Tuple, cst.List)) and index < len(value.elements):
+                    value = value.elements[index].value
+                else:
+                    return []
+            return self.definitions(value, binding.scope, binding.order, depth)
+        if binding.kind == "param":
+            return self._parameter_values(binding, depth)
+        if binding.kind in ("import", "def", "class"):
+            return [Value(cst.Name(binding.name), binding.scope, binding.order)]
+        return []
+
+    def _parameter_values(self, binding: Binding, depth: int) -> List[Value]:
+        # Memoised per parameter, and a parameter already being resolved
+        # contributes nothing: a recursive function whose call sites pass
+        # its own parameters on (torch's collate()) otherwise costs
+        # callers**MAX_DEPTH.
+        cache = self.__dict__.setdefault("_parameter_cache", {})
+        key = id(binding)
+        if key in cache:
+            return cache[key] or []
+        cache[key] = None
+        out = self._parameter_values_uncached(binding, depth)
+        cache[key] = out
+        return out
+
+    def _parameter_values_uncached(self, binding: Binding, depth: int) -> List[Value]:
+        function = binding.scope.function
+        if function is None:
+            return []
+        out: List[Value] = []
+        positional = [name for name, _ in function.positional_params()]
+        param_kind = next((kind for name, _, kind in function.params if name == binding.name), "pos")
+        if param_kind in ("star", "starstar"):
+            return []
+        position = positional.index(binding.name) if binding.name in positional else None
+        for call in self.callers(function):
+            arg = call_arg(call.node, position, binding.name)
+            if arg is not None:
+                out.extend(self.definitions(arg, call.scope, call.order, depth))
+        if not out and isinstance(binding.node, cst.Param) and binding.node.default is not None:
+            parent = binding.scope.parent or binding.scope
+            out.extend(self.definitions(binding.node.default, parent, binding.order, depth))
+        return out
+
+    def callers(self, function: FunctionInfo) -> List[CallSite]:
+        """Call sites in this module that call ``function`` by name."""
+        if self._callers is None:
+            self._callers = {}
+            for call in self.index.calls:
+                target = self.local_callee(call)
+                if target is not None:
+                    self._callers.setdefault(target, []).append(call)
+        return self._callers.get(function, [])
+
+    def local_callee(self, call: CallSite) -> Optional[FunctionInfo]:
+        """The function of this module that ``call`` invokes, if visible."""
+        func = call.node.func
+        if isinstance(func, cst.Name):
+            function = self.index.function_named(func.value, call.scope, call.order)
+            if function is None:
+                # ``Trainer(model)`` runs ``Trainer.__init__(self, model)``
+                klass = self.index.class_named(func.value, call.scope, call.order)
+                if klass is not None:
+                    function = self.method_of(klass, "__init__")
+            return function
+        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self":
+            klass = self.enclosing_class(call.scope)
+            if klass is not None:
+                return self.method_of(klass, func.attr.value)
+        return None
+
+    def local_bases(self, klass: ClassInfo, _seen: Optional[Set[int]] = None) -> Iterator[ClassInfo]:
+        """``klass`` and its base classes defined in this module, MRO-ish."""
+        seen = _seen if _seen is not None else set()
+        if id(klass) in seen:
+            return
+        seen.add(id(klass))
+        yield klass
+        for base in klass.bases:
+            if isinstance(base, cst.Name):
+                parent = self.index.class_named(base.value, klass.scope.parent or self.index.module_scope)
+                if parent is not None:
+                    yield from self.local_bases(parent, seen)
+
+    def method_of(self, klass: ClassInfo, name: str) -> Optional[FunctionInfo]:
+        for cls in self.local_bases(klass):
+            if name in cls.methods:
+                return cls.methods[name]
+        return None
+
+    def self_attr_assigns(self, klass: ClassInfo, attr: str):
+        for cls in self.local_bases(klass):
+            yield from cls.self_attrs.get(attr, ())
+
+    def constructor(self, value: Value) -> Tuple[Optional[str], Optional[ClassInfo]]:
+        """For ``Net(...)``/``nn.Linear(...)``: the torch qualname or local class."""
+        expr = value.expr
+        if not isinstance(expr, cst.Call):
+            return None, None
+        qualname = self.index.qualname_of(expr.func, value.scope, value.order)
+        if qualname is not None:
+            return qualname, None
+        if isinstance(expr.func, cst.Name):
+            return None, self.index.class_named(expr.func.value, value.scope, value.order)
+        return None, None
+
+    def instance_qualnames(self, expr: cst.BaseExpression, scope: Scope, order: int) -> Set[str]:
+        """Qualified class names ``expr`` may be an instance of (``criterion``
+        -> ``{"torch.nn.CrossEntropyLoss"}``). Looks through ``.to(device)``."""
+        out: Set[str] = set()
+        for value in self.definitions(expr, scope, order):
+            value = self.strip_value_preserving(value)
+            qualname, _ = self.constructor(value)
+            if qualname is not None:
+                out.add(qualname)
+        return out
+
+    def strip_value_preserving(self, value: Value) -> Value:
+        """``x.float().to(dev)`` -> ``x`` (definitions of the receiver)."""
+        for _ in range(MAX_DEPTH):
+            expr = value.expr
+            if (
+                isinstance(expr, cst.Call)
+                and isinstance(expr.func, cst.Attribute)
+                and expr.func.attr.value in api.VALUE_PRESERVING_METHODS
+                and self.index.qualname_of(expr.func, value.scope, value.order) is None
+            ):
+                inner = self.definitions(expr.func.value, value.scope, value.order)
+                if len(inner) != 1:
+                    return Value(expr.func.value, value.scope, value.order)
+                value = inner[0]
+                continue
+            return value
+        return value
+
+    def int_values(self, expr: Optional[cst.BaseExpression], scope: Scope, order: int) -> List[int]:
+        """Every integer literal ``expr`` may be; empty when unknown."""
+        if expr is None:
+            return []
+        out = []
+        for value in self.definitions(expr, scope, order):
+            number = int_value(value.expr)
+            if number is None:
+                return []
+            out.append(number)
+        return out
+
+    def is_tensor(self, expr: cst.BaseExpression, scope: Scope, order: int, _depth: int = 0) -> bool:
+        """True when every value ``expr`` may hold is visibly a torch tensor:
+        built by a torch factory (``torch.rand``, ``torch.tensor``,
+        ``torch.from_numpy``...), an element or slice of one, or one passed
+        through tensor methods (``.float()``, ``.to(device)``)."""
+        if _depth > 6:
+            return False
+        values = self.definitions(expr, scope, order)
+        if not values:
+            return False
+        for value in values:
+            value = self.strip_value_preserving(value)
+            node = value.expr
+            if isinstance(node, cst.Subscript):
+                if not self.is_tensor(node.value, value.scope, value.order, _depth + 1):
+                    return False
+                continue
+            if isinstance(node, cst.Call):
+                qualname = self.index.qualname_of(node.func, value.scope, value.order)
+                if qualname in api.TENSOR_FACTORIES:
+                    continue
+            return False
+        return True
+
+    def init_arguments(self, klass: ClassInfo, param: str) -> List[Value]:
+        """The arguments passed for ``__init__``'s parameter ``param`` where
+        this module instantiates ``klass`` (``MyDataset(x, transform=t)``)."""
+        init = self.method_of(klass, "__init__")
+        if init is None:
+            return []
+        positional = [name for name, _ in init.positional_params()]
+        position = positional.index(param) if param in positional else None
+        out = []
+        for call in self.index.calls:
+            func = call.node.func
+            if not isinstance(func, cst.Name):
+                continue
+            if self.index.class_named(func.value, call.scope, call.order) is not klass:
+                continue
+            arg = call_arg(call.node, position, param)
+            if arg is not None:
+                out.append(Value(arg, call.scope, call.order))
+        return out
+
+    def instances_of(self, klass: ClassInfo) -> List[CallSite]:
+        """Calls in this module that construct ``klass`` (by its name)."""
+        out = []
+        for call in self.index.calls:
+            func = call.node.func
+            if isinstance(func, cst.Name) and self.index.class_named(func.value, call.scope, call.order) is klass:
+                out.append(call)
+        return out
+
+    def bound_names(self, node: cst.CSTNode, scope: Scope) -> List[str]:
+        """Names (and ``self.<attr>`` attributes) the value ``node`` is
+        assigned to: ``train_loader = DataLoader(...)`` -> ``train_loader``."""
+        out = []
+        for name, bindings in scope.bindings.items():
+            if any(b.value is node and not b.unpack for b in bindings):
+                out.append(name)
+        for assign in self.index.attr_assigns:
+            if assign.value is node:
+                out.append(assign.attr)
+        return out
+
+    def iterated_values(self, expr: cst.BaseExpression, scope: Scope, order: int) -> List[Value]:
+        """What a ``for`` loop over ``expr`` iterates: through ``enumerate``,
+        ``tqdm``, ``iter``, ``zip`` and assignments (``pbar = tqdm(loader)``)
+        and function parameters."""
+        out: List[Value] = []
+        pending = [Value(expr, scope, order)]
+        seen: Set[int] = set()
+        while pending and len(seen) < 4 * MAX_DEPTH:
+            value = pending.pop()
+            if id(value.expr) in seen:
+                continue
+            seen.add(id(value.expr))
+            inner = self._unwrap_iteration(value)
+            if inner is not None:
+                pending.extend(inner)
+                continue
+            if isinstance(value.expr, (cst.Name, cst.Attribute)):
+                definitions = self.definitions(value.expr, value.scope, value.order)
+                if len(definitions) == 1 and definitions[0].expr is value.expr:
+                    out.append(value)
+                else:
+                    pending.extend(definitions)
+                continue
+            out.append(value)
+        return out
+
+    def _unwrap_iteration(self, value: Value) -> Optional[List[Value]]:
+        expr = value.expr
+        if not isinstance(expr, cst.Call) or not expr.args:
+            return None
+        func = expr.func
+        name = func.value if isinstance(func, cst.Name) else (func.attr.value if isinstance(func, cst.Attribute) else None)
+        if name not in _ITERATION_WRAPPERS:
+            return None
+        if name == "zip":
+            return [Value(a.value, value.scope, value.order) for a in expr.args if a.keyword is None and not a.star]
+        first = expr.args[0]
+        if first.keyword is not None or first.star:
+            return None
+        return [Value(first.value, value.scope, value.order)]
+
+    def enclosing_blocks(self, call: CallSite) -> Tuple[Tuple[cst.CSTNode, str], ...]:
+        """The compound statements around ``call`` in its own scope,
+        outermost first, each with the branch the call is in (``body`` or
+        ``orelse``): ``((For, "body"), (If, "orelse"))``. Walks only the
+        scope's own statements, once per scope."""
+        cache = self.__dict__.setdefault("_blocks_cache", {})
+        key = id(call.scope)
+        if key not in cache:
+            table: Dict[int, Tuple[Tuple[cst.CSTNode, str], ...]] = {}
+            node = call.scope.node
+            body = node.body if isinstance(node, cst.Module) else getattr(getattr(node, "body", None), "body", ())
+            for statement in body:
+                _record_blocks(statement, (), table)
+            cache[key] = table
+        return cache[key].get(id(call.node), ())
+
+    def enclosing_class(self, scope: Scope) -> Optional[ClassInfo]:
+        function = self.index.enclosing_function(scope)
+        return function.klass if function is not None else None
+
+    def functions_run_by(self, call: CallSite) -> List[FunctionInfo]:
+        """Local functions a call runs: its callee, and the closure passed to
+        ``optimizer.step(closure)``. (Functions handed to ``rpc_async``,
+        threads or ``Engine(update)`` run elsewhere, not per iteration.)"""
+        reached = []
+        callee = self.local_callee(call)
+        if callee is not None:
+            reached.append(callee)
+        if call.method != "step":
+            return reached
+        for arg in call.node.args:
+            if isinstance(arg.value, cst.Name):
+                function = self.index.function_named(arg.value.value, call.scope, call.order)
+                if function is not None:
+                    reached.append(function)
+        return reached
+
+    def same_object(self, a: cst.BaseExpression, a_call: CallSite, b: cst.BaseExpression, b_call: CallSite) -> bool:
+        """Whether two expressions (evaluated at two calls) visibly denote the
+        same object: the same dotted name in the same scope, or a common
+        definition (``optimizer`` built in ``main()`` and passed as a parameter)."""
+        da, db = dotted_name(a), dotted_name(b)
+        if da is not None and da == db and a_call.scope is b_call.scope:
+            return True
+        defs_a = {id(v.expr) for v in self.definitions(a, a_call.scope, a_call.order)}
+        defs_b = {id(v.expr) for v in self.definitions(b, b_call.scope, b_call.order)}
+        return bool(defs_a & defs_b)
+
+def _record_blocks(root: cst.CSTNode, chain: Tuple, table: Dict) -> None:
+    """For :meth:`Values.enclosing_blocks`: map every call under ``root``
+    (not inside nested functions or classes) to its chain of blocks."""
+    stack = [(root, chain)]
+    while stack:
+        node, chain = stack.pop()
+        if isinstance(node, (cst.FunctionDef, cst.ClassDef)):
+            continue
+        if isinstance(node, cst.Call):
+            table[id(node)] = chain
+        if isinstance(node, (cst.If, cst.For, cst.While, cst.With, cst.Try)):
+            inner = chain + ((node, "body"),)
+            stack.append((node.body, inner))
+            orelse = getattr(node, "orelse", None)
+            if orelse is not None:
+                stack.append((orelse if isinstance(orelse, cst.If) else orelse.body, chain + ((node, "orelse"),)))
+            for name in ("test", "iter", "items", "target", "handlers", "finalbody"):
+                value = getattr(node, name, None)
+                if isinstance(value, cst.CSTNode):
+                    stack.append((value, chain))
+                elif isinstance(value, (tuple, list)):
+                    stack.extend((item, chain) for item in value)
+            continue
+        stack.extend((child, chain) for child in child_nodes(node))
+
