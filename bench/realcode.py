@@ -129,10 +129,11 @@ def git_dir(root: Path, repo: str) -> Optional[Path]:
     return None
 
 
-def materialise(git: Path, commit: str, into: Path) -> None:
+def materialise(git: Path, commit: str, into: Path) -> List[str]:
     """The commit's Python files, notebooks and config files as a plain
     directory tree (lintorch may read a file's neighbours, as it does in a
-    user's clone). Read with ``git cat-file``: nothing is fetched."""
+    user's clone). Read with ``git cat-file``: nothing is fetched. Returns
+    the files whose content the clone lacks."""
     listing = subprocess.run(
         ["git", "--git-dir", str(git), "ls-tree", "-r", "-z", commit], capture_output=True, check=False
     )
@@ -153,14 +154,21 @@ def materialise(git: Path, commit: str, into: Path) -> None:
         check=True,
     ).stdout
     position = 0
+    missing = []
     for _, name in wanted:
         header_end = batch.index(b"\n", position)
-        size = int(batch[position:header_end].split()[2])
+        header = batch[position:header_end].split()
+        if header[-1] == b"missing":  # a snapshot without large blobs
+            position = header_end + 1
+            missing.append(name)
+            continue
+        size = int(header[2])
         body = batch[header_end + 1 : header_end + 1 + size]
         position = header_end + 1 + size + 1
         target = into / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(body)
+    return missing
 
 
 def run_lintorch(root: Path, files: List[str], select_all: bool) -> List[dict]:
@@ -194,12 +202,13 @@ def evaluate(rows: List[Row], repos_root: Path, scratch: Path) -> dict:
             continue
         tree = scratch / repo.replace("/", "+") / commit[:12]
         try:
-            materialise(git, commit, tree)
+            lacking = materialise(git, commit, tree)
         except (RuntimeError, subprocess.CalledProcessError) as exc:
             skipped.append(f"{repo}@{commit[:12]} ({exc})")
             continue
+        skipped.extend(f"{repo}:{p} (content missing from the clone)" for p in paths if p in lacking)
         present = [p for p in paths if (tree / p).is_file()]
-        skipped.extend(f"{repo}:{p} (not in the commit)" for p in paths if p not in present)
+        skipped.extend(f"{repo}:{p} (not in the commit)" for p in paths if p not in present and p not in lacking)
         if not present:
             continue
         for p in present:
