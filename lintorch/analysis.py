@@ -10,6 +10,7 @@ lazily on first use and memoised:
   activation, train/eval-dependent layers;
 * ``losses``: loss calls and what feeds them;
 * ``ranges``: typical value ranges of tensors (regression targets);
+* ``shapes``: the number of dimensions of tensors, when visible;
 * ``data``: loaders, datasets, batches;
 * ``optim``: optimizers, steps, schedulers, training loops;
 * ``modes``: train/eval mode, gradient recording, evaluation passes.
@@ -30,6 +31,7 @@ from lintorch.analyze.models import Models
 from lintorch.analyze.modes import Modes
 from lintorch.analyze.optim import Optimization
 from lintorch.analyze.ranges import Ranges
+from lintorch.analyze.shapes import Shapes
 from lintorch.analyze.values import Values
 from lintorch.index import ModuleIndex, Scope
 
@@ -41,6 +43,7 @@ class Analysis:
         self._models: Optional[Models] = None
         self._losses: Optional[Losses] = None
         self._ranges: Optional[Ranges] = None
+        self._shapes: Optional[Shapes] = None
         self._data: Optional[Data] = None
         self._optim: Optional[Optimization] = None
         self._modes: Optional[Modes] = None
@@ -68,6 +71,12 @@ class Analysis:
         if self._ranges is None:
             self._ranges = Ranges(self.values)
         return self._ranges
+
+    @property
+    def shapes(self) -> Shapes:
+        if self._shapes is None:
+            self._shapes = Shapes(self.values, self.models)
+        return self._shapes
 
     @property
     def data(self) -> Data:

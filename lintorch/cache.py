@@ -67,11 +67,13 @@ class FindingsCache:
         return True
 
     @staticmethod
-    def key(data: bytes, codes: FrozenSet[str], kind: str = "") -> str:
+    def key(data: bytes, codes: FrozenSet[str], kind: str = "", info: FrozenSet[str] = frozenset()) -> str:
         """``kind`` separates inputs read differently from the same bytes
-        (``ipynb``: a notebook)."""
+        (``ipynb``: a notebook); ``info``: codes reporting info findings."""
         digest = hashlib.blake2b(data, digest_size=20)
         digest.update(b"\0" + _code_fingerprint() + b"\0" + ",".join(sorted(codes)).encode())
+        if info:
+            digest.update(b"\0info:" + ",".join(sorted(info)).encode())
         if kind:
             digest.update(b"\0" + kind.encode())
         return digest.hexdigest()

@@ -36,7 +36,8 @@ class ConfigError(Exception):
 
 @dataclass
 class Config:
-    select: List[str] = field(default_factory=lambda: ["ALL"])
+    #: None: the default set (every rule, info findings hidden).
+    select: Optional[List[str]] = None
     ignore: List[str] = field(default_factory=list)
     extend_select: List[str] = field(default_factory=list)
     exclude: List[str] = field(default_factory=list)
@@ -48,7 +49,13 @@ class Config:
     source: Optional[Path] = None
 
     def enabled_codes(self) -> FrozenSet[str]:
-        return registry.resolve_enabled(self.select, self.ignore, self.extend_select)
+        return registry.resolve_enabled(self.select if self.select is not None else ["ALL"], self.ignore, self.extend_select)
+
+    def info_codes(self) -> FrozenSet[str]:
+        """Codes whose info findings are shown: those the user selected
+        explicitly (``select``/``extend-select``), as ruff enables rules
+        outside its default set."""
+        return registry.resolve_enabled(self.select or [], self.ignore, self.extend_select)
 
     def per_file_ignored(self, path: str) -> FrozenSet[str]:
         """Code prefixes ignored for ``path`` by ``per-file-ignores``."""
@@ -174,7 +181,7 @@ def from_table(table: dict, path: Path) -> Config:
         raise ConfigError(f"{path}: force-exclude must be true or false")
     config = Config(
         force_exclude=force_exclude,
-        select=values.get("select", ["ALL"]),
+        select=values.get("select"),
         ignore=values.get("ignore", []) + values.get("extend-ignore", []),
         extend_select=values.get("extend-select", []),
         exclude=values.get("exclude", []) + values.get("extend-exclude", []),
@@ -196,7 +203,7 @@ def _string_list(value, key: str, path: Path) -> List[str]:
 
 def validate_selectors(config: Config, where: str) -> None:
     groups: List[Tuple[str, Sequence[str]]] = [
-        ("select", config.select),
+        ("select", config.select or []),
         ("ignore", config.ignore),
         ("extend-select", config.extend_select),
     ]

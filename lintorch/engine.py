@@ -124,6 +124,8 @@ def lint_module(
                 for report in rule.check(analysis):
                     if not isinstance(report, Report):
                         raise TypeError(f"check() yielded {type(report).__name__}, not Report")
+                    if (report.severity or rule.severity) is Severity.INFO and not rule.report_info:
+                        continue
                     reports.append((rule, report))
             except Exception as exc:  # a bug in one rule must not stop the others
                 findings.append(_internal_error(path, rule, exc, debug))

@@ -70,7 +70,7 @@ class NotebookFiles:
 
 # -- SARIF ------------------------------------------------------------------
 
-_SARIF_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning"}
+_SARIF_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 
 
 def _first_paragraph(text: str) -> str:
@@ -211,7 +211,7 @@ def format_github(finding: Finding, notebooks: Optional[NotebookFiles] = None) -
 
     A notebook finding points into the .ipynb file when its layout allows
     (else at the line within the cell); the title names the cell and line."""
-    command = "error" if finding.severity == Severity.ERROR else "warning"
+    command = {Severity.ERROR: "error", Severity.WARNING: "warning"}.get(finding.severity, "notice")
     title = f"{finding.code} {finding.name}"
     line, column, end_line, end_column = finding.line, finding.column, finding.end_line, finding.end_column
     if finding.cell is not None:
@@ -256,7 +256,7 @@ class Style:
         return self._wrap("2", text)
 
     def severity(self, severity: Severity, text: str) -> str:
-        return self._wrap("1;31" if severity == Severity.ERROR else "1;33", text)
+        return self._wrap({Severity.ERROR: "1;31", Severity.WARNING: "1;33"}.get(severity, "1;36"), text)
 
     def caret(self, text: str) -> str:
         return self._wrap("1;31", text)

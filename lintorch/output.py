@@ -42,8 +42,13 @@ def write_statistics(findings: Sequence[Finding], stream: IO[str]) -> None:
 # -- rule documentation -----------------------------------------------------
 
 
+def severity_label(cls) -> str:
+    """``warning`` or, for rules whose findings vary, ``warning (error ...)``."""
+    return f"{cls.severity.value} ({cls.severity_cases})" if cls.severity_cases else cls.severity.value
+
+
 def rule_text(cls) -> str:
-    lines = [f"{cls.code} {cls.name} ({cls.severity.value})", "", cls.summary, ""]
+    lines = [f"{cls.code} {cls.name} ({severity_label(cls)})", "", cls.summary, ""]
     lines.append(f"Symptom: {cls.symptom}")
     lines.append("")
     lines.append(cls.explanation())
@@ -58,7 +63,7 @@ def rule_text(cls) -> str:
 
 def rule_markdown(cls) -> str:
     lines = [f"## {cls.code} `{cls.name}`", ""]
-    lines += [f"**Severity:** {cls.severity.value}  ", f"**Symptom:** {cls.symptom}", ""]
+    lines += [f"**Severity:** {severity_label(cls)}  ", f"**Symptom:** {cls.symptom}", ""]
     lines += [cls.summary, "", cls.explanation(), ""]
     for title, examples in (("Example", cls.bad), ("Use instead", cls.good)):
         if examples:
@@ -80,7 +85,7 @@ def rule_table_markdown(classes: Iterable[type]) -> str:
         "a bug inside lintorch while checking a file (please report it) |"
     )
     for cls in classes:
-        rows.append(f"| {cls.code} | {cls.name} | {cls.severity.value} | {cls.symptom} | {cls.summary} |")
+        rows.append(f"| {cls.code} | {cls.name} | {severity_label(cls)} | {cls.symptom} | {cls.summary} |")
     return "\n".join(rows) + "\n"
 
 
@@ -90,6 +95,7 @@ def rules_json(classes: Iterable[type]) -> List[dict]:
             "code": cls.code,
             "name": cls.name,
             "severity": cls.severity.value,
+            **({"severity_cases": cls.severity_cases} if cls.severity_cases else {}),
             "summary": cls.summary,
             "symptom": cls.symptom,
             "explanation": cls.explanation(),

@@ -128,6 +128,15 @@ def _longest_prefix(code: str, prefixes: Iterable[str]):
     return max(matches, key=len) if matches else None
 
 
-def instantiate(enabled: Iterable[str]) -> List[Rule]:
+def instantiate(enabled: Iterable[str], info: Iterable[str] = ()) -> List[Rule]:
+    """Rule instances for the ``enabled`` codes; those also in ``info``
+    report their info-severity findings too."""
     wanted = set(enabled)
-    return [cls() for cls in all_rules() if cls.code in wanted]
+    with_info = set(info)
+    rules = []
+    for cls in all_rules():
+        if cls.code in wanted:
+            rule = cls()
+            rule.report_info = cls.code in with_info
+            rules.append(rule)
+    return rules

@@ -18,8 +18,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class Severity(str, enum.Enum):
+    """``error``: this silently breaks learning. ``warning``: likely wrong.
+    ``info``: hygiene or deprecated usage with no effect on learning here;
+    info findings are off by default and shown only for codes the user
+    selects explicitly (``--select``, ``--extend-select``, config)."""
+
     ERROR = "error"
     WARNING = "warning"
+    INFO = "info"
 
     def __str__(self) -> str:
         return self.value
@@ -142,12 +148,19 @@ class Rule:
     summary: ClassVar[str]
     #: The training symptom the bug produces, in the words users search for.
     symptom: ClassVar[str]
+    #: When findings of this rule may carry another severity than
+    #: ``severity``, the conditions in a few words ("error over the batch
+    #: axis; info on 2-D input"); shown in docs and the README table.
+    severity_cases: ClassVar[str] = ""
     #: Words of which at least one must appear in the raw source for the rule
     #: to possibly fire; files with none skip the rule (and, if no enabled rule
     #: can fire, skip parsing altogether).
     triggers: ClassVar[Tuple[str, ...]]
     bad: ClassVar[Sequence[Example]] = ()
     good: ClassVar[Sequence[Example]] = ()
+    #: Whether this instance reports its info-severity findings (set by
+    #: ``registry.instantiate`` for explicitly selected codes).
+    report_info: bool = False
 
     def check(self, analysis: "Analysis") -> Iterator[Report]:  # pragma: no cover
         raise NotImplementedError

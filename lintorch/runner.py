@@ -19,6 +19,8 @@ class RuleCache:
     def __init__(self, config: config_mod.Config):
         self.config = config
         self.enabled = config.enabled_codes()
+        #: Codes whose info findings are reported (explicitly selected).
+        self.info = config.info_codes()
         self._by_codes: Dict[FrozenSet[str], List[Rule]] = {}
 
     def codes_for(self, path: str) -> FrozenSet[str]:
@@ -30,7 +32,7 @@ class RuleCache:
     def rules_for(self, codes: FrozenSet[str]) -> List[Rule]:
         rules = self._by_codes.get(codes)
         if rules is None:
-            rules = self._by_codes[codes] = registry.instantiate(codes)
+            rules = self._by_codes[codes] = registry.instantiate(codes, self.info & codes)
         return rules
 
 
@@ -46,7 +48,8 @@ class FileLinter:
         codes = self.rules.codes_for(display)
         key = None
         if self.cache is not None:
-            key = self.cache.key(data, codes, "ipynb" if display.endswith(engine.NOTEBOOK_SUFFIX) else "")
+            kind = "ipynb" if display.endswith(engine.NOTEBOOK_SUFFIX) else ""
+            key = self.cache.key(data, codes, kind, self.rules.info & codes)
             cached = self.cache.get(key, display)
             if cached is not None:
                 return cached

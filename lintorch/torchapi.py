@@ -161,6 +161,16 @@ PASS_THROUGH_MODULES = frozenset(
     }
 )
 
+#: Modules whose forward is one autograd operation: a legacy backward hook
+#: on them sees the right gradients (guided backprop on ``nn.ReLU``).
+SINGLE_OP_MODULES = (PASS_THROUGH_MODULES - {"torch.nn.Identity"}) | frozenset(
+    {
+        "torch.nn.Conv1d", "torch.nn.Conv2d", "torch.nn.Conv3d", "torch.nn.MaxPool3d", "torch.nn.AvgPool3d",
+        "torch.nn.Linear", "torch.nn.BatchNorm1d", "torch.nn.BatchNorm2d", "torch.nn.BatchNorm3d",
+        "torch.nn.Embedding",
+    }
+)
+
 # Optimisation-loop rules (LT2xx) -------------------------------------------
 
 #: Optimisers that scale each step by a running gradient statistic, so their
@@ -226,6 +236,17 @@ DROPOUT_ARGUMENT_LAYERS = frozenset(
 #: torch.nn containers whose layers are their arguments.
 MODULE_CONTAINERS = frozenset({"torch.nn.Sequential", "torch.nn.ModuleList", "torch.nn.ModuleDict"})
 #: Model zoos whose models (nearly) all contain dropout or batch norm.
+#: Calls that return (a wrapper of) the module passed as their first
+#: argument: the wrapped model keeps its layers and output activation.
+MODULE_WRAPPERS = frozenset(
+    {
+        "torch.nn.DataParallel", "torch.nn.parallel.DataParallel", "torch.nn.parallel.DistributedDataParallel",
+        "torch.nn.DistributedDataParallel", "torch.compile", "torch.nn.utils.weight_norm",
+        "torch.nn.utils.spectral_norm", "torch.nn.utils.parametrizations.weight_norm",
+        "torch.nn.utils.parametrizations.spectral_norm", "torch.nn.utils.parametrizations.orthogonal",
+        "torch.nn.SyncBatchNorm.convert_sync_batchnorm", "torch.jit.script",
+    }
+)
 MODEL_ZOO_PREFIXES = ("torchvision.models.", "timm.", "transformers.", "torch.hub.load")
 
 DROPOUT_FUNCS = frozenset(

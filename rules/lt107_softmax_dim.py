@@ -44,6 +44,12 @@ class SoftmaxDim(Rule):
     that change with the batch composition, a model that does not learn or
     accuracy that does not improve.
 
+    **Severity.** `dim=0` over the batch axis is an `error`. A missing `dim`
+    is an `error` on a visibly 3-D tensor (PyTorch picks dim 0, the batch),
+    `info` (off by default) on a visibly 1- or 2-D tensor, where PyTorch's
+    implicit choice is the right axis and only the deprecation remains, and
+    a `warning` when the number of dimensions is not visible.
+
     **Fix.** Always pass `dim` explicitly: `dim=1` (or `dim=-1`) for
     `[batch, classes]` logits, the class axis in general.
 
@@ -57,6 +63,7 @@ class SoftmaxDim(Rule):
     code = "LT107"
     name = "softmax-dim"
     severity = Severity.WARNING
+    severity_cases = "error over the batch axis; info without dim= on 1-D/2-D input"
     summary = "softmax/log_softmax without dim=, or over dim=0 of [batch, classes] logits"
     symptom = "probabilities not summing to 1 per sample; accuracy not improving"
     triggers = ("softmax", "Softmax", "softmin", "Softmin")
@@ -106,11 +113,14 @@ class SoftmaxDim(Rule):
             qualname = call.qualname
             if qualname in api.IMPLICIT_DIM_SOFTMAX_FUNCS:
                 if _dim_missing(call.node, 1):
-                    yield self._no_dim(call.node, qualname)
+                    data = call.arg(0, "input")
+                    rank = analysis.shapes.rank(data, call.scope, call.order) if data is not None else None
+                    yield self._no_dim(call.node, qualname, rank)
                     continue
             elif qualname in api.IMPLICIT_DIM_SOFTMAX_MODULES:
                 if _dim_missing(call.node, 0):
-                    yield self._no_dim(call.node, qualname)
+                    rank = analysis.shapes.module_input_rank(Value(call.node, call.scope, call.order))
+                    yield self._no_dim(call.node, qualname, rank)
                     continue
             if qualname in _DIM0_FUNCS:
                 data, dim = call.arg(0, "input"), call.arg(1, "dim")
@@ -133,7 +143,8 @@ class SoftmaxDim(Rule):
                 continue
             yield self.report(
                 dim,
-                "softmax over dim=0 of a model output computed on a batch (line {line0}): dim 0 is the "
+                severity=Severity.ERROR,
+                message="softmax over dim=0 of a model output computed on a batch (line {line0}): dim 0 is the "
                 "batch axis of [batch, classes] logits, so each class is normalised across the samples "
                 "instead of each sample across its classes; probabilities do not sum to 1 per sample and "
                 "predictions depend on the rest of the batch (accuracy not improving). Use dim=1 (or -1).",
@@ -141,15 +152,34 @@ class SoftmaxDim(Rule):
                 fix=_dim1_fix(dim),
             )
 
-    def _no_dim(self, node: cst.Call, qualname: str):
+    def _no_dim(self, node: cst.Call, qualname: str, rank: Optional[int]):
         short = qualname.replace("torch.nn.functional.", "F.").replace("torch.nn.", "nn.")
         position = 0 if qualname in api.IMPLICIT_DIM_SOFTMAX_MODULES else 1
+        if rank in (1, 2):
+            severity = Severity.INFO
+            message = (
+                f"{short} without dim= on a {rank}-D tensor: PyTorch picks dim={rank - 1}, the right axis "
+                "here, but the implicit dim is deprecated. Pass it explicitly."
+            )
+        elif rank == 3:
+            severity = Severity.ERROR
+            message = (
+                f"{short} without dim= on a 3-D tensor: PyTorch picks dim=0, the batch (or time) axis, so "
+                "probabilities are normalised across samples instead of over the classes and do not sum to "
+                "1 per sample; the model does not learn what you expect. Pass the class axis (dim=-1)."
+            )
+        else:
+            severity = Severity.WARNING
+            message = (
+                f"{short} without dim=: the implicit dim is deprecated and PyTorch guesses it (dim=0 for "
+                "0-, 1- and 3-D input, so a [batch, seq, classes] tensor is normalised across the batch): "
+                "probabilities may not sum to 1 per sample and the model does not learn what you expect. "
+                "Pass dim explicitly (dim=1 or dim=-1 for [batch, classes])."
+            )
         return self.report(
             node,
-            f"{short} without dim=: the implicit dim is deprecated and PyTorch guesses it (dim=0 for "
-            "0-, 1- and 3-D input, so a [batch, seq, classes] tensor is normalised across the batch): "
-            "probabilities may not sum to 1 per sample and the model does not learn what you expect. "
-            "Pass dim explicitly (dim=1 or dim=-1 for [batch, classes]).",
+            message,
+            severity=severity,
             fix=Fix(
                 node,
                 lambda updated: edits.with_argument(updated, "dim", position, "-1"),
@@ -188,7 +218,8 @@ class SoftmaxDim(Rule):
             if analysis.data.batch_source(use.node.args[0].value, use.scope, use.order) is not None:
                 return self.report(
                     dim,
-                    "softmax layer over dim=0 at the end of an nn.Sequential that is called on batches "
+                    severity=Severity.ERROR,
+                    message="softmax layer over dim=0 at the end of an nn.Sequential that is called on batches "
                     "(line {line0}): dim 0 is the batch axis of the linear layer's [batch, classes] "
                     "output, so each class is normalised across the samples; probabilities do not sum to "
                     "1 per sample and the model does not learn properly. Use dim=1 (or -1).",

@@ -1,5 +1,6 @@
 import libcst as cst
 
+from lintorch import torchapi as api
 from lintorch.rule import Example, Fix, Rule, Severity
 
 
@@ -18,6 +19,12 @@ class LegacyBackwardHook(Rule):
     **Symptom.** Gradient statistics that make no sense (wrong shapes,
     missing entries), misleading diagnosis of a model not learning.
 
+    **Severity.** `warning`; `info` (off by default) when the hook is
+    registered on a module whose forward is a single operation (`nn.ReLU`,
+    pooling, dropout, a convolution), as guided backpropagation does: there
+    the legacy hook sees the right gradients and only the deprecation
+    remains.
+
     **Fix.** Use `module.register_full_backward_hook(hook)` (same
     signature, correct gradients) or `tensor.register_hook(...)` on the
     tensors you care about.
@@ -34,6 +41,7 @@ class LegacyBackwardHook(Rule):
     code = "LT402"
     name = "legacy-backward-hook"
     severity = Severity.WARNING
+    severity_cases = "info on single-operation modules such as nn.ReLU"
     summary = "deprecated register_backward_hook gives wrong gradients for multi-op modules"
     symptom = "misleading gradient statistics while debugging a model not learning"
     triggers = ("register_backward_hook", "register_module_backward_hook")
@@ -79,6 +87,16 @@ class LegacyBackwardHook(Rule):
                     if function is not None and function.klass is not None:
                         if analysis.values.method_of(function.klass, "register_backward_hook") is not None:
                             continue  # the class defines its own method of that name
+                single_op = _single_operation_module(analysis, call)
+                if single_op is not None:
+                    yield self.report(
+                        call.node.func.attr,
+                        f"register_backward_hook is deprecated; on {single_op} (one operation) it still "
+                        "sees the right gradients. Use register_full_backward_hook (same signature).",
+                        severity=Severity.INFO,
+                        fix=_rename(call.node.func.attr, "register_full_backward_hook"),
+                    )
+                    continue
                 yield self.report(
                     call.node.func.attr,
                     "register_backward_hook is deprecated: for a module whose forward runs several "
@@ -102,3 +120,22 @@ class LegacyBackwardHook(Rule):
 
 def _rename(name: cst.Name, new: str) -> Fix:
     return Fix(name, name.with_changes(value=new), safe=False, description=f"use {new}")
+
+
+def _single_operation_module(analysis, call):
+    """``nn.ReLU`` (one autograd operation) when the hooked module visibly
+    is one: built as such, or narrowed by ``if isinstance(m, nn.ReLU):``."""
+    receiver = call.receiver
+    ctor = analysis.models.module_instance(receiver, call.scope, call.order)
+    if ctor is not None:
+        qualname, _ = analysis.values.constructor(ctor)
+        return _short(qualname) if qualname in api.SINGLE_OP_MODULES else None
+    if isinstance(receiver, cst.Name):
+        kinds = analysis.values.guarded_types(call, receiver.value, api.SINGLE_OP_MODULES)
+        if kinds and kinds <= api.SINGLE_OP_MODULES:
+            return " / ".join(sorted(_short(k) for k in kinds))
+    return None
+
+
+def _short(qualname: str) -> str:
+    return "nn." + qualname.rsplit(".", 1)[-1]

@@ -1,5 +1,5 @@
 import re
-from typing import FrozenSet, Optional, Tuple
+from typing import Optional, Tuple
 
 import libcst as cst
 
@@ -340,7 +340,7 @@ def _guarded_module_variable(analysis, call, layer: cst.Name):
     """``if isinstance(m, nn.Linear): nn.init.zeros_(m.weight)`` in a
     function given to ``model.apply`` or in ``for m in model.modules()``."""
     index = analysis.index
-    kinds = _isinstance_guard(analysis, call, layer.value)
+    kinds = analysis.values.guarded_types(call, layer.value, api.WEIGHT_LAYERS)
     if not kinds or not kinds <= api.WEIGHT_LAYERS:
         return None
     if not _trains(index) or _copies_parameters(index):
@@ -392,77 +392,6 @@ class _FakeCall:
         self.node = cst.Call(func=func)
         self.scope = site.scope
         self.order = site.order
-
-
-def _isinstance_guard(analysis, call, name: str) -> Optional[FrozenSet[str]]:
-    """Layer types (qualified names; "?" when not a torch name) of the
-    innermost ``if isinstance(<name>, T):`` around the call (in its body)."""
-    index = analysis.index
-    for node, branch in reversed(analysis.values.enclosing_blocks(call)):
-        if not isinstance(node, cst.If):
-            continue
-        test = node.test
-        if (
-            branch == "body"
-            and isinstance(test, cst.Call)
-            and dotted_name(test.func) == "isinstance"
-            and len(test.args) == 2
-            and isinstance(test.args[0].value, cst.Name)
-            and test.args[0].value.value == name
-        ):
-            types = test.args[1].value
-            elements = [e.value for e in types.elements] if isinstance(types, (cst.Tuple, cst.List)) else [types]
-            return frozenset(index.qualname_of(e, call.scope, call.order) or "?" for e in elements)
-        if branch == "body":
-            kinds = _classname_guard(analysis, call, test, name)
-            if kinds is not None:
-                return kinds
-            return None  # a further filter (``if m is self.out``, ``if name.startswith("head")``)
-    return None
-
-
-def _classname_guard(analysis, call, test, name: str) -> Optional[FrozenSet[str]]:
-    """DCGAN style: ``classname = m.__class__.__name__`` and
-    ``if classname.find("Conv") != -1`` (or ``"Linear" in classname``,
-    joined with ``or``): the layer kinds whose class name contains it."""
-    if isinstance(test, cst.BooleanOperation):
-        if not isinstance(test.operator, cst.Or):
-            return None
-        left = _classname_guard(analysis, call, test.left, name)
-        right = _classname_guard(analysis, call, test.right, name)
-        return left | right if left is not None and right is not None else None
-    if not isinstance(test, cst.Comparison) or len(test.comparisons) != 1:
-        return None
-    comparison = test.comparisons[0]
-    word = subject = None
-    if isinstance(comparison.operator, cst.In) and isinstance(test.left, cst.SimpleString):
-        word, subject = test.left.evaluated_value, comparison.comparator
-    elif (
-        isinstance(comparison.operator, cst.NotEqual)
-        and int_value(comparison.comparator) == -1
-        and isinstance(test.left, cst.Call)
-        and isinstance(test.left.func, cst.Attribute)
-        and test.left.func.attr.value == "find"
-        and test.left.args
-        and isinstance(test.left.args[0].value, cst.SimpleString)
-    ):
-        word, subject = test.left.args[0].value.evaluated_value, test.left.func.value
-    if not isinstance(word, str) or not word or subject is None:
-        return None
-    if isinstance(subject, cst.Name):
-        values = analysis.values.definitions(subject, call.scope, call.order)
-        if len(values) != 1:
-            return None
-        subject = values[0].expr
-    if dotted_name(subject) not in (f"{name}.__class__.__name__",) and not (
-        isinstance(subject, cst.Attribute)
-        and subject.attr.value == "__name__"
-        and isinstance(subject.value, cst.Call)
-        and dotted_name(subject.value.func) == "type"
-    ):
-        return None
-    kinds = frozenset(q for q in api.WEIGHT_LAYERS if word in q.rsplit(".", 1)[-1])
-    return kinds or None
 
 
 def _model_weight_layers(analysis, owner, scope, order, kinds) -> Tuple[int, str]:

@@ -34,6 +34,14 @@ class DirectForwardCall(Rule):
     empty), pruned or weight-normalised layers use stale weights, so the
     model does not learn as expected or its outputs differ from `model(x)`.
 
+    **Severity.** `warning` when something that runs through `__call__` is
+    installed on that very module (forward or backward hooks,
+    `weight_norm`/`spectral_norm`, parametrizations, pruning): then the
+    skipped machinery changes the result. Hooks on its submodules still
+    fire (its `forward` calls them through `__call__`), so they do not
+    count. Otherwise `info` (off by default): `model.forward(x)` computes
+    the same values, and the call is only fragile.
+
     **Fix.** Call the module: `model(x)`.
 
     **Fix safety.** `--fix` rewrites `model.forward(x)` to `model(x)` (a
@@ -43,7 +51,8 @@ class DirectForwardCall(Rule):
 
     code = "LT602"
     name = "direct-forward-call"
-    severity = Severity.WARNING
+    severity = Severity.INFO
+    severity_cases = "warning when that module has hooks or weight/spectral norm"
     summary = "module.forward(x) called directly instead of module(x), skipping hooks"
     symptom = "hooks never fire; pruning/weight-norm not applied"
     triggers = (".forward(",)
@@ -54,7 +63,8 @@ class DirectForwardCall(Rule):
             import torch.nn as nn
 
             model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
-            prediction = model.forward(x)
+            model[0].register_forward_hook(lambda module, inputs, output: captured.append(output))
+            prediction = model.forward(x)  # the hook never fires
             """
         ),
     ]
@@ -88,12 +98,25 @@ class DirectForwardCall(Rule):
             if ctor is None or _is_parallel_wrapper(analysis, receiver, call):
                 continue
             target = index.module.code_for_node(receiver)
+            hooks = _call_machinery(analysis, call)
+            if hooks is not None:
+                message = (
+                    f"{target}.forward(...) bypasses nn.Module.__call__, and {target} has hooks or a weight "
+                    "parametrisation (line {line0}) that only run there: they never fire and such layers "
+                    "use stale weights (the model may not learn as expected). "
+                    f"Call the module instead: {target}(...)."
+                )
+            else:
+                message = (
+                    f"{target}.forward(...) bypasses nn.Module.__call__; no hook is visible here, so the "
+                    "result is the same today, but hooks, weight_norm or pruning added later would "
+                    f"silently not run. Call the module instead: {target}(...)."
+                )
             yield self.report(
                 call.node,
-                f"{target}.forward(...) bypasses nn.Module.__call__: forward/backward hooks, "
-                "weight_norm/spectral_norm, pruning masks and other hooks do not run, so hooks never "
-                "fire and such layers use stale weights (the model may not learn as expected). "
-                f"Call the module instead: {target}(...).",
+                message,
+                severity=Severity.WARNING if hooks is not None else Severity.INFO,
+                related=(hooks,) if hooks is not None else (),
                 fix=Fix(call.node, edits.call_without_method, safe=True, description=f"call {target}(...)"),
             )
 
@@ -115,3 +138,44 @@ def _is_lightning_module(analysis, klass) -> bool:
             if qualname.rsplit(".", 1)[-1] == "LightningModule":
                 return True
     return False
+
+
+#: Calls that install machinery run by ``nn.Module.__call__`` (or by the
+#: parametrised weight it recomputes there): skipping ``__call__`` then
+#: changes the result.
+_CALL_MACHINERY_METHODS = frozenset(
+    {
+        "register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
+        "register_full_backward_pre_hook", "register_backward_hook",
+    }
+)
+_CALL_MACHINERY_PREFIXES = (
+    "torch.nn.utils.weight_norm", "torch.nn.utils.spectral_norm", "torch.nn.utils.parametrizations.",
+    "torch.nn.utils.parametrize.", "torch.nn.utils.prune.", "torch.quantization.prepare",
+    "torch.ao.quantization.prepare", "torch.nn.modules.module.register_module_",
+    "torch.nn.register_module_",
+)
+
+
+def _call_machinery(analysis, forward):
+    """The first call that installs hooks, weight/spectral norm, a
+    parametrization or pruning on the module whose ``forward`` is called
+    directly; None if none is visible."""
+    receiver = forward.receiver
+    module = analysis.models.module_instance(receiver, forward.scope, forward.order)
+    for call in analysis.index.calls:
+        if call.method in _CALL_MACHINERY_METHODS:
+            target = call.receiver
+        elif call.qualname is not None and call.qualname.startswith(_CALL_MACHINERY_PREFIXES):
+            target = call.arg(0, "module")
+        else:
+            continue
+        if target is None:
+            continue
+        if analysis.values.same_object(target, call, receiver, forward):
+            return call.node
+        # ``layer = weight_norm(nn.Linear(...))``: the wrapped module itself
+        inner = analysis.models.module_instance(target, call.scope, call.order)
+        if module is not None and inner is not None and inner.expr is module.expr:
+            return call.node
+    return None

@@ -2,7 +2,7 @@ import re
 import sys
 import textwrap
 from pathlib import Path
-from typing import List, Set, Tuple
+from typing import Dict, List, Set, Tuple
 
 import pytest
 
@@ -10,8 +10,10 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "fixtures"
 SEEDS = REPO.parent / "shared" / "seeds"
 
-# `# expect: LT102` or `# expect: LT102:17, LT201` (code, optional 1-based column)
-EXPECT_RE = re.compile(r"#\s*expect:\s*(?P<items>[A-Z]+[0-9]+(?::\d+)?(?:\s*,\s*[A-Z]+[0-9]+(?::\d+)?)*)")
+# `# expect: LT102` or `# expect: LT102:17, LT201@info` (code, optional 1-based
+# column, optional severity the finding must have)
+_ITEM = r"[A-Z]+[0-9]+(?::\d+)?(?:@(?:error|warning|info))?"
+EXPECT_RE = re.compile(rf"#\s*expect:\s*(?P<items>{_ITEM}(?:\s*,\s*{_ITEM})*)")
 
 
 def expectations(text: str) -> Set[Tuple[int, str, int]]:
@@ -22,8 +24,20 @@ def expectations(text: str) -> Set[Tuple[int, str, int]]:
         if not match:
             continue
         for item in match.group("items").split(","):
-            code, _, column = item.strip().partition(":")
+            code, _, column = item.strip().partition("@")[0].partition(":")
             out.add((number, code, int(column) if column else 0))
+    return out
+
+
+def expected_severities(text: str) -> Dict[Tuple[int, str], str]:
+    """(line, code) -> severity, for the expectations that state one."""
+    out = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = EXPECT_RE.search(line)
+        for item in match.group("items").split(",") if match else ():
+            item, _, severity = item.strip().partition("@")
+            if severity:
+                out[(number, item.partition(":")[0])] = severity
     return out
 
 
@@ -31,7 +45,8 @@ def lint_text(text: str, path: str = "example.py", select: List[str] = None):
     from lintorch import engine, registry
 
     codes = registry.resolve_enabled(select or ["ALL"], [])
-    return engine.lint_bytes(text.encode("utf-8"), path, registry.instantiate(codes))
+    # Fixtures state info findings too: lint as if every code were selected explicitly.
+    return engine.lint_bytes(text.encode("utf-8"), path, registry.instantiate(codes, codes))
 
 
 @pytest.fixture

@@ -138,7 +138,8 @@ def test_rule_all_lists_every_rule(run_cli):
     code, out, _ = run_cli("rule", "--all")
     assert code == 0
     for cls in registry.all_rules():
-        assert f"{cls.code} {cls.name} ({cls.severity.value})" in out
+        assert f"{cls.code} {cls.name} ({cls.severity.value}" in out
+    assert "LT107 softmax-dim (warning (error over the batch axis; info without dim= on 1-D/2-D input))" in out
     code, out, _ = run_cli("rule", "--all", "--format", "json")
     assert [item["code"] for item in json.loads(out)] == [cls.code for cls in registry.all_rules()]
 
@@ -174,3 +175,21 @@ def test_linting_never_imports_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.rstrip().endswith("ok")
+
+
+def test_info_findings_only_for_explicitly_selected_codes(tmp_path, run_cli):
+    """info findings (hygiene) are off by default and shown, as ruff shows
+    rules outside its default set, when the code is selected explicitly."""
+    script = tmp_path / "infer.py"
+    script.write_text(
+        "import torch.nn as nn\n\nmodel = nn.Linear(4, 2)\nprediction = model.forward(x)\n", encoding="utf-8"
+    )
+    status, out, _ = run_cli(str(script), "--no-cache")
+    assert status == 0 and "LT602" not in out
+    for selection in (["--extend-select", "LT602"], ["--select", "LT6"], ["--select", "ALL"]):
+        status, out, _ = run_cli(str(script), "--no-cache", "--format", "json", *selection)
+        assert status == 1, selection
+        [finding] = json.loads(out)
+        assert finding["code"] == "LT602" and finding["severity"] == "info"
+    status, out, _ = run_cli(str(script), "--no-cache", "--select", "ALL", "--ignore", "LT602")
+    assert status == 0 and "LT602" not in out

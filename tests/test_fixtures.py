@@ -3,7 +3,7 @@
 
 import pytest
 
-from conftest import FIXTURES, expectations, lint_text
+from conftest import FIXTURES, expectations, expected_severities, lint_text
 
 # fixtures/probe/ holds runtime-probe scripts (tests/test_probe.py), not static expectations.
 FIXTURE_FILES = sorted(p for p in FIXTURES.rglob("*.py") if p.relative_to(FIXTURES).parts[0] != "probe")
@@ -26,6 +26,9 @@ def test_fixture_findings_match_expectations(path):
     for line, code, column in expected:
         if column:
             assert by_line[(line, code)] == column, f"{code} on line {line}: column {by_line[(line, code)]} != {column}"
+    severity = {(f.line, f.code): f.severity.value for f in findings}
+    for key, wanted in expected_severities(text).items():
+        assert severity[key] == wanted, f"{key[1]} on line {key[0]}: severity {severity[key]} != {wanted}"
 
 
 def test_every_rule_has_bad_and_hard_negative_fixtures():
@@ -41,7 +44,11 @@ def test_every_rule_has_bad_and_hard_negative_fixtures():
         for path in bad:
             assert any(code == cls.code for _, code, _ in expectations(path.read_text())), f"{path} expects no {cls.code}"
         for path in good:
-            assert not any(code == cls.code for _, code, _ in expectations(path.read_text())), f"{path} expects {cls.code}"
+            # A hard negative may still state an info finding: info is off by default.
+            text = path.read_text()
+            severities = expected_severities(text)
+            shown = [line for line, code, _ in expectations(text) if code == cls.code and severities.get((line, code)) != "info"]
+            assert not shown, f"{path} expects {cls.code} at default settings (lines {shown})"
 
 
 def test_fixtures_exist():

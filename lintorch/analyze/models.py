@@ -114,24 +114,35 @@ class Models:
         if not values:
             return None
         for value in values:
-            for _ in range(MAX_DEPTH):
-                call = value.expr
-                if (
-                    isinstance(call, cst.Call)
-                    and isinstance(call.func, cst.Attribute)
-                    and call.func.attr.value in _MODULE_RETURNING_METHODS
-                    and self.index.qualname_of(call.func, value.scope, value.order) is None
-                ):
-                    inner = self.values.definitions(call.func.value, value.scope, value.order)
-                    if len(inner) != 1:
-                        return None
-                    value = inner[0]
-                    continue
-                break
-            if not self.is_module_constructor(value):
+            value = self.unwrap(value)
+            if value is None or not self.is_module_constructor(value):
                 return None
             found = found or value
         return found
+
+    def unwrap(self, value: Value) -> Optional[Value]:
+        """The module a value holds, seen through calls that return the
+        module they are given: methods (``model.to(device)``, ``.cuda()``,
+        ``.train()``) and wrappers (``nn.DataParallel(model)``, DDP,
+        ``torch.compile(model)``, ``weight_norm(layer)``). None when an inner
+        value is not unique."""
+        for _ in range(MAX_DEPTH):
+            call = value.expr
+            if not isinstance(call, cst.Call):
+                return value
+            inner_expr = None
+            if isinstance(call.func, cst.Attribute) and call.func.attr.value in _MODULE_RETURNING_METHODS:
+                if self.index.qualname_of(call.func, value.scope, value.order) is None:
+                    inner_expr = call.func.value
+            elif self.index.qualname_of(call.func, value.scope, value.order) in api.MODULE_WRAPPERS:
+                inner_expr = call_arg(call, 0, "module") or call_arg(call, None, "model")
+            if inner_expr is None:
+                return value
+            inner = self.values.definitions(inner_expr, value.scope, value.order)
+            if len(inner) != 1:
+                return None
+            value = inner[0]
+        return value
 
     def is_module_constructor(self, value: Value) -> bool:
         """``nn.Linear(...)``, ``Net(...)`` (local nn.Module subclass),

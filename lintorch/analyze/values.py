@@ -7,7 +7,7 @@ which local function a call runs, and the classes of this module. Bounded
 (depth and cycle guards) and memoised, so domains and rules can ask freely.
 """
 
-from typing import Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
+from typing import Dict, FrozenSet, Iterator, List, NamedTuple, Optional, Set, Tuple
 
 import libcst as cst
 
@@ -48,9 +48,11 @@ class Values:
     def definitions(self, expr: cst.BaseExpression, scope: Scope, order: int, _depth: int = 0) -> List[Value]:
         """The expressions whose value ``expr`` may hold.
 
-        Names and ``self.<attr>`` are followed; any other expression is its
-        own definition. Unknowable values (loop targets, ``*args``) yield
-        nothing, so callers treat "no definitions" as "unknown".
+        Names, ``self.<attr>`` and attributes of instances of this module's
+        classes (``trainer.model``, ``net.fc``) are followed; any other
+        expression is its own definition. Unknowable values (loop targets,
+        ``*args``) yield nothing, so callers treat "no definitions" as
+        "unknown".
         """
         if _depth > MAX_DEPTH:
             return []
@@ -67,7 +69,35 @@ class Values:
                     if assign.value is not None:
                         out.extend(self.definitions(assign.value, assign.scope, assign.order, _depth + 1))
                 return out
+        if isinstance(expr, cst.Attribute) and isinstance(expr.value, (cst.Name, cst.Attribute)):
+            found = self._instance_attribute(expr, scope, order, _depth + 1)
+            if found is not None:
+                return found
         return [Value(expr, scope, order)]
+
+    def _instance_attribute(self, expr: cst.Attribute, scope: Scope, order: int, depth: int) -> Optional[List[Value]]:
+        """``trainer.model`` where ``trainer`` is certainly an instance of a
+        class of this module that sets ``self.model``: that value. None when
+        the owner is not visibly such an instance."""
+        owners = self.definitions(expr.value, scope, order, depth)
+        klass = None
+        for owner in owners:
+            owner = self.strip_value_preserving(owner)
+            if owner.expr is expr.value:
+                return None  # not followed any further: unknown
+            _, found = self.constructor(owner)
+            if found is None or (klass is not None and found is not klass):
+                return None
+            klass = found
+        if klass is None:
+            return None
+        assigns = [a for a in self.self_attr_assigns(klass, expr.attr.value) if a.value is not None]
+        if not assigns:
+            return None
+        out: List[Value] = []
+        for assign in assigns:
+            out.extend(self.definitions(assign.value, assign.scope, assign.order, depth))
+        return out
 
     def _binding_values(self, binding: Binding, depth: int) -> List[Value]:
         if binding.kind in ("assign", "annassign", "walrus") and binding.value is not None:
@@ -373,6 +403,81 @@ class Values:
         defs_a = {id(v.expr) for v in self.definitions(a, a_call.scope, a_call.order)}
         defs_b = {id(v.expr) for v in self.definitions(b, b_call.scope, b_call.order)}
         return bool(defs_a & defs_b)
+
+    def guarded_types(self, call: CallSite, name: str, candidates: FrozenSet[str]) -> Optional[FrozenSet[str]]:
+        """The types (qualified names; "?" when not an imported name) that
+        ``name`` is narrowed to by the innermost ``if`` around ``call`` (in its
+        body): ``if isinstance(m, (nn.Linear, nn.Conv2d)):``, or DCGAN's
+        ``if m.__class__.__name__.find("Conv") != -1:`` (the ``candidates``
+        whose class name contains the word). None when that ``if`` tests
+        something else, or there is none."""
+        index = self.index
+        for node, branch in reversed(self.enclosing_blocks(call)):
+            if not isinstance(node, cst.If):
+                continue
+            test = node.test
+            if (
+                branch == "body"
+                and isinstance(test, cst.Call)
+                and dotted_name(test.func) == "isinstance"
+                and len(test.args) == 2
+                and isinstance(test.args[0].value, cst.Name)
+                and test.args[0].value.value == name
+            ):
+                types = test.args[1].value
+                elements = [e.value for e in types.elements] if isinstance(types, (cst.Tuple, cst.List)) else [types]
+                return frozenset(index.qualname_of(e, call.scope, call.order) or "?" for e in elements)
+            if branch == "body":
+                kinds = self._classname_guard(call, test, name, candidates)
+                if kinds is not None:
+                    return kinds
+                return None  # a further filter (``if m is self.out``, ``if name.startswith("head")``)
+        return None
+
+
+    def _classname_guard(self, call: CallSite, test, name: str, candidates: FrozenSet[str]) -> Optional[FrozenSet[str]]:
+        """DCGAN style: ``classname = m.__class__.__name__`` and
+        ``if classname.find("Conv") != -1`` (or ``"Linear" in classname``,
+        joined with ``or``): the layer kinds whose class name contains it."""
+        if isinstance(test, cst.BooleanOperation):
+            if not isinstance(test.operator, cst.Or):
+                return None
+            left = self._classname_guard(call, test.left, name, candidates)
+            right = self._classname_guard(call, test.right, name, candidates)
+            return left | right if left is not None and right is not None else None
+        if not isinstance(test, cst.Comparison) or len(test.comparisons) != 1:
+            return None
+        comparison = test.comparisons[0]
+        word = subject = None
+        if isinstance(comparison.operator, cst.In) and isinstance(test.left, cst.SimpleString):
+            word, subject = test.left.evaluated_value, comparison.comparator
+        elif (
+            isinstance(comparison.operator, cst.NotEqual)
+            and int_value(comparison.comparator) == -1
+            and isinstance(test.left, cst.Call)
+            and isinstance(test.left.func, cst.Attribute)
+            and test.left.func.attr.value == "find"
+            and test.left.args
+            and isinstance(test.left.args[0].value, cst.SimpleString)
+        ):
+            word, subject = test.left.args[0].value.evaluated_value, test.left.func.value
+        if not isinstance(word, str) or not word or subject is None:
+            return None
+        if isinstance(subject, cst.Name):
+            values = self.definitions(subject, call.scope, call.order)
+            if len(values) != 1:
+                return None
+            subject = values[0].expr
+        if dotted_name(subject) not in (f"{name}.__class__.__name__",) and not (
+            isinstance(subject, cst.Attribute)
+            and subject.attr.value == "__name__"
+            and isinstance(subject.value, cst.Call)
+            and dotted_name(subject.value.func) == "type"
+        ):
+            return None
+        kinds = frozenset(q for q in candidates if word in q.rsplit(".", 1)[-1])
+        return kinds or None
+
 
 def _record_blocks(root: cst.CSTNode, chain: Tuple, table: Dict) -> None:
     """For :meth:`Values.enclosing_blocks`: map every call under ``root``
