@@ -68,6 +68,15 @@ ONE_HOT_FUNCS = frozenset({"torch.nn.functional.one_hot"})
 SEQUENTIAL = frozenset({"torch.nn.Sequential"})
 LINEAR = frozenset({"torch.nn.Linear", "torch.nn.LazyLinear"})
 MODULE_BASES = frozenset({"torch.nn.Module"})
+#: Lightning's module class: an ``nn.Module`` whose ``self(x)`` runs ``forward``.
+LIGHTNING_MODULES = frozenset(
+    {
+        "pytorch_lightning.LightningModule", "pytorch_lightning.core.LightningModule",
+        "pytorch_lightning.core.module.LightningModule", "lightning.LightningModule",
+        "lightning.pytorch.LightningModule", "lightning.pytorch.core.LightningModule",
+        "lightning.pytorch.core.module.LightningModule",
+    }
+)
 
 # Data ---------------------------------------------------------------------
 

@@ -284,9 +284,10 @@ def _sequential_element(analysis, call, layer: cst.Subscript):
     ctor = analysis.models.module_instance(layer.value, call.scope, call.order)
     if ctor is None or analysis.values.constructor(ctor)[0] not in api.SEQUENTIAL:
         return None
-    layers = analysis.models.sequential_layers(ctor)
-    if layers is None or position >= len(layers):
+    layers = analysis.models.layers(ctor)
+    if layers is None or position >= len(layers) or any(layer.conditional for layer in layers):
         return None
+    layers = [layer.value for layer in layers]
     qualname, _ = analysis.values.constructor(layers[position])
     if qualname not in api.WEIGHT_LAYERS:
         return None

@@ -6,13 +6,13 @@ Answers "is this value a model?" (through ``.to(device)``, ``.cuda()``,
 behave differently in train and eval mode?" and "how wide is its output?".
 """
 
-from typing import FrozenSet, List, NamedTuple, Optional, Set
+from typing import FrozenSet, List, NamedTuple, Optional, Set, Tuple
 
 import libcst as cst
 
 from lintorch import torchapi as api
 from lintorch.analyze import names
-from lintorch.analyze.values import MAX_DEPTH, Value, Values
+from lintorch.analyze.values import MAX_DEPTH, Bound, Value, Values
 from lintorch.index import CallSite, ClassInfo, Scope, call_arg, dotted_name, number_value
 
 
@@ -42,6 +42,20 @@ _NOT_MODULE_EXPRS = (
 
 #: Method calls that are never a model's forward pass (``x.view(...)``).
 _NOT_FORWARD_METHODS = frozenset({"append", "view", "reshape", "to", "item", "backward", "step", "zero_grad"})
+#: ``model.forward(x)`` and ``model.__call__(x)`` run the model like ``model(x)``.
+_FORWARD_METHODS = frozenset({"forward", "__call__"})
+#: Container methods that add layers, and those that remove or reorder them.
+_ADDING_METHODS = frozenset({"append", "extend", "add_module", "register_module"})
+_REMOVING_METHODS = frozenset({"insert", "pop", "remove", "clear", "reverse", "sort"})
+
+
+class Layer(NamedTuple):
+    """A submodule of a container, in the order it runs."""
+
+    value: Value  # its definition: the constructor call where visible
+    #: Added only on some paths (under an ``if``/``try``, or in a method
+    #: other than the one that builds the container): may be absent.
+    conditional: bool = False
 
 
 class Models:
@@ -49,13 +63,84 @@ class Models:
         self.values = values
         self.index = values.index
         self._model_calls: dict = {}
+        self._module_values: dict = {}
+        self._layers: dict = {}
+
+    # -- identity ---------------------------------------------------------
+
+    def module_values(self, expr: cst.BaseExpression, scope: Scope, order: int) -> List[Value]:
+        """What ``expr`` may hold, each definition seen through everything
+        that hands back a module it is given or builds: module methods
+        (``model = model.to(device)``, ``.cuda()``, ``.train()``,
+        ``.float()``), wrappers (``nn.DataParallel(model)`` in every
+        spelling, DDP, ``torch.compile``, ``weight_norm``; ``.module`` of
+        one), factories (``build_model()``, ``get_model(name)`` with a
+        return per model: every return path), tuples unpacked from a
+        factory (``enc, dec = build()``) and ``self`` in a method (its
+        class). A definition that cannot be followed further is kept as it
+        is; empty when nothing is known."""
+        key = (expr, scope, order)  # nodes hash by identity; keeping them alive keeps ids unique
+        cached = self._module_values.get(key)
+        if cached is None:
+            self._module_values[key] = []  # a cycle: unknown
+            cached = self._module_values[key] = self._resolve(expr, scope, order, 0)
+        return cached
+
+    def _resolve(self, expr, scope: Scope, order: int, depth: int, bound: Optional[Bound] = None) -> List[Value]:
+        values = self.values.definitions(expr, scope, order, bound=bound)
+        if not values:
+            unpacked = self.values.unpacked_from(expr, scope, order)
+            if unpacked is not None:
+                values = self.values.call_results(*unpacked) or []
+        out: List[Value] = []
+        for value in values:
+            out.extend(self.unwrap(value, depth + 1, bound))
+        return out
+
+    def unwrap(self, value: Value, _depth: int = 0, bound: Optional[Bound] = None) -> List[Value]:
+        """The modules ``value`` holds (see :meth:`module_values`): the
+        value itself when it is not a call that returns a module.
+        ``bound`` reads a factory's parameters as one call passed them."""
+        if _depth > MAX_DEPTH:
+            return [value]
+        expr = value.expr
+        inner_expr = None
+        if isinstance(expr, cst.Call):
+            qualname = self.index.qualname_of(expr.func, value.scope, value.order)
+            if qualname is None and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in _MODULE_RETURNING_METHODS:
+                inner_expr = expr.func.value
+            elif qualname in api.MODULE_WRAPPERS:
+                inner_expr = call_arg(expr, 0, "module") or call_arg(expr, None, "model")
+            elif qualname is None:
+                function = self.values.local_function(value)
+                results = self.values.function_results(function, value) if function is not None else None
+                if results:
+                    inner_bound = {**(bound or {}), **self.values.arguments(function, value)}
+                    return [module for result in results for module in self.unwrap(result, _depth + 1, inner_bound)]
+        elif isinstance(expr, cst.Attribute) and expr.attr.value == "module":
+            if self._is_wrapper(expr.value, value.scope, value.order):
+                inner_expr = expr.value
+        if inner_expr is None:
+            return [value]
+        inner = self._resolve(inner_expr, value.scope, value.order, _depth + 1, bound)
+        return inner or [value]
+
+    def _is_wrapper(self, expr, scope: Scope, order: int) -> bool:
+        """Every definition of ``expr`` is a wrapper call (DataParallel...)."""
+        values = [self.values.strip_value_preserving(v) for v in self.values.definitions(expr, scope, order)]
+        return bool(values) and all(
+            isinstance(v.expr, cst.Call) and self.index.qualname_of(v.expr.func, v.scope, v.order) in api.MODULE_WRAPPERS
+            for v in values
+        )
 
     def is_model_call(self, call: CallSite) -> bool:
-        """``model(x)``, ``self.net(x)``, ``model.forward(x)``: a call running
-        a network. The callee is traced to a module construction (a
-        ``torch.nn`` layer or container, a local ``nn.Module`` subclass, a
-        model zoo or ``from_pretrained``) or, when that is not visible, named
-        like a model; losses, metrics and optimizers are not models."""
+        """``model(x)``, ``self.net(x)``, ``model.forward(x)``,
+        ``model.module(x)``, ``self(x)`` in a module's method: a call
+        running a network. The callee is traced to a module construction (a
+        ``torch.nn`` layer or container, a local ``nn.Module`` or
+        ``LightningModule`` subclass, a model zoo or ``from_pretrained``)
+        or, when that is not visible, named like a model; losses, metrics
+        and optimizers are not models."""
         key = id(call.node)
         cached = self._model_calls.get(key)
         if cached is None:
@@ -66,7 +151,7 @@ class Models:
         func = call.node.func
         if call.qualname is not None or not call.node.args:
             return False
-        if isinstance(func, cst.Attribute) and func.attr.value == "forward":
+        if isinstance(func, cst.Attribute) and func.attr.value in _FORWARD_METHODS:
             func = func.value
         if isinstance(func, cst.Name):
             name = func.value
@@ -78,7 +163,7 @@ class Models:
             return False
         if names.is_not_model_name(name):
             return False
-        for value in self.values.definitions(func, call.scope, call.order):
+        for value in self.module_values(func, call.scope, call.order):
             value = self.values.strip_value_preserving(value)
             qualname, klass = self.values.constructor(value)
             if qualname is not None:
@@ -97,56 +182,34 @@ class Models:
         return names.is_model_name(name)
 
     def is_module_class(self, klass: ClassInfo) -> bool:
+        """A local subclass of ``torch.nn.Module`` (directly, through a
+        ``torch.nn`` layer or a local base, or as a ``LightningModule``)."""
         for cls in self.values.local_bases(klass):
             for base in cls.bases:
                 qualname = self.index.qualname_of(base, cls.scope.parent or self.index.module_scope)
-                if qualname is not None and qualname.startswith("torch.nn."):
+                if qualname is not None and (qualname.startswith("torch.nn.") or qualname in api.LIGHTNING_MODULES):
                     return True
         return False
 
     def module_instance(self, expr: cst.BaseExpression, scope: Scope, order: int) -> Optional[Value]:
-        """The constructor call of the module ``expr`` certainly is (every
-        definition is a torch.nn layer/container, a local ``nn.Module``
-        subclass or a model factory such as ``torchvision.models.resnet18()``),
-        or None. Looks through ``.to(device)``, ``.cuda()``, ``.train()``..."""
+        """The construction of the module ``expr`` certainly is (every
+        value it may hold, through :meth:`module_values`, is a torch.nn
+        layer or container, an instance of a local ``nn.Module`` subclass,
+        ``self`` in one, or a model factory such as
+        ``torchvision.models.resnet18()``), or None."""
         found: Optional[Value] = None
-        values = self.values.definitions(expr, scope, order)
+        values = self.module_values(expr, scope, order)
         if not values:
             return None
         for value in values:
-            value = self.unwrap(value)
-            if value is None or not self.is_module_constructor(value):
+            if not self.is_module_constructor(value):
                 return None
             found = found or value
         return found
 
-    def unwrap(self, value: Value) -> Optional[Value]:
-        """The module a value holds, seen through calls that return the
-        module they are given: methods (``model.to(device)``, ``.cuda()``,
-        ``.train()``) and wrappers (``nn.DataParallel(model)``, DDP,
-        ``torch.compile(model)``, ``weight_norm(layer)``). None when an inner
-        value is not unique."""
-        for _ in range(MAX_DEPTH):
-            call = value.expr
-            if not isinstance(call, cst.Call):
-                return value
-            inner_expr = None
-            if isinstance(call.func, cst.Attribute) and call.func.attr.value in _MODULE_RETURNING_METHODS:
-                if self.index.qualname_of(call.func, value.scope, value.order) is None:
-                    inner_expr = call.func.value
-            elif self.index.qualname_of(call.func, value.scope, value.order) in api.MODULE_WRAPPERS:
-                inner_expr = call_arg(call, 0, "module") or call_arg(call, None, "model")
-            if inner_expr is None:
-                return value
-            inner = self.values.definitions(inner_expr, value.scope, value.order)
-            if len(inner) != 1:
-                return None
-            value = inner[0]
-        return value
-
     def is_module_constructor(self, value: Value) -> bool:
         """``nn.Linear(...)``, ``Net(...)`` (local nn.Module subclass),
-        ``torchvision.models.resnet18(...)``."""
+        ``torchvision.models.resnet18(...)``, ``self`` in a module."""
         qualname, klass = self.values.constructor(value)
         if qualname is not None:
             if qualname.startswith(_MODULE_FACTORY_PREFIXES):
@@ -159,27 +222,64 @@ class Models:
             )
         return klass is not None and self.is_module_class(klass)
 
+    # -- output activation ------------------------------------------------
+
     def activation(self, expr: cst.BaseExpression, scope: Scope, order: int) -> Optional[Activation]:
         """The output activation applied last to the value of ``expr``.
 
         ``torch.softmax(x, 1)``, ``x.sigmoid()``, ``nn.Softmax(dim=1)(x)``,
-        ``model(x)`` where ``model`` is an ``nn.Sequential`` ending in an
-        activation, or an instance of a local module class whose ``forward``
-        returns one, all through assignments and value-preserving methods.
+        ``model(x)`` (also ``model.forward(x)``, ``model.module(x)``,
+        ``self(x)``) where the model is an ``nn.Sequential`` ending in an
+        activation or a local module class whose ``forward`` returns one,
+        an element of the tuple ``forward`` returns (``validity, label =
+        D(x)``), and what a local helper returns, all through assignments
+        and value-preserving methods.
         """
         return self._activation(expr, scope, order, set())
 
     def _activation(self, expr, scope, order, visiting: Set[int]) -> Optional[Activation]:
         found: Optional[Activation] = None
         values = self.values.definitions(expr, scope, order)
+        via_forward = None
         if not values:
-            return None
+            unpacked = self.values.unpacked_from(expr, scope, order)
+            if unpacked is None:
+                return None
+            values, via_forward = self._call_results(*unpacked)
+            if not values:
+                return None
         for value in values:
             result = self._activation_of_value(value, visiting)
             if result is None:
                 return None  # one path without an activation: not certain
             found = found or result
+        if found is not None and via_forward is not None:
+            found = Activation(found.kind, found.node, f"{found.via} returned by {via_forward}.forward")
         return found
+
+    def _call_results(self, call: Value, path) -> Tuple[Optional[List[Value]], Optional[str]]:
+        """Element ``path`` of what ``call`` returns: a local function's
+        return values, or those of ``forward`` when it runs a local module
+        (with that class's name)."""
+        results = self.values.call_results(call, path)
+        if results is not None:
+            return results, None
+        func = call.expr.func
+        if isinstance(func, cst.Attribute) and func.attr.value in _FORWARD_METHODS:
+            func = func.value
+        if not isinstance(func, (cst.Name, cst.Attribute)):
+            return None, None
+        out: List[Value] = []
+        name = None
+        for module in self.module_values(func, call.scope, call.order) or [None]:
+            _, klass = self.values.constructor(module) if module is not None else (None, None)
+            forward = self.values.method_of(klass, "forward") if klass is not None and self.is_module_class(klass) else None
+            found = self.values.function_results(forward, call, path) if forward is not None else None
+            if found is None:
+                return None, None
+            out.extend(found)
+            name = name or klass.name
+        return out, name
 
     def _activation_of_value(self, value: Value, visiting: Set[int]) -> Optional[Activation]:
         expr = value.expr
@@ -206,6 +306,15 @@ class Models:
                 return Activation(api.ACTIVATION_METHODS[method], expr, f".{method}(...)")
             if method in api.VALUE_PRESERVING_METHODS and not is_self_attr:
                 return self._activation(receiver, value.scope, value.order, visiting)
+        results = self.values.call_results(value)
+        if results:
+            found = None
+            for result in results:
+                inner = self._activation_of_value(result, visiting)
+                if inner is None:
+                    return None
+                found = found or inner
+            return found
         return self._module_call_activation(func, value, visiting)
 
     def _module_call_activation(self, callee, value: Value, visiting: Set[int]) -> Optional[Activation]:
@@ -213,7 +322,9 @@ class Models:
         call, as in ``nn.Softmax(dim=1)(x)``)."""
         if isinstance(callee, cst.Call):
             return self.module_output_activation(Value(callee, value.scope, value.order), visiting)
-        definitions = self.values.definitions(callee, value.scope, value.order)
+        if isinstance(callee, cst.Attribute) and callee.attr.value in _FORWARD_METHODS:
+            callee = callee.value
+        definitions = self.module_values(callee, value.scope, value.order)
         if not definitions:
             return None
         found = None
@@ -227,11 +338,11 @@ class Models:
     def module_output_activation(self, ctor: Value, visiting: Optional[Set[int]] = None) -> Optional[Activation]:
         """The activation a module built by ``ctor`` applies to its output."""
         visiting = visiting if visiting is not None else set()
-        expr = ctor.expr
-        if not isinstance(expr, cst.Call) or id(expr) in visiting:
-            return None
-        visiting = visiting | {id(expr)}
         qualname, klass = self.values.constructor(ctor)
+        key = id(klass.node) if klass is not None else id(ctor.expr)
+        if key in visiting:
+            return None
+        visiting = visiting | {key}
         if qualname is not None:
             for kind, qualnames in (
                 ("softmax", api.SOFTMAX_MODULES),
@@ -240,34 +351,18 @@ class Models:
                 ("tanh", api.TANH_MODULES),
             ):
                 if qualname in qualnames:
-                    return Activation(kind, expr, f"nn.{qualname.rsplit('.', 1)[-1]}()")
+                    return Activation(kind, ctor.expr, f"nn.{qualname.rsplit('.', 1)[-1]}()")
             if qualname in api.SEQUENTIAL:
-                last = self._sequential_last_layer(expr)
+                last = self.last_layer(ctor)
                 if last is None:
                     return None
-                for definition in self.values.definitions(last, ctor.scope, ctor.order):
-                    inner = self.module_output_activation(definition, visiting)
-                    if inner is not None:
-                        return Activation(inner.kind, inner.node, f"{inner.via} as the last layer of nn.Sequential")
+                inner = self.module_output_activation(last, visiting)
+                if inner is not None:
+                    return Activation(inner.kind, inner.node, f"{inner.via} as the last layer of nn.Sequential")
             return None
         if klass is not None:
             return self.forward_activation(klass, visiting)
         return None
-
-    @staticmethod
-    def _sequential_last_layer(call: cst.Call) -> Optional[cst.BaseExpression]:
-        positional = [a for a in call.args if a.keyword is None]
-        if not positional or positional[-1].star:
-            return None
-        last = positional[-1].value
-        # nn.Sequential(OrderedDict([(name, layer), ...]))
-        if len(positional) == 1 and isinstance(last, cst.Call) and last.args:
-            inner = last.args[0].value
-            if isinstance(inner, (cst.List, cst.Tuple)) and inner.elements:
-                pair = inner.elements[-1].value
-                if isinstance(pair, cst.Tuple) and len(pair.elements) == 2:
-                    return pair.elements[1].value
-        return last
 
     def forward_activation(self, klass: ClassInfo, visiting: Set[int]) -> Optional[Activation]:
         forward = self.values.method_of(klass, "forward")
@@ -285,68 +380,232 @@ class Models:
             return None
         return Activation(found.kind, found.node, f"{found.via} returned by {klass.name}.forward")
 
-    def sequential_layers(self, ctor: Value) -> Optional[List[Value]]:
-        """The layers of ``nn.Sequential(a, b, ...)`` (also the
-        ``OrderedDict([(name, layer), ...])`` spelling), each as the value
-        of its constructor where visible; None when ``*args`` or unknown."""
+    # -- layers -------------------------------------------------------------
+
+    def layers(self, ctor: Value) -> Optional[List[Layer]]:
+        """The submodules of the container ``ctor`` builds
+        (``nn.Sequential``, ``nn.ModuleList``, ``nn.ModuleDict``), in the
+        order they run: its arguments (``nn.Sequential(a, b)``,
+        ``nn.Sequential(OrderedDict([(name, layer), ...]))``,
+        ``nn.Sequential(*layers)`` and ``nn.ModuleList(layers)`` over a list
+        built visibly, with ``append``/``extend``/``+=`` and in loops or by
+        a local function, ``nn.ModuleList([... for ...])``), then those
+        added to it afterwards (``add_module``, ``append``, ``extend`` on
+        the name or ``self.<attr>`` it is bound to). Each layer is the
+        module it holds (:meth:`module_values`) where that is unique. None
+        when part of it is not visible (``*args``, ``insert``)."""
+        key = ctor.expr
+        if key in self._layers:
+            return self._layers[key]
+        self._layers[key] = None  # a cycle: unknown
+        result = self._container_layers(ctor)
+        self._layers[key] = result
+        return result
+
+    def _container_layers(self, ctor: Value) -> Optional[List[Layer]]:
         expr = ctor.expr
-        if not isinstance(expr, cst.Call):
+        qualname, _ = self.values.constructor(ctor)
+        if qualname not in api.MODULE_CONTAINERS or not isinstance(expr, cst.Call):
             return None
-        positional = [a for a in expr.args if a.keyword is None]
-        if any(a.star for a in positional):
+        items: List[Layer] = []
+        for arg in expr.args:
+            if arg.keyword is not None:
+                continue
+            value = Value(arg.value, ctor.scope, ctor.order)
+            if arg.star == "*":
+                inner = self._items(value, ctor.order, 0)
+            elif arg.star:
+                return None
+            elif qualname in api.SEQUENTIAL and not _is_ordered_dict(arg.value):
+                inner = [Layer(value)]
+            else:
+                inner = self._items(value, ctor.order, 0)  # ModuleList([...]), OrderedDict(...)
+            if inner is None:
+                return None
+            items.extend(inner)
+        added = self._additions(ctor, None, 0)
+        if added is None:
             return None
-        items = [a.value for a in positional]
-        if len(items) == 1 and isinstance(items[0], cst.Call) and items[0].args:
-            inner = items[0].args[0].value
-            if isinstance(inner, (cst.List, cst.Tuple)):
-                pairs = [e.value for e in inner.elements]
-                if pairs and all(isinstance(p, cst.Tuple) and len(p.elements) == 2 for p in pairs):
-                    items = [p.elements[1].value for p in pairs]
-        out = []
-        for item in items:
-            values = self.values.definitions(item, ctor.scope, ctor.order)
-            out.append(self.values.strip_value_preserving(values[0]) if len(values) == 1 else Value(item, ctor.scope, ctor.order))
+        return [Layer(self._layer_value(item.value), item.conditional) for item in items + added]
+
+    def _layer_value(self, value: Value) -> Value:
+        modules = self.module_values(value.expr, value.scope, value.order)
+        return self.values.strip_value_preserving(modules[0]) if len(modules) == 1 else value
+
+    def _items(self, value: Value, until: int, depth: int) -> Optional[List[Layer]]:
+        """The items a list-like value holds, in order: a list/tuple
+        literal (with ``*inner``), a comprehension's element, an
+        ``OrderedDict``/dict literal's values, a name bound to one of these
+        plus what is added to it before ``until``, ``a + b``, and what a
+        local function returns."""
+        if depth > MAX_DEPTH:
+            return None
+        expr = value.expr
+        if isinstance(expr, (cst.List, cst.Tuple, cst.Set)):
+            out: List[Layer] = []
+            for element in expr.elements:
+                element_value = Value(element.value, value.scope, value.order)
+                if isinstance(element, cst.StarredElement):
+                    inner = self._items(element_value, until, depth + 1)
+                    if inner is None:
+                        return None
+                    out.extend(inner)
+                elif _is_pair(element.value):
+                    out.append(Layer(Value(element.value.elements[1].value, value.scope, value.order)))
+                else:
+                    out.append(Layer(element_value))
+            return out
+        if isinstance(expr, (cst.ListComp, cst.GeneratorExp)):
+            conditional = any(clause.ifs for clause in _for_clauses(expr.for_in))
+            return [Layer(Value(expr.elt, value.scope, value.order), conditional)]
+        if isinstance(expr, cst.Dict):
+            if not all(isinstance(e, cst.DictElement) for e in expr.elements):
+                return None
+            return [Layer(Value(e.value, value.scope, value.order)) for e in expr.elements]
+        if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Add):
+            left = self._items(Value(expr.left, value.scope, value.order), until, depth + 1)
+            right = self._items(Value(expr.right, value.scope, value.order), until, depth + 1)
+            return left + right if left is not None and right is not None else None
+        if isinstance(expr, cst.Call):
+            if _is_ordered_dict(expr) and expr.args:
+                return self._items(Value(expr.args[0].value, value.scope, value.order), until, depth + 1)
+            function = self.values.local_function(value)  # a helper returning a list of layers
+            if function is not None and len(function.returns) == 1 and function.returns[0][0].value is not None:
+                ret, order = function.returns[0]
+                return self._items(Value(ret.value, function.scope, order), order + 1, depth + 1)
+            return None
+        if isinstance(expr, cst.Name):
+            return self._name_items(expr, value, until, depth)
+        if isinstance(expr, cst.Attribute):
+            definitions = self.values.definitions(expr, value.scope, value.order)
+            if len(definitions) == 1 and definitions[0].expr is not expr:
+                return self._items(definitions[0], until, depth + 1)
+        return None
+
+    def _name_items(self, name: cst.Name, value: Value, until: int, depth: int) -> Optional[List[Layer]]:
+        """``layers`` bound to a list and grown (``append``, ``extend``,
+        ``+=``) before ``until`` in the same scope."""
+        bindings = self.index.lookup(name.value, value.scope, value.order)
+        if len(bindings) != 1:
+            return None
+        scope = bindings[0].scope
+        every = [b for b in scope.bindings.get(name.value, []) if b.order < until or scope is not value.scope]
+        assigns = [b for b in every if b.kind in ("assign", "annassign")]
+        if not assigns or assigns[-1].unpack or assigns[-1].value is None:
+            return None
+        start = assigns[-1]
+        out = self._items(Value(start.value, scope, start.order), until, depth + 1)
+        if out is None:
+            return None
+        end = until if scope is value.scope else None
+        for binding in every:
+            if binding.kind == "augassign" and binding.order > start.order and binding.value is not None:
+                inner = self._items(Value(binding.value, scope, binding.order), until, depth + 1)
+                if inner is None:
+                    return None
+                out = out + inner
+        added = self._additions(Value(start.value, scope, start.order), end, depth + 1)
+        if added is None:
+            return None
+        return sorted(out + added, key=lambda layer: layer.value.order) if added else out
+
+    def _additions(self, container: Value, until: Optional[int], depth: int) -> Optional[List[Layer]]:
+        """Layers added after ``container`` is bound to a name (calls in
+        the same scope) or to ``self.<attr>`` (calls in the class's
+        methods): ``add_module``, ``append``, ``extend``, before ``until``
+        when given. None when it is modified in a way not followed
+        (``insert``, ``pop``)."""
+        scope = container.scope
+        receivers = [  # (what the container is called, where it may grow, the binding statement)
+            (name, [scope], binding.node)
+            for name, bindings in scope.bindings.items()
+            for binding in bindings
+            if binding.value is container.expr and not binding.unpack
+        ]
+        klass = self.values.enclosing_class(scope)
+        for assign in self.index.attr_assigns_in(scope):
+            if assign.value is container.expr and dotted_name(assign.target.value) == "self" and klass is not None:
+                methods = [m.scope for cls in self.values.local_bases(klass) for m in cls.methods.values()]
+                receivers.append((f"self.{assign.attr}", methods, assign.node))
+        calls = [
+            (call, statement)
+            for receiver, scopes, statement in receivers
+            for other in scopes
+            for call in other.calls
+            if call.method in _ADDING_METHODS | _REMOVING_METHODS
+            and dotted_name(call.receiver) == receiver
+            and (other is not scope or call.order > container.order)
+            and (until is None or other is not scope or call.order < until)
+        ]
+        out: List[Layer] = []
+        for call, statement in sorted(calls, key=lambda pair: pair[0].order):
+            if call.method in _REMOVING_METHODS:
+                return None
+            conditional = call.scope is not scope or self._conditional(call, statement)
+            arg = call.arg(1, "module") if call.method in ("add_module", "register_module") else call.arg(0)
+            if arg is None:
+                return None
+            value = Value(arg, call.scope, call.order)
+            items = self._items(value, call.order, depth + 1) if call.method == "extend" else [Layer(value)]
+            if items is None:
+                return None
+            out.extend(Layer(item.value, conditional or item.conditional) for item in items)
         return out
+
+    def _conditional(self, call: CallSite, statement: cst.CSTNode) -> bool:
+        """The call sits under an ``if``/``try``/``while`` that does not
+        also enclose ``statement`` (where the container is bound)."""
+        around = {id(node) for node, _ in self.values.blocks_around(statement, call.scope)}
+        return any(
+            isinstance(node, (cst.If, cst.Try, cst.While)) and id(node) not in around
+            for node, _ in self.values.enclosing_blocks(call)
+        )
+
+    def last_layer(self, ctor: Value) -> Optional[Value]:
+        """The layer an ``nn.Sequential`` applies last, when certain."""
+        layers = self.layers(ctor)
+        if not layers or layers[-1].conditional:
+            return None
+        return layers[-1].value
 
     def weight_layer_count(self, ctor: Value, _depth: int = 0, kinds: FrozenSet[str] = api.WEIGHT_LAYERS) -> int:
         """A lower bound on the number of weight layers (``torch.nn.Linear``,
         convolutions: ``api.WEIGHT_LAYERS``) in the module built by ``ctor``:
-        through ``nn.Sequential``, ``nn.ModuleList([...])`` and the
-        ``self.<attr>`` layers of local module classes."""
+        through containers (:meth:`layers`; a layer appended in a loop
+        counts once, a conditional one not at all) and the ``self.<attr>``
+        layers of local module classes."""
         if _depth > 4:
             return 0
         qualname, klass = self.values.constructor(ctor)
         if qualname is not None:
             if qualname in kinds:
                 return 1
-            if qualname in api.SEQUENTIAL:
-                layers = self.sequential_layers(ctor) or []
-                return sum(self.weight_layer_count(layer, _depth + 1, kinds) for layer in layers)
-            if qualname == "torch.nn.ModuleList" and isinstance(ctor.expr, cst.Call) and ctor.expr.args:
-                items = ctor.expr.args[0].value
-                if isinstance(items, (cst.List, cst.Tuple)):
-                    return sum(
-                        self.weight_layer_count(Value(e.value, ctor.scope, ctor.order), _depth + 1, kinds)
-                        for e in items.elements
-                    )
-            return 0
+            layers = self.layers(ctor) if qualname in api.MODULE_CONTAINERS else None
+            return sum(self.weight_layer_count(layer.value, _depth + 1, kinds) for layer in layers or () if not layer.conditional)
         if klass is not None and self.is_module_class(klass):
             return self.class_weight_layer_count(klass, _depth, kinds)
         return 0
 
     def class_weight_layer_count(self, klass: ClassInfo, _depth: int = 0, kinds: FrozenSet[str] = api.WEIGHT_LAYERS) -> int:
         total = 0
+        for assign in self.submodule_assigns(klass):
+            values = self.module_values(assign.value, assign.scope, assign.order)
+            if len(values) == 1:
+                total += self.weight_layer_count(self.values.strip_value_preserving(values[0]), _depth + 1, kinds)
+        return total
+
+    def submodule_assigns(self, klass: ClassInfo) -> List:
+        """The last ``self.<attr> = value`` of each attribute of a class
+        and its local bases (an attribute set twice counts once)."""
+        out = []
         seen: Set[str] = set()
         for cls in self.values.local_bases(klass):
             for attr, assigns in cls.self_attrs.items():
                 if attr in seen or not assigns or assigns[-1].value is None:
                     continue
                 seen.add(attr)
-                assign = assigns[-1]
-                values = self.values.definitions(assign.value, assign.scope, assign.order)
-                if len(values) == 1:
-                    total += self.weight_layer_count(self.values.strip_value_preserving(values[0]), _depth + 1, kinds)
-        return total
+                out.append(assigns[-1])
+        return out
 
     def final_layer_attrs(self, klass: ClassInfo) -> Optional[Set[str]]:
         """Names of the ``self.<attr>`` layers whose output reaches the value
@@ -441,11 +700,13 @@ class Models:
                 values = self.values.int_values(call_arg(ctor.expr, 1, "out_features"), ctor.scope, ctor.order)
                 return values[0] if len(values) == 1 else None
             if qualname in api.SEQUENTIAL:
-                for layer in reversed(self.sequential_layers(ctor) or []):
-                    inner, _ = self.values.constructor(layer)
+                for layer in reversed(self.layers(ctor) or []):
+                    if layer.conditional:
+                        return None
+                    inner, _ = self.values.constructor(layer.value)
                     if inner in api.PASS_THROUGH_MODULES:
                         continue
-                    return self.output_width(layer, _depth + 1)
+                    return self.output_width(layer.value, _depth + 1)
                 return None
             if qualname.startswith(("torchvision.models.", "timm.create_model")):
                 classes = call_arg(ctor.expr, None, "num_classes")
@@ -460,7 +721,7 @@ class Models:
         assigns = [a for a in self.values.self_attr_assigns(klass, next(iter(finals))) if a.value is not None]
         if len(assigns) != 1:
             return None
-        values = self.values.definitions(assigns[0].value, assigns[0].scope, assigns[0].order)
+        values = self.module_values(assigns[0].value, assigns[0].scope, assigns[0].order)
         if len(values) != 1:
             return None
         return self.output_width(self.values.strip_value_preserving(values[0]), _depth + 1)
@@ -473,17 +734,19 @@ class Models:
         module class assigns to ``self`` (and its local bases), functional
         dropout in its methods, and model zoos (torchvision, timm,
         transformers, ``from_pretrained``), whose models have them."""
-        values = self.values.definitions(expr, scope, order)
+        values = self.module_values(expr, scope, order)
         if not values:
             return None
         return _combine_layers(self._value_mode_layers(self.values.strip_value_preserving(v), set()) for v in values)
 
     def _value_mode_layers(self, value: Value, visiting: Set[int]) -> Optional[bool]:
         expr = value.expr
+        qualname, klass = self.values.constructor(value)
+        if klass is not None:
+            return self.class_mode_layers(klass, visiting)
         if not isinstance(expr, cst.Call) or id(expr) in visiting:
             return None
         visiting = visiting | {id(expr)}
-        qualname, klass = self.values.constructor(value)
         if qualname is not None:
             if qualname in api.MODE_DEPENDENT_LAYERS:
                 return True
@@ -496,7 +759,14 @@ class Models:
                     return any(n > 0 for n in numbers)
                 return None
             if qualname in api.MODULE_CONTAINERS:
-                return self._container_mode_layers(expr, value, visiting)
+                layers = self.layers(value)
+                if layers is None:
+                    return None
+                results = []
+                for layer in layers:
+                    found = self._value_mode_layers(layer.value, visiting)
+                    results.append(None if found is True and layer.conditional else found)
+                return _combine_layers(results)
             if qualname.startswith(api.MODEL_ZOO_PREFIXES) or qualname.endswith(".from_pretrained"):
                 return True
             short = qualname[len("torch.nn."):] if qualname.startswith("torch.nn.") else ""
@@ -506,43 +776,7 @@ class Models:
         func = expr.func
         if isinstance(func, cst.Attribute) and func.attr.value == "from_pretrained":
             return True
-        if klass is not None:
-            return self.class_mode_layers(klass, visiting)
         return None
-
-    def _container_mode_layers(self, call: cst.Call, value: Value, visiting: Set[int]) -> Optional[bool]:
-        layers: List[cst.BaseExpression] = []
-        for arg in call.args:
-            if arg.keyword is not None:
-                continue
-            if arg.star:
-                return None
-            inner = arg.value
-            if isinstance(inner, cst.Call) and inner.args and isinstance(inner.args[0].value, (cst.List, cst.Tuple)):
-                inner = inner.args[0].value  # OrderedDict([(name, layer), ...])
-            if isinstance(inner, (cst.List, cst.Tuple)):
-                for element in inner.elements:
-                    if isinstance(element, cst.StarredElement):
-                        return None
-                    item = element.value
-                    if isinstance(item, cst.Tuple) and len(item.elements) == 2:
-                        item = item.elements[1].value
-                    layers.append(item)
-            elif isinstance(inner, cst.Dict):
-                for element in inner.elements:
-                    if not isinstance(element, cst.DictElement):
-                        return None
-                    layers.append(element.value)
-            else:
-                layers.append(inner)
-        results = []
-        for layer in layers:
-            definitions = self.values.definitions(layer, value.scope, value.order)
-            if not definitions:
-                return None
-            for definition in definitions:
-                results.append(self._value_mode_layers(self.values.strip_value_preserving(definition), visiting))
-        return _combine_layers(results)
 
     def class_mode_layers(self, klass: ClassInfo, visiting: Optional[Set[int]] = None) -> Optional[bool]:
         """:meth:`mode_layers` for an instance of a local class."""
@@ -563,7 +797,7 @@ class Models:
                     results.append(None)
                 elif qualname.startswith(api.MODEL_ZOO_PREFIXES):
                     results.append(True)
-                elif qualname not in api.MODULE_BASES and not qualname.startswith(("abc.", "typing.")):
+                elif qualname not in api.MODULE_BASES | api.LIGHTNING_MODULES and not qualname.startswith(("abc.", "typing.")):
                     results.append(None)
             for scope in cls.scope.with_descendants():
                 for call in scope.calls:
@@ -574,7 +808,8 @@ class Models:
                     if assign.value is None:
                         results.append(None)
                         continue
-                    for definition in self._attr_value_definitions(klass, assign) or [None]:
+                    definitions = self._attr_value_definitions(klass, assign)
+                    for definition in [m for d in definitions for m in self.unwrap(d)] or [None]:
                         if definition is None:
                             results.append(None)
                             continue
@@ -639,3 +874,23 @@ def _combine_layers(results) -> Optional[bool]:
         return False
     return None if seen_unknown else False
 
+
+
+def _is_ordered_dict(expr) -> bool:
+    """``OrderedDict([...])``/``collections.OrderedDict({...})``/``dict(...)``."""
+    return isinstance(expr, cst.Call) and (dotted_name(expr.func) or "").rsplit(".", 1)[-1] in ("OrderedDict", "dict")
+
+
+def _is_pair(expr) -> bool:
+    """``("name", layer)`` in an ``OrderedDict([...])``."""
+    return (
+        isinstance(expr, cst.Tuple)
+        and len(expr.elements) == 2
+        and isinstance(expr.elements[0].value, (cst.SimpleString, cst.FormattedString, cst.ConcatenatedString))
+    )
+
+
+def _for_clauses(clause):
+    while clause is not None:
+        yield clause
+        clause = clause.inner_for_in

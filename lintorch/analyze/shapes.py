@@ -8,7 +8,7 @@ operations, and layers that keep or fix the rank (``nn.Linear`` keeps it,
 ``nn.Flatten`` makes it 2). Anything else is unknown (None).
 """
 
-from typing import Optional
+from typing import List, Optional
 
 import libcst as cst
 
@@ -101,10 +101,17 @@ class Shapes:
         qualname, klass = self.values.constructor(ctor)
         if klass is not None:
             return self._forward_rank(klass, depth)
-        layers = self.models.sequential_layers(ctor) if qualname in api.SEQUENTIAL else [ctor]
+        layers = self._sequence(ctor) if qualname in api.SEQUENTIAL else [ctor]
         if layers is None:
             return None
         return self._through_layers(layers, lambda: self.rank(argument, scope, order, depth))
+
+    def _sequence(self, ctor: Value) -> Optional[List[Value]]:
+        """The layers of an ``nn.Sequential``, when each is certainly there."""
+        layers = self.models.layers(ctor)
+        if layers is None or any(layer.conditional for layer in layers):
+            return None
+        return [layer.value for layer in layers]
 
     def _through_layers(self, layers, input_rank) -> Optional[int]:
         """The rank after a chain of layers; ``input_rank`` is asked only
@@ -140,7 +147,7 @@ class Shapes:
         seen = False
         for call in self.index.calls:
             if call.qualname in api.SEQUENTIAL:
-                layers = self.models.sequential_layers(Value(call.node, call.scope, call.order)) or []
+                layers = self._sequence(Value(call.node, call.scope, call.order)) or []
                 for position, layer in enumerate(layers):
                     if layer.expr is ctor.expr:
                         rank = self._through_layers(layers[:position], lambda: None)
