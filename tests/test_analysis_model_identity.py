@@ -232,3 +232,98 @@ class Net(nn.Module):
     klass = analysis.index.classes[0]
     assert analysis.models.class_mode_layers(klass) is True
     assert analysis.models.class_weight_layer_count(klass) == 1
+
+
+def test_submodules_iterated_by_apply_loops_and_helpers():
+    analysis = analyse(
+        """
+        import torch.nn as nn
+
+        def init_a(m):
+            touch(m)
+
+        def init_b(m):
+            touch(m)
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.apply(self._init)
+                for sub in self.modules():
+                    init_b(sub)
+
+            def _init(self, module):
+                touch(module)
+
+        model = Net().cuda()
+        model.apply(init_a)
+        for name, child in model.named_children():
+            touch(child)
+        """
+    )
+    touches = [c for c in analysis.index.calls if c.dotted == "touch"]
+    owners = [
+        sorted(cst.Module([]).code_for_node(v.expr) for v in analysis.models.submodules_iterated(t.node.args[0].value.value, t))
+        for t in touches
+    ]
+    assert owners == [["model"], ["self"], ["self"], ["model"]]
+
+
+def test_layer_position_hidden_and_final():
+    analysis = analyse(
+        """
+        import torch.nn as nn
+
+        class Block(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc1 = nn.Linear(4, 8)
+                self.fc2 = nn.Linear(8, 4)
+                self.unused = nn.Linear(4, 4)
+
+            def forward(self, x):
+                return x + self.fc2(self.fc1(x).relu())
+
+        seq = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+        block = Block()
+        use(block.fc1, block.fc2, block.unused, seq[0], seq[2], seq[-1], seq[7])
+        """
+    )
+    positions = [analysis.models.layer_position(expr, scope, order) for expr, scope, order in use_args(analysis)]
+    summary = [(p.kind.rsplit(".", 1)[-1], p.hidden, p.container) if p else None for p in positions]
+    assert summary == [
+        ("Linear", True, "Block"),
+        ("Linear", False, "Block"),
+        None,  # never called: its role is unknown
+        ("Linear", True, "nn.Sequential"),
+        ("Linear", False, "nn.Sequential"),
+        ("Linear", False, "nn.Sequential"),
+        None,
+    ]
+
+
+def test_parameters_iterated_and_restored_weights():
+    analysis = analyse(
+        """
+        import torch.nn as nn
+        net = nn.Linear(2, 2)
+        for n, p in net.named_parameters():
+            touch(p)
+        for p in net.parameters(recurse=False):
+            touch(p)
+        for p in net.buffers():
+            touch(p)
+        net.load_state_dict(state)
+        """
+    )
+    touches = [c for c in analysis.index.calls if c.dotted == "touch"]
+    found = [analysis.models.parameters_iterated("p", t) for t in touches]
+    assert [f[0].expr.value if f else None for f in found] == ["net", "net", None]
+    assert analysis.models.weights_restored(found[0][0])
+
+
+def test_item_assignments_are_indexed():
+    analysis = analyse("model.state_dict()['fc.weight'][:] = 1.0\na, b[0] = 1, 2\n")
+    assigns = analysis.index.item_assigns
+    assert [cst.Module([]).code_for_node(a.target) for a in assigns] == ["model.state_dict()['fc.weight'][:]", "b[0]"]
+    assert assigns[0].value.value == "1.0" and assigns[1].value is None

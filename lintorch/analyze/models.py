@@ -13,7 +13,7 @@ import libcst as cst
 from lintorch import torchapi as api
 from lintorch.analyze import names
 from lintorch.analyze.values import MAX_DEPTH, Bound, Value, Values
-from lintorch.index import CallSite, ClassInfo, Scope, call_arg, dotted_name, number_value
+from lintorch.index import CallSite, ClassInfo, Scope, call_arg, dotted_name, int_value, number_value
 
 
 class Activation(NamedTuple):
@@ -47,6 +47,17 @@ _FORWARD_METHODS = frozenset({"forward", "__call__"})
 #: Container methods that add layers, and those that remove or reorder them.
 _ADDING_METHODS = frozenset({"append", "extend", "add_module", "register_module"})
 _REMOVING_METHODS = frozenset({"insert", "pop", "remove", "clear", "reverse", "sort"})
+
+
+class LayerPosition(NamedTuple):
+    """Where a submodule sits in the module that holds it."""
+
+    kind: str  # the layer's qualified name: torch.nn.Linear
+    #: Its output feeds another weight layer: not the module's output
+    #: layer or a residual projection.
+    hidden: bool
+    container: str  # "nn.Sequential", or the local class's name
+    where: cst.CSTNode  # the container's construction or the layer's assignment
 
 
 class Layer(NamedTuple):
@@ -847,6 +858,119 @@ class Models:
                 return out
         return self.values.definitions(value, assign.scope, assign.order)
 
+    # -- submodules, parameters and initialisation ---------------------------
+
+    def layer_position(self, layer: cst.BaseExpression, scope: Scope, order: int) -> Optional[LayerPosition]:
+        """Where the submodule ``layer`` sits in its module: ``model[0]``
+        (an ``nn.Sequential`` element; hidden when a weight layer follows
+        it) or ``self.fc1``/``model.fc1`` (an attribute of a local module
+        class that ``forward`` calls; hidden unless its output reaches
+        what ``forward`` returns, as the output layer or a residual
+        projection does: :meth:`final_layer_attrs`). None when not
+        visible."""
+        if isinstance(layer, cst.Subscript):
+            position = subscript_int(layer)
+            ctor = self.module_instance(layer.value, scope, order) if position is not None else None
+            if ctor is None or self.values.constructor(ctor)[0] not in api.SEQUENTIAL:
+                return None
+            layers = self.layers(ctor)
+            if layers is None or any(item.conditional for item in layers) or not -len(layers) <= position < len(layers):
+                return None
+            position %= len(layers)
+            kind, _ = self.values.constructor(layers[position].value)
+            if kind is None:
+                return None
+            hidden = any(self.weight_layer_count(later.value) for later in layers[position + 1:])
+            return LayerPosition(kind, hidden, "nn.Sequential", ctor.expr)
+        if not isinstance(layer, cst.Attribute):
+            return None
+        ctor = self.module_instance(layer.value, scope, order)
+        klass = self.values.constructor(ctor)[1] if ctor is not None else None
+        if klass is None or not self.is_module_class(klass):
+            return None
+        attr = layer.attr.value
+        assigns = [a for a in self.values.self_attr_assigns(klass, attr) if a.value is not None]
+        if len(assigns) != 1:
+            return None
+        modules = self.module_values(assigns[0].value, assigns[0].scope, assigns[0].order)
+        kind = self.values.constructor(modules[0])[0] if len(modules) == 1 else None
+        if kind is None or not self._called_in_class(klass, attr):
+            return None
+        finals = self.final_layer_attrs(klass)
+        if not finals:
+            return None
+        return LayerPosition(kind, attr not in finals, klass.name, assigns[0].node)
+
+    def _called_in_class(self, klass: ClassInfo, attr: str) -> bool:
+        wanted = f"self.{attr}"
+        for cls in self.values.local_bases(klass):
+            for method in cls.methods.values():
+                for scope in [method.scope] + list(method.scope.children):
+                    if any(c.dotted == wanted for c in scope.calls):
+                        return True
+        return False
+
+    def submodules_iterated(self, name: str, call: CallSite, _depth: int = 0) -> List[Value]:
+        """The modules whose submodules the variable ``name`` ranges over
+        at ``call``, each as its expression where it is iterated:
+        ``for m in model.modules()`` (``named_modules``, ``children``,
+        ``named_children``), a parameter of a function applied with
+        ``model.apply(fn)``/``self.apply(self._init)``, or of a function
+        called with such a loop's variable (``for m in self.modules():
+        init(m)``)."""
+        bindings = self.index.lookup(name, call.scope, call.order)
+        if len(bindings) != 1 or _depth > 3:
+            return []
+        binding = bindings[0]
+        if binding.kind == "for":
+            owner = _submodule_loop_owner(binding)
+            return [Value(owner, binding.scope, binding.order)] if owner is not None else []
+        function = self.index.enclosing_function(call.scope)
+        if binding.kind != "param" or function is None or function.scope is not binding.scope:
+            return []
+        out = []
+        for apply in self.index.method_calls("apply"):
+            arg = apply.arg(0)
+            if apply.receiver is None or not isinstance(arg, (cst.Name, cst.Attribute)):
+                continue
+            if self.values.local_function(Value(cst.Call(func=arg), apply.scope, apply.order)) is function:
+                out.append(Value(apply.receiver, apply.scope, apply.order))
+        positional = [n for n, _ in function.positional_params()]
+        position = positional.index(name) if name in positional else None
+        for caller in self.values.callers(function):
+            arg = caller.arg(position, name)
+            if isinstance(arg, cst.Name) and caller.scope is not function.scope:
+                out.extend(self.submodules_iterated(arg.value, caller, _depth + 1))
+        return out
+
+    def parameters_iterated(self, name: str, call: CallSite) -> Optional[Tuple[Value, cst.For]]:
+        """For ``p`` at ``call`` in ``for p in model.parameters()`` (or
+        ``for n, p in model.named_parameters()``): the module, as its
+        expression where it is iterated, and the loop."""
+        bindings = self.index.lookup(name, call.scope, call.order)
+        if len(bindings) != 1 or bindings[0].kind != "for":
+            return None
+        binding = bindings[0]
+        iterable = binding.value
+        if not (
+            isinstance(iterable, cst.Call)
+            and isinstance(iterable.func, cst.Attribute)
+            and not any(a.keyword is not None and a.keyword.value != "recurse" for a in iterable.args)
+        ):
+            return None
+        method = iterable.func.attr.value
+        if (method, binding.unpack) not in (("parameters", ()), ("named_parameters", (1,))):
+            return None
+        return Value(iterable.func.value, binding.scope, binding.order), binding.node
+
+    def weights_restored(self, owner: Value) -> bool:
+        """``owner.load_state_dict(...)`` is called in this module: its
+        initial weights are a placeholder."""
+        dotted = dotted_name(owner.expr)
+        return dotted is not None and any(
+            dotted_name(c.receiver) == dotted for c in self.index.method_calls("load_state_dict")
+        )
+
     def model_created_in(self, call: CallSite) -> Set[Scope]:
         """The function scopes where the module called by ``call`` is
         constructed, when every definition of it is a construction there."""
@@ -894,3 +1018,25 @@ def _for_clauses(clause):
     while clause is not None:
         yield clause
         clause = clause.inner_for_in
+
+
+def subscript_int(node: cst.Subscript) -> Optional[int]:
+    """``3`` for ``x[3]``, ``-1`` for ``x[-1]``; None for other subscripts."""
+    if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index):
+        return None
+    return int_value(node.slice[0].slice.value)
+
+
+#: ``for m in model.modules()`` and its spellings: the loop target's path.
+_SUBMODULE_ITERATORS = {"modules": (), "children": (), "named_modules": (1,), "named_children": (1,)}
+
+
+def _submodule_loop_owner(binding) -> Optional[cst.BaseExpression]:
+    iterable = binding.value
+    if (
+        isinstance(iterable, cst.Call)
+        and isinstance(iterable.func, cst.Attribute)
+        and _SUBMODULE_ITERATORS.get(iterable.func.attr.value) == binding.unpack
+    ):
+        return iterable.func.value
+    return None

@@ -49,6 +49,25 @@ def is_not_module_receiver(name: str) -> bool:
     return bool(_NOT_MODULE_RECEIVER.search(name))
 
 
+#: Name parts that mark an output or residual projection, where zero or
+#: constant initialisation is a deliberate, well-known technique.
+_OUTPUT_LAYER_WORDS = frozenset(
+    {
+        "last", "out", "output", "outputs", "head", "proj", "projection", "final", "classifier",
+        "logits", "logit", "cls", "pred", "predictor", "prediction", "readout", "zero", "gate", "adaln",
+        "modulation", "residual", "skip", "fc_out", "to_out",
+    }
+)
+
+
+def is_output_layer_name(name: str) -> bool:
+    """``head``, ``out_proj``, ``fc_out``, ``adaLN_modulation``, ``zero_conv``:
+    a layer named as the output or a residual branch's projection (the name
+    and each of its ``_``/digit-separated parts)."""
+    lowered = name.lower()
+    return bool(({lowered} | set(filter(None, re.split(r"[_\d]+", lowered)))) & _OUTPUT_LAYER_WORDS)
+
+
 # -- losses -------------------------------------------------------------------
 
 _LOSS_WORDS = ("criterion", "loss_fn", "loss_func", "lossfn", "loss_function", "criteria")
