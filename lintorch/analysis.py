@@ -10,7 +10,7 @@ lazily on first use and memoised:
   activation, train/eval-dependent layers;
 * ``losses``: loss calls and what feeds them;
 * ``ranges``: typical value ranges of tensors (regression targets);
-* ``shapes``: the number of dimensions of tensors, when visible;
+* ``shapes``: the number of dimensions of tensors and their batch axis, when visible;
 * ``data``: loaders, datasets, batches;
 * ``optim``: optimizers, steps, schedulers, training loops;
 * ``modes``: train/eval mode, gradient recording, evaluation passes.
@@ -18,8 +18,9 @@ lazily on first use and memoised:
 Rules ask these questions ("is this value a model?", "which loss consumes
 this tensor?", "is this loop an evaluation pass?") instead of re-deriving
 the answers. The domain modules in ``lintorch.analyze`` import downwards
-only (values <- models <- losses, values <- data <- optim <- modes); name
-heuristics live in ``lintorch.analyze.names`` alone.
+only (values <- models <- losses, values <- data <- optim <- modes,
+models and data <- shapes); name heuristics live in
+``lintorch.analyze.names`` alone.
 """
 
 from typing import Optional
@@ -75,7 +76,7 @@ class Analysis:
     @property
     def shapes(self) -> Shapes:
         if self._shapes is None:
-            self._shapes = Shapes(self.values, self.models)
+            self._shapes = Shapes(self.values, self.models, self.data)
         return self._shapes
 
     @property
