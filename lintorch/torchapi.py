@@ -256,6 +256,13 @@ MODULE_WRAPPERS = frozenset(
         "torch.nn.SyncBatchNorm.convert_sync_batchnorm", "torch.jit.script",
     }
 )
+#: Wrappers whose own ``forward`` does their work (scatter, gather, sync).
+DATA_PARALLEL = frozenset(
+    {
+        "torch.nn.DataParallel", "torch.nn.parallel.DataParallel", "torch.nn.parallel.DistributedDataParallel",
+        "torch.nn.DistributedDataParallel",
+    }
+)
 MODEL_ZOO_PREFIXES = ("torchvision.models.", "timm.", "transformers.", "torch.hub.load")
 
 DROPOUT_FUNCS = frozenset(

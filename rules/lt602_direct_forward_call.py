@@ -1,6 +1,7 @@
 import libcst as cst
 
 from lintorch import edits
+from lintorch import torchapi as api
 
 from lintorch.rule import Example, Fix, Rule, Severity
 
@@ -125,7 +126,7 @@ def _is_parallel_wrapper(analysis, receiver, call) -> bool:
     """Any definition of the receiver is a DDP/DataParallel wrapper."""
     for value in analysis.values.definitions(receiver, call.scope, call.order):
         qualname, _ = analysis.values.constructor(analysis.values.strip_value_preserving(value))
-        if qualname is not None and qualname.startswith("torch.nn.parallel."):
+        if qualname in api.DATA_PARALLEL:
             return True
     return False
 

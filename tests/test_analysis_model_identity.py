@@ -327,3 +327,39 @@ def test_item_assignments_are_indexed():
     assigns = analysis.index.item_assigns
     assert [cst.Module([]).code_for_node(a.target) for a in assigns] == ["model.state_dict()['fc.weight'][:]", "b[0]"]
     assert assigns[0].value.value == "1.0" and assigns[1].value is None
+
+
+def test_mode_layers_through_identity_and_building():
+    analysis = analyse(
+        """
+        import torch
+        import torch.nn as nn
+
+        def block(n, bn):
+            layers = [nn.Linear(n, n)]
+            if bn:
+                layers.append(nn.BatchNorm1d(n))
+            return layers
+
+        def build(p):
+            layers = []
+            for _ in range(3):
+                layers.append(nn.Linear(4, 4))
+            layers.append(nn.Dropout(p))
+            return nn.Sequential(*layers)
+
+        def get_model(name):
+            if name == "plain":
+                return nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+            return load_somewhere(name)
+
+        a = nn.DataParallel(build(0.5)).cuda()
+        b = torch.compile(nn.Sequential(nn.Linear(4, 4), nn.ReLU()))
+        c = get_model("plain")
+        d = nn.Sequential(*block(4, bn=True))
+        e = nn.Sequential(*block(4, bn=False), nn.Dropout())
+        use(a, b, c, d, e)
+        """
+    )
+    result = [analysis.models.mode_layers(expr, scope, order) for expr, scope, order in use_args(analysis)]
+    assert result == [True, False, None, None, True]

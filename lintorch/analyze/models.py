@@ -317,7 +317,8 @@ class Models:
                 return Activation(api.ACTIVATION_METHODS[method], expr, f".{method}(...)")
             if method in api.VALUE_PRESERVING_METHODS and not is_self_attr:
                 return self._activation(receiver, value.scope, value.order, visiting)
-        results = self.values.call_results(value)
+        function = self.values.local_function(value)
+        results = self.values.function_results(function, value) if function is not None else None
         if results:
             found = None
             for result in results:
@@ -325,7 +326,8 @@ class Models:
                 if inner is None:
                     return None
                 found = found or inner
-            return found
+            owner = f"{function.klass.name}." if function.is_method else ""
+            return Activation(found.kind, found.node, f"{found.via} returned by {owner}{function.name}")
         return self._module_call_activation(func, value, visiting)
 
     def _module_call_activation(self, callee, value: Value, visiting: Set[int]) -> Optional[Activation]:
@@ -681,7 +683,7 @@ class Models:
                     ret.value is not None and self._collect_finals(ret.value, method.scope, o, finals, active, budget)
                     for ret, o in method.returns
                 )
-            layer = self.values.definitions(func, scope, order)
+            layer = self.module_values(func, scope, order)
             qualname = None
             if len(layer) == 1:
                 qualname, _ = self.values.constructor(self.values.strip_value_preserving(layer[0]))

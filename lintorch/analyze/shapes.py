@@ -76,6 +76,7 @@ class Shapes:
         self.data = data
         self.index = values.index
         self._ranks: Dict[Tuple, Optional[int]] = {}
+        self._bounds: Dict[int, Bound] = {}
 
     def rank(
         self, expr: cst.BaseExpression, scope: Scope, order: int, _depth: int = 0, bound: Optional[Bound] = None
@@ -86,11 +87,11 @@ class Shapes:
         if _depth > _MAX_DEPTH:
             return None
         if bound:
-            return self._rank(expr, scope, order, _depth + 1, bound)
-        key = (expr, scope, order)  # nodes hash by identity; the key keeps them alive
+            self._bounds.setdefault(id(bound), bound)  # alive while its id is a key
+        key = (expr, scope, order, id(bound) if bound else None)  # nodes hash by identity
         if key not in self._ranks:
             self._ranks[key] = None  # a cycle: unknown
-            self._ranks[key] = self._rank(expr, scope, order, _depth + 1, None)
+            self._ranks[key] = self._rank(expr, scope, order, _depth + 1, bound)
         return self._ranks[key]
 
     def _rank(self, expr, scope: Scope, order: int, depth: int, bound: Optional[Bound]) -> Optional[int]:
