@@ -197,7 +197,9 @@ def test_checkpoints_never_touch_user_files(tmp_path, monkeypatch):
     for name, content in precious.items():
         assert (tmp_path / name).read_bytes() == content
     assert sorted(os.listdir(tmp_path)) == sorted(precious)
-    assert set(result["symptoms"]["checkpoints"]) == {"model.pt", "optimizer.ckpt"}
+    assert set(result["symptoms"]["checkpoints"]) == {"model.pt"}  # torch.save to a path
+    written = {(e["path"], e["via"]) for e in result["writes"]["events"] if e["result"] == "redirected"}
+    assert written == {("model.pt", "torch.save"), ("optimizer.ckpt", "open('wb')"), ("model.pt", "open('wb')")}
 
 
 def test_offline_download_is_reported_plainly():

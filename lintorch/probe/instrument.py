@@ -11,9 +11,7 @@ and ``open`` of checkpoint files).
 This module imports torch and is only imported in the child process.
 """
 
-import builtins
 import functools
-import io
 import os
 import sys
 from typing import Any, Dict, List, Optional
@@ -24,7 +22,6 @@ PROBE_DIR = os.path.dirname(os.path.abspath(__file__))
 TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
 
 MAX_RECORDS = 40  # per kind of event: the probe runs a few steps, not epochs
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".tar", ".bin", ".safetensors", ".pkl")
 
 
 class ProbeStop(BaseException):
@@ -96,10 +93,10 @@ def _shape(value) -> Optional[List[int]]:
 class Recorder:
     """All the state of one probed run."""
 
-    def __init__(self, script: str, steps: int, checkpoint_dir: str, progress_fd: Optional[int] = None):
+    def __init__(self, script: str, steps: Optional[int], overlay, progress_fd: Optional[int] = None):
         self.script = os.path.abspath(script)
         self.max_steps = steps
-        self.checkpoint_dir = checkpoint_dir
+        self.overlay = overlay  # sandbox.Overlay: where the script's writes go
         self.progress_fd = progress_fd
         self.main_pid = os.getpid()
         self.stopping = False
@@ -821,21 +818,13 @@ class Recorder:
 
     # -- checkpoints ----------------------------------------------------------
 
-    def redirect(self, path) -> str:
-        """The temporary path that replaces a user checkpoint path."""
-        absolute = os.path.abspath(os.fspath(path))
-        mapping = self.data.setdefault("_redirects", {})
-        if absolute not in mapping:
-            base = os.path.basename(absolute) or "checkpoint"
-            mapping[absolute] = os.path.join(self.checkpoint_dir, "%d_%s" % (len(mapping), base))
-        return mapping[absolute]
-
     def _wrap_checkpoints(self) -> None:
+        """torch.save writes by file name in C++: map the name through the
+        overlay (the sandbox's own wrappers cover Python-level writes)."""
+        overlay = self.overlay
         recorder = self
-        os.makedirs(self.checkpoint_dir, exist_ok=True)
         original_save = torch.save
         original_load = torch.load
-        original_open = builtins.open
 
         def is_path(f) -> bool:
             return isinstance(f, (str, bytes, os.PathLike))
@@ -843,40 +832,24 @@ class Recorder:
         @functools.wraps(original_save)
         def save(obj, f, *args, **kwargs):
             if is_path(f):
-                target = recorder.redirect(f)
-                recorder._append("saves", {"path": os.fsdecode(f), "line": recorder.script_line(), "via": "torch.save"})
-                return original_save(obj, target, *args, **kwargs)
+                virtual = overlay.virtual(f)
+                if overlay.managed(virtual):
+                    target = overlay.for_write(virtual, keep_content=False)
+                    overlay.record("write", virtual, "redirected", "torch.save", target)
+                    recorder._append("saves", {"path": overlay.display(virtual), "line": recorder.script_line()})
+                    f = target
             return original_save(obj, f, *args, **kwargs)
 
         @functools.wraps(original_load)
         def load(f, *args, **kwargs):
             if is_path(f):
-                mapping = recorder.data.get("_redirects", {})
-                absolute = os.path.abspath(os.fsdecode(f))
-                if absolute in mapping:
-                    f = mapping[absolute]
+                virtual = overlay.virtual(f)
+                if overlay.managed(virtual):
+                    f = overlay.for_read(virtual)
             return original_load(f, *args, **kwargs)
-
-        @functools.wraps(original_open)
-        def open_(file, mode="r", *args, **kwargs):
-            if is_path(file) and not isinstance(file, int):
-                name = os.fsdecode(file)
-                absolute = os.path.abspath(name)
-                mapping = recorder.data.get("_redirects", {})
-                writing = any(c in str(mode) for c in "wax+")
-                if writing and name.lower().endswith(CHECKPOINT_SUFFIXES) and not absolute.startswith(
-                    recorder.checkpoint_dir
-                ):
-                    recorder._append("saves", {"path": name, "line": recorder.script_line(), "via": "open"})
-                    file = recorder.redirect(name)
-                elif absolute in mapping:
-                    file = mapping[absolute]
-            return original_open(file, mode, *args, **kwargs)
 
         self._patch(torch, "save", save)
         self._patch(torch, "load", load)
-        self._patch(builtins, "open", open_)
-        self._patch(io, "open", open_)  # pathlib's Path.open / write_bytes
 
     # -- the end --------------------------------------------------------------
 
@@ -909,7 +882,6 @@ class Recorder:
         self.data["weight_rows"] = rows[:64]
         self.data["total_steps"] = self.total_steps
         self.data["optimizers"] = [type(o).__name__ for o in self.optimizers]
-        self.data.pop("_redirects", None)
         return self.data
 
     def uninstall(self) -> None:

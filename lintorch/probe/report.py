@@ -207,6 +207,18 @@ def build(script: str, findings: Sequence, result, steps_requested: int) -> dict
         "findings": out_findings,
         "checks": out_checks,
         "symptoms": symptoms(data) if data else {},
+        "writes": writes_section(child, result),
+    }
+
+
+def writes_section(child: dict, result) -> dict:
+    """What the script tried to write, and how the guarantee was enforced."""
+    writes = child.get("writes") or {}
+    return {
+        "enforcement": child.get("sandbox"),
+        "events": writes.get("events", []),
+        "count": writes.get("count", 0),
+        "own_session_processes": list(getattr(result, "own_session", []) or []),
     }
 
 
@@ -218,9 +230,11 @@ def exit_status(report: dict) -> int:
     confirmed = confirmed or any(
         c["status"] == checks.CONFIRMED and checks.TABLE[c["code"]].standalone for c in report["checks"]
     )
+    if report["outcome"].get("probe_caused"):
+        return 2  # the run was changed by the probe itself: no verdict is trustworthy
     if confirmed:
         return 1
-    if report["outcome"].get("status") in ("no_device", "no_torch", "no_report") or report["outcome"].get(
+    if report["outcome"].get("status") in ("no_device", "no_torch", "no_report", "no_sandbox") or report["outcome"].get(
         "before_first_step"
     ):
         return 2
@@ -287,7 +301,9 @@ def write_text(report: dict, stream) -> None:
         w("  last lines of the script's output:\n")
         for line in o["output_tail"][-8:]:
             w("    | %s\n" % line)
-    if o.get("status") in ("no_device", "no_torch"):
+    if o.get("probe_caused"):
+        w("  PROBE-CAUSED FAILURE: %s\n" % o["probe_caused"])
+    if o.get("status") in ("no_device", "no_torch", "no_sandbox"):
         return
 
     w("\nStatic findings, checked at run time:\n")
@@ -357,6 +373,29 @@ def write_text(report: dict, stream) -> None:
             "; training-mode layers: " + ", ".join(val["train_mode_layers"][:4]) if val["train_mode_layers"] else ""))
     else:
         w("  validation passes: none within the probed steps\n")
-    if s["checkpoints"]:
-        w("  checkpoints written to a temporary directory and discarded: %s\n" % ", ".join(
-            sorted(set(s["checkpoints"]))[:5]))
+    _write_writes(report.get("writes") or {}, w)
+
+
+_SHOWN_WRITES = 12
+
+
+def _write_writes(writes: dict, w) -> None:
+    enforcement = writes.get("enforcement") or {}
+    if enforcement.get("kernel"):
+        how = "kernel-enforced (Landlock ABI %s)" % enforcement.get("abi")
+    else:
+        how = "NOT kernel-enforced (--allow-writes): only Python-level writes were redirected"
+    events = writes.get("events") or []
+    w("\nFiles: the script may read anything; writes outside a scratch area are redirected or blocked, %s\n" % how)
+    if not events:
+        w("  no write outside the scratch area was attempted\n")
+    for e in events[:_SHOWN_WRITES]:
+        where = e.get("where") or "library code"
+        times = " (%d times)" % e["count"] if e.get("count", 1) > 1 else ""
+        w("  %s: %s %s [%s] -> %s%s\n" % (where, e["op"], e["path"], e["via"], e["result"].upper()
+                                          if e["result"] == "blocked" else e["result"], times))
+    if len(events) > _SHOWN_WRITES or writes.get("count", 0) > sum(e.get("count", 1) for e in events):
+        w("  ... %d attempted operation(s) in all (see --format json)\n" % writes.get("count", 0))
+    for p in writes.get("own_session_processes") or []:
+        w("  process %s (%s) left the probe's process group (a session of its own): killed\n" % (
+            p["pid"], p["command"]))
