@@ -195,7 +195,9 @@ def main(config_path: str) -> None:
     from lintorch.probe.instrument import ProbeStop, Recorder
 
     overlay = sandbox.Overlay(cfg["shadow"], _sandbox_roots(cfg), sandbox.locator(script))
-    recorder = Recorder(script, cfg["steps"], overlay, cfg.get("progress_fd"))
+    # the default stop leaves a third of the time limit for start-up and the report
+    recorder = Recorder(script, cfg["steps"], overlay, cfg.get("progress_fd"),
+                        budget=max(5.0, float(cfg.get("timeout") or 120.0) / 3))
     recorder.install()
     sandbox.install(overlay)
     sandbox.redirect_native_writers(overlay)

@@ -14,8 +14,10 @@ This module must not import torch: the child does.
 import argparse
 import importlib.util
 import os
+import signal
 import sys
-from typing import List
+import threading
+from typing import List, Optional
 
 EXIT_ERROR = 2
 
@@ -27,7 +29,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Arguments after -- go to the script. Exit status: 0 nothing confirmed, 1 confirmed, 2 could not run.",
     )
     parser.add_argument("script", help="the training script (run as __main__)")
-    parser.add_argument("--steps", type=int, default=5, help="optimizer steps to run before stopping (default: 5)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="optimizer steps to run before stopping (default: at least 5, until the first "
+                             "validation pass or the end of the first epoch, within a third of --timeout)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto: whatever the script picks; cpu: hide accelerators; cuda: require one")
     parser.add_argument("--timeout", type=float, default=120.0, help="wall-clock limit in seconds (default: 120)")
@@ -61,7 +65,7 @@ def static_findings(path: str, display: str):
     return [f for f in engine.read_and_lint(path, display, rules) if f.code != registry.UNPARSABLE_CODE]
 
 
-def probe(script: str, script_args: List[str] = (), steps: int = 5, device: str = "auto",
+def probe(script: str, script_args: List[str] = (), steps: Optional[int] = None, device: str = "auto",
           timeout: float = 120.0, on_progress=None, show_output: bool = False, enforce_writes: bool = None,
           output_stream=None) -> dict:
     """Static findings + one instrumented run of ``script`` -> the report dict.
@@ -83,7 +87,7 @@ def probe(script: str, script_args: List[str] = (), steps: int = 5, device: str 
 def main(argv: List[str]) -> int:
     own, script_args = _split(list(argv))
     args = _parser().parse_args(own)
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         print("lintorch probe: error: --steps must be at least 1", file=sys.stderr)
         return EXIT_ERROR
     if args.timeout <= 0:
@@ -118,11 +122,20 @@ def main(argv: List[str]) -> int:
     if tty:
         sys.stderr.write("probing %s: starting (importing torch)" % display)
         sys.stderr.flush()
+    # SIGTERM (timeout, CI cancellation, docker stop) unwinds like Ctrl-C:
+    # the runner's cleanup kills the script's processes and removes the scratch area
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, terminate) if in_main else None
     try:
         report = probe(args.script, script_args, args.steps, device=args.device, timeout=args.timeout,
                        on_progress=progress, show_output=args.show_output, enforce_writes=bool(abi),
                        output_stream=sys.stderr if args.format == "json" else sys.stdout)
     finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
         if tty:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
