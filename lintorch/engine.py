@@ -49,6 +49,22 @@ def could_trigger(data: bytes, rules: Sequence[Rule]) -> List[Rule]:
     return [rule for rule in rules if any(word in data for word in rule.trigger_bytes())]
 
 
+def syntax_error(text: str) -> Optional[source.SourceError]:
+    """Why ``text`` is not Python, or None, for files no rule needs parsed.
+
+    CPython's parser answers first (a tenth of libcst's time, see
+    bench/syntax_cost.py). Only where it refuses the code does libcst
+    decide, as for every analysed file: it knows syntax newer than this
+    interpreter, and its error carries CPython's message and position."""
+    try:
+        source.cpython_parse(text)
+        return None
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        pass
+    parsed = source.parse(text)
+    return parsed if isinstance(parsed, source.SourceError) else None
+
+
 def lint_bytes(
     data: bytes,
     path: str,
@@ -56,9 +72,11 @@ def lint_bytes(
     *,
     apply_noqa: bool = True,
     debug: bool = False,
+    check_syntax: bool = True,
 ) -> List[Finding]:
     """Lint a file's raw bytes (decoded per PEP 263); a ``.ipynb`` path is
-    read as a Jupyter notebook."""
+    read as a Jupyter notebook. ``check_syntax``: report a syntax error
+    (LT000) even when no rule needs the file parsed."""
     if path.endswith(NOTEBOOK_SUFFIX):
         from lintorch import notebook
 
@@ -68,6 +86,12 @@ def lint_bytes(
     if isinstance(decoded, source.SourceError):
         return [error_finding(path, decoded)]
     if not candidates:
+        # Files over the size limit are not checked: CPython needs seconds
+        # and a GB per 10 MB of generated data, and no rule could fire.
+        if check_syntax and len(decoded.text) <= source.MAX_SOURCE_CHARS:
+            error = syntax_error(decoded.text)
+            if error is not None:
+                return [error_finding(path, error)]
         return []
     return _lint_decoded(decoded.text, path, candidates, apply_noqa, debug)
 

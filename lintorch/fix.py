@@ -140,7 +140,9 @@ def _fix_bytes(
         outcome.skipped = f"not fixed: re-encoding it as {decoded.encoding} would not give back its bytes"
         return outcome
     if not engine.could_trigger(data, rules):
-        outcome.text = text  # no rule can fire: nothing to parse, nothing to fix
+        # no rule can fire: nothing to fix, but a syntax error is still reported
+        outcome.remaining = [f for f in engine.lint_bytes(data, path, rules, debug=debug) if keep(f)]
+        outcome.text = text
         return outcome
     dropped_keys = set()
     budget: Optional[Counter] = None

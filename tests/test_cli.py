@@ -174,3 +174,45 @@ def test_linting_never_imports_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.rstrip().endswith("ok")
+
+
+# -- syntax errors in files no rule needs parsed -----------------------------
+
+NO_TRIGGER_SYNTAX_ERROR = "import torch\ndef f(:\n"
+
+
+def test_syntax_error_without_trigger_words_is_reported_when_named(project, run_cli):
+    write(project / "s.py", NO_TRIGGER_SYNTAX_ERROR)
+    code, out, err = run_cli("s.py")
+    assert code == 1 and err == ""
+    assert out.startswith("s.py:2:7: LT000 cannot analyse this file: syntax error: invalid syntax")
+
+
+def test_syntax_error_without_trigger_words_is_reported_in_a_walk(project, run_cli):
+    write(project / "pkg" / "s.py", NO_TRIGGER_SYNTAX_ERROR)
+    write(project / "pkg" / "ok.py", CLEAN)
+    code, out, _ = run_cli("--format", "json", ".")
+    assert code == 1
+    assert [(item["path"], item["code"], item["line"]) for item in json.loads(out)] == [
+        (os.path.join("pkg", "s.py"), "LT000", 2)
+    ]
+
+
+def test_syntax_check_follows_the_selection_of_lt000(project, run_cli):
+    write(project / "s.py", NO_TRIGGER_SYNTAX_ERROR)
+    assert run_cli("--ignore", "LT000", "s.py")[0] == 0
+    assert run_cli("--select", "LT0", "s.py")[0] == 1
+
+
+def test_syntax_newer_than_this_python_is_not_an_error_without_trigger_words(project, run_cli):
+    # CPython 3.11 refuses these; libcst, which decides for analysed files, accepts them
+    write(project / "new.py", "type Vector = list[float]\ndef first[T](xs: list[T]) -> T:\n    return xs[0]\n")
+    code, out, _ = run_cli("--format", "json", "new.py")
+    assert (code, json.loads(out)) == (0, [])
+
+
+def test_fix_reports_a_syntax_error_without_trigger_words(project, run_cli):
+    write(project / "s.py", NO_TRIGGER_SYNTAX_ERROR)
+    code, out, _ = run_cli("--fix", "s.py")
+    assert code == 1 and "s.py:2:7: LT000" in out
+    assert (project / "s.py").read_text() == NO_TRIGGER_SYNTAX_ERROR
