@@ -109,7 +109,14 @@ def _matches(relative: str, pattern: str) -> bool:
 
 def find_pyproject(start_paths: Sequence[str]) -> Optional[Path]:
     """The nearest pyproject.toml with a ``[tool.lintorch]`` table, walking up
-    from the common parent of the paths (or the working directory)."""
+    from the common parent of the paths (or the working directory).
+
+    The TOML is parsed: ``[tool."lintorch"]``, ``[ tool.lintorch ]`` and
+    ``[tool]`` + ``lintorch = {...}`` all count. Only a file in which the key
+    ``tool`` cannot be spelt at all (no ``tool``, no escape such as
+    ``"\\u0074ool"``) is passed over on its bytes. A file that is not valid
+    TOML is chosen when it might hold the table (it names ``lintorch`` or has
+    escapes), so that :func:`load` reports it instead of ignoring it."""
     absolute = [os.path.abspath(p) for p in start_paths if p != "-"] or [os.getcwd()]
     try:
         common = Path(os.path.commonpath(absolute))
@@ -124,9 +131,28 @@ def find_pyproject(start_paths: Sequence[str]) -> Optional[Path]:
                 data = candidate.read_bytes()
             except OSError:
                 continue
-            if b"[tool.lintorch" in data:
+            escaped = b"\\u" in data or b"\\U" in data
+            if b"tool" not in data and not escaped:
+                continue
+            try:
+                document = _parse(candidate, data)
+            except ConfigError:
+                if b"lintorch" in data or escaped:
+                    return candidate
+                continue
+            tool = document.get("tool")
+            if isinstance(tool, dict) and "lintorch" in tool:
                 return candidate
     return None
+
+
+def _parse(path: Path, raw: bytes) -> dict:
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
 
 
 def load(path: Optional[Path]) -> Config:
@@ -136,12 +162,7 @@ def load(path: Optional[Path]) -> Config:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        document = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not valid UTF-8") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    document = _parse(path, raw)
     tool = document.get("tool", {})
     table = tool.get("lintorch") if isinstance(tool, dict) else None
     if table is None:

@@ -106,3 +106,49 @@ def test_missing_config_file(project, run_cli):
     write(project / "train.py", BUGGY)
     code, _, err = run_cli("--config", "nope.toml", "train.py")
     assert code == 2 and "nope.toml: config file not found" in err
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '[tool."lintorch"]\nignore = ["LT102"]\n',
+        '[ tool.lintorch ]\nignore = ["LT102"]\n',
+        '[ "tool" . \'lintorch\' ]\nignore = ["LT102"]\n',
+        '[tool]\nlintorch = { ignore = ["LT102"] }\n',
+        'tool.lintorch.ignore = ["LT102"]\n',
+        'tool = { lintorch = { ignore = ["LT102"] } }\n',
+        '["\\u0074ool".lintorch]\nignore = ["LT102"]\n',  # an escape: the bytes never say "tool"
+        '[project]\nname = "x"\n\n[tool.black]\nline-length = 100\n\n[tool."lintorch"]\nignore = ["LT102"]\n',
+    ],
+    ids=["quoted", "spaces", "quoted-both", "inline-table", "dotted-keys", "top-inline", "escape", "among-others"],
+)
+def test_every_toml_spelling_of_the_table_is_found(project, run_cli, body):
+    pyproject(project, body)
+    write(project / "train.py", BUGGY)
+    assert run_cli("train.py")[0] == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "# [tool.lintorch] is not here\n[tool.black]\nline-length = 100\n",
+        '[project]\nname = "lintorch"\ndescription = "[tool.lintorch]"\n',
+        "[tool.lintorch-extra]\nx = 1\n",
+    ],
+    ids=["comment", "string", "other-table"],
+)
+def test_text_that_only_looks_like_the_table_is_not_it(project, run_cli, body):
+    pyproject(project, '[tool.lintorch]\nignore = ["LT102"]\n')
+    pyproject(project / "sub", body)
+    write(project / "sub" / "train.py", BUGGY)
+    assert run_cli("sub/train.py")[0] == 0  # the parent's table applies, not an empty config
+
+
+def test_invalid_toml_that_cannot_be_ours_is_passed_over(project, run_cli):
+    pyproject(project, '[tool.lintorch]\nignore = ["LT102"]\n')
+    pyproject(project / "sub", "[tool.black\nline-length = 100\n")
+    write(project / "sub" / "train.py", BUGGY)
+    assert run_cli("sub/train.py")[0] == 0
+    pyproject(project / "sub", "[tool.lintorch\nignore = []\n")
+    code, _, err = run_cli("sub/train.py")
+    assert code == 2 and "invalid TOML" in err and "sub" in err
