@@ -366,9 +366,12 @@ def write_text(
     show_source: bool = False,
     sources: Optional[SourceLines] = None,
     unsafe_fixes: bool = False,
+    quiet: bool = False,
 ) -> None:
     """The text report: one line per finding (with an excerpt under
-    ``--show-source``), then ``Found 3 findings in 2 files (1 fixable, 5 checked).``"""
+    ``--show-source``), then ``Found 3 findings in 2 files (1 fixable, 5 checked).``,
+    or ``All checks passed (5 files checked).`` (no summary when ``quiet``, nor
+    when nothing was checked: the caller says that on stderr)."""
     style = style or Style(False)
     sources = sources or SourceLines()
     for finding in findings:
@@ -379,8 +382,17 @@ def write_text(
                 for row in source_excerpt(finding, line, style):
                     stream.write(row + "\n")
                 stream.write("\n")
+    if quiet:
+        return
     if findings:
         stream.write(summary(findings, files_checked, unsafe_fixes) + "\n")
+    elif files_checked:
+        stream.write(f"All checks passed ({plural(files_checked, 'file')} checked).\n")
+
+
+def plural(count: int, noun: str, nouns: Optional[str] = None) -> str:
+    """``1 file``, ``2 files`` (``nouns``: an irregular plural)."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
 
 
 def summary(findings: Sequence[Finding], files_checked: int, unsafe_fixes: bool = False) -> str:

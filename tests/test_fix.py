@@ -104,7 +104,7 @@ def test_cli_fix_diff_and_second_run(project, run_cli):
     assert "Would apply 1 fix in 1 file." in err
 
     code, out, err = run_cli("--isolated", "--fix", "--unsafe-fixes", "train.py")
-    assert code == 0 and out == ""
+    assert code == 0 and out == "All checks passed (1 file checked).\n"
     assert path.read_text() == FIXED
     assert "Fixed 1 finding in 1 file." in err
 
