@@ -58,7 +58,16 @@ def _check_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, help="pyproject.toml to read [tool.lintorch] from")
     parser.add_argument("--isolated", action="store_true", help="ignore all configuration files")
     parser.add_argument(
-        "--force-exclude", action="store_true", help="apply exclude to files named on the command line too"
+        "--exclude", type=_selector_list, metavar="PATTERNS",
+        help="comma-separated globs to skip, relative to the working directory, replacing the config's exclude",
+    )
+    parser.add_argument(
+        "--extend-exclude", type=_selector_list, default=[], metavar="PATTERNS",
+        help="globs to skip on top of exclude (relative to the working directory)",
+    )
+    parser.add_argument(
+        "--force-exclude", action="store_true",
+        help="apply exclude to files named on the command line (and to --stdin-filename) too",
     )
     parser.add_argument("--stdin-filename", help="the path to report (and match config against) for stdin input")
     parser.add_argument("-j", "--jobs", type=int, default=0, help="worker processes (default: all cores; 1: serial)")
@@ -83,6 +92,10 @@ def _load_config(args: argparse.Namespace) -> config_mod.Config:
     if args.select is not None:
         config.select = args.select
     config.force_exclude = config.force_exclude or args.force_exclude
+    if args.exclude is not None:
+        config.exclude = []
+        config.command_line_exclude = list(args.exclude)
+    config.command_line_exclude += args.extend_exclude
     config.ignore = config.ignore + args.ignore
     config.extend_select = config.extend_select + args.extend_select
     config_mod.validate_selectors(config, "command line")
@@ -120,12 +133,14 @@ def check_main(argv: Sequence[str]) -> int:
     stdin_text: Dict[str, str] = {}
 
     if "-" in paths:
-        linter = runner.FileLinter(config, None, args.debug)
         display = args.stdin_filename or "-"
-        data = sys.stdin.buffer.read()
-        stdin_text[display] = data.decode("utf-8", errors="replace")
-        findings += linter.lint_data(data, display)
-        checked += 1
+        # --force-exclude covers the name stdin stands for, as it covers named files (ruff too)
+        if not (config.force_exclude and args.stdin_filename and config.is_excluded(args.stdin_filename)):
+            linter = runner.FileLinter(config, None, args.debug)
+            data = sys.stdin.buffer.read()
+            stdin_text[display] = data.decode("utf-8", errors="replace")
+            findings += linter.lint_data(data, display)
+            checked += 1
         paths = [p for p in paths if p != "-"]
 
     discovery = files.discover(paths, config)

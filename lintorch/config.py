@@ -40,6 +40,8 @@ class Config:
     ignore: List[str] = field(default_factory=list)
     extend_select: List[str] = field(default_factory=list)
     exclude: List[str] = field(default_factory=list)
+    #: ``--exclude``/``--extend-exclude`` patterns, relative to the working directory.
+    command_line_exclude: List[str] = field(default_factory=list)
     per_file_ignores: Dict[str, List[str]] = field(default_factory=dict)
     #: Apply ``exclude`` to explicitly named files too (for pre-commit).
     force_exclude: bool = False
@@ -62,10 +64,14 @@ class Config:
         return frozenset(out)
 
     def is_excluded(self, path: str) -> bool:
-        if not self.exclude:
-            return False
-        relative = _relative(path, self.root)
-        return any(_matches(relative, pattern) for pattern in self.exclude)
+        if self.exclude:
+            relative = _relative(path, self.root)
+            if any(_matches(relative, pattern) for pattern in self.exclude):
+                return True
+        if self.command_line_exclude:
+            relative = _relative(path, Path(os.getcwd()))
+            return any(_matches(relative, pattern) for pattern in self.command_line_exclude)
+        return False
 
 
 def _resolved(root: Path) -> str:

@@ -1,5 +1,7 @@
 """[tool.lintorch] in pyproject.toml."""
 
+import json
+import os
 import textwrap
 
 import pytest
@@ -152,3 +154,55 @@ def test_invalid_toml_that_cannot_be_ours_is_passed_over(project, run_cli):
     pyproject(project / "sub", "[tool.lintorch\nignore = []\n")
     code, _, err = run_cli("sub/train.py")
     assert code == 2 and "invalid TOML" in err and "sub" in err
+
+
+def test_force_exclude_applies_to_stdin_filename(project, run_cli, monkeypatch):
+    import io
+    import sys
+
+    pyproject(project, '[tool.lintorch]\nexclude = ["generated"]\n')
+
+    def lint_stdin(*argv):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(BUGGY.encode())))
+        return run_cli("-", "--stdin-filename", "generated/train.py", *argv)
+
+    assert lint_stdin()[0] == 1  # named (through stdin): linted, as a named file is
+    code, out, err = lint_stdin("--force-exclude")
+    assert (code, out) == (0, "") and "nothing was checked" in err
+    pyproject(project, '[tool.lintorch]\nexclude = ["generated"]\nforce-exclude = true\n')
+    assert lint_stdin()[0] == 0
+
+
+def test_extend_ignore_and_extend_exclude_add_to_the_lists(project, run_cli):
+    pyproject(
+        project,
+        '[tool.lintorch]\nignore = ["LT2"]\nextend-ignore = ["LT102"]\n'
+        'exclude = ["old"]\nextend-exclude = ["generated"]\n',
+    )
+    for directory in ("old", "generated", "src"):
+        write(project / directory / "train.py", BUGGY + "for x in loader:\n    loss.backward()\n    optimizer.step()\n")
+    assert run_cli(".") == (0, "All checks passed (1 file checked).\n", "")
+
+
+def test_exclude_and_extend_exclude_on_the_command_line(project, run_cli):
+    pyproject(project, '[tool.lintorch]\nexclude = ["old"]\n')
+    for directory in ("old", "generated", "src"):
+        write(project / directory / "train.py", BUGGY)
+
+    def linted(*argv):
+        code, out, _ = run_cli("--format", "json", *argv, ".")
+        return sorted({item["path"].split(os.sep)[0] for item in json.loads(out)})
+
+    assert linted() == ["generated", "src"]
+    assert linted("--extend-exclude", "generated") == ["src"]
+    assert linted("--exclude", "generated,src/*.py") == ["old"]  # replaces the config's exclude
+    assert linted("--exclude", "") == ["generated", "old", "src"]
+
+
+def test_command_line_exclude_is_relative_to_the_working_directory(project, run_cli, monkeypatch):
+    pyproject(project, "[tool.lintorch]\n")
+    write(project / "pkg" / "gen" / "sub" / "train.py", BUGGY)
+    write(project / "pkg" / "src" / "train.py", BUGGY)
+    monkeypatch.chdir(project / "pkg")
+    code, out, _ = run_cli("--format", "json", "--exclude", "gen/sub", ".")
+    assert [item["path"] for item in json.loads(out)] == [os.path.join("src", "train.py")]
