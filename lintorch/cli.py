@@ -330,10 +330,11 @@ def rule_main(argv: Sequence[str]) -> int:
     if args.all == bool(args.selector):
         parser.error("give a rule code or name, or --all")
     if args.all:
-        classes = list(registry.all_rules())
+        # the table lists LT000/LT001 itself; the other formats document them first
+        classes = [*([] if args.format == "table" else output.ENGINE_CODES), *registry.all_rules()]
     else:
         try:
-            classes = [registry.rule_by_selector(args.selector)]
+            classes = [output.documented_code(args.selector)]
         except registry.UnknownSelector:
             print(f"lintorch: error: unknown rule {args.selector!r} (see `lintorch rule --all`)", file=sys.stderr)
             return EXIT_ERROR

@@ -86,25 +86,8 @@ def sarif_rules(classes: Iterable[type]) -> List[dict]:
     pseudo-rules (unparsable file, internal error)."""
     from lintorch import output
 
-    rules = [
-        {
-            "id": registry.UNPARSABLE_CODE,
-            "name": registry.UNPARSABLE_NAME,
-            "shortDescription": {"text": "a file that cannot be read, decoded or parsed"},
-            "fullDescription": {"text": "lintorch could not read, decode or parse this file, so no rule checked it."},
-            "help": {"text": "Fix the syntax or encoding error named in the message, or exclude the file."},
-            "defaultConfiguration": {"level": "error"},
-        },
-        {
-            "id": registry.INTERNAL_ERROR_CODE,
-            "name": registry.INTERNAL_ERROR_NAME,
-            "shortDescription": {"text": "a bug inside lintorch while checking a file"},
-            "fullDescription": {"text": "A rule raised an exception on this file; the other rules still ran."},
-            "help": {"text": "Please report it with the file; `lintorch --debug` shows the traceback."},
-            "defaultConfiguration": {"level": "error"},
-        },
-    ]
-    for cls in classes:
+    rules = []
+    for cls in (*output.ENGINE_CODES, *classes):
         explanation = cls.explanation()
         rules.append(
             {

@@ -191,8 +191,20 @@ def test_rule_all_lists_every_rule(run_cli):
     assert code == 0
     for cls in registry.all_rules():
         assert f"{cls.code} {cls.name} ({cls.severity.value})" in out
+    assert "LT000 unparsable-file (error)" in out and "LT001 internal-error (error)" in out
     code, out, _ = run_cli("rule", "--all", "--format", "json")
-    assert [item["code"] for item in json.loads(out)] == [cls.code for cls in registry.all_rules()]
+    assert [item["code"] for item in json.loads(out)] == ["LT000", "LT001"] + [cls.code for cls in registry.all_rules()]
+
+
+@pytest.mark.parametrize("selector", ["LT000", "lt000", "unparsable-file", "LT001", "internal-error"])
+def test_rule_docs_for_the_engine_codes(run_cli, selector):
+    code, out, err = run_cli("rule", selector)
+    assert code == 0 and err == ""
+    assert out.split()[0] == ("LT000" if selector.lower() in ("lt000", "unparsable-file") else "LT001")
+    for section in ("What it does", "Why is this bad", "Symptom", "Fix"):
+        assert section in out
+    code, out, _ = run_cli("rule", selector, "--format", "markdown")
+    assert code == 0 and out.startswith("## LT00")
 
 
 def test_version(run_cli, capsys):
