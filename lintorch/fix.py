@@ -29,7 +29,7 @@ import stat
 import tempfile
 import tokenize
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import libcst as cst
@@ -439,4 +439,18 @@ def fix_file(
         outcome = fix_bytes(data, display_path, rules, unsafe=unsafe, keep=keep, debug=debug)
     if write and outcome.changed:
         write_atomic(path, outcome.new_bytes(), data)
+    outcome.remaining = _without_unusable_fixes(outcome, unsafe)
     return outcome
+
+
+def _without_unusable_fixes(outcome: FixOutcome, unsafe: bool) -> List[Finding]:
+    """What is left after fixing, with no fix offered where another run
+    could not apply it: a fix enabled in this run that is still there (it
+    was dropped, or kept clashing), or any fix of a file that cannot be
+    fixed at all. The summary's advice then counts only fixes that can apply."""
+    return [
+        replace(finding, fix=None)
+        if finding.fix is not None and (outcome.skipped or enabled(finding.fix, unsafe))
+        else finding
+        for finding in outcome.remaining
+    ]
