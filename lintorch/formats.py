@@ -13,7 +13,6 @@ from lintorch import __version__, registry
 from lintorch.rule import Finding, Severity
 
 SARIF_SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
-INFORMATION_URI = "https://pypi.org/project/lintorch/"
 
 # -- notebook findings located in the .ipynb file ----------------------------
 
@@ -160,7 +159,6 @@ def sarif_log(findings: Sequence[Finding], classes: Optional[Iterable[type]] = N
                 "name": "lintorch",
                 "version": __version__,
                 "semanticVersion": __version__,
-                "informationUri": INFORMATION_URI,
                 "rules": rules,
             }
         },
