@@ -138,7 +138,7 @@ class GraphBrokenBeforeLoss(Rule):
         if qualname in _BREAKING_FUNCS and expr.args:
             inner = expr.args[0].value
             if self._model_output(analysis, inner, scope, order, depth + 1) or self._break_in(
-                index, inner, scope, order, depth + 1
+                analysis, inner, scope, order, depth + 1
             ):
                 return expr, f"{qualname.rsplit('.', 1)[-1]}(...)"
             return None
