@@ -10,10 +10,11 @@ from typing import FrozenSet, Iterator, NamedTuple, Optional
 
 import libcst as cst
 
+from lintorch import torchapi as api
 from lintorch.analyze import names
 from lintorch.analyze.models import Activation, Models
-from lintorch.analyze.values import Value, Values
-from lintorch.index import CallSite, iter_nodes
+from lintorch.analyze.values import MAX_DEPTH, Value, Values
+from lintorch.index import CallSite, Scope, call_arg, iter_nodes
 
 
 class LossCall(NamedTuple):
@@ -35,6 +36,11 @@ class ActivatedLoss(NamedTuple):
 
 
 _NON_LOSS_METHODS = frozenset({"append", "view", "reshape", "to", "item", "backward", "step", "zero_grad"})
+
+#: Tensor methods and torch functions that pick some of a tensor's values
+#: without changing them (``probs.gather(1, a)``, ``torch.gather(probs, 1, a)``).
+_SELECTING_METHODS = frozenset({"gather", "index_select", "masked_select", "take_along_dim", "select", "narrow", "take"})
+_SELECTING_FUNCS = frozenset("torch." + name for name in _SELECTING_METHODS)
 
 _FUNCTIONAL_LOSSES = frozenset(
     {"cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "cosine_embedding_loss"}
@@ -108,3 +114,41 @@ class Losses:
                 return True
             return names.is_loss_function_name((call.dotted or "").rsplit(".", 1)[-1])
         return False
+
+    def probability_activation(self, expr: cst.BaseExpression, scope: Scope, order: int) -> Optional[Activation]:
+        """The activation that produced the values ``expr`` picks from:
+        ``probs``, ``probs.gather(1, a)``, ``torch.gather(probs, 1, a)``,
+        ``probs[:, -1]``, ``probs.index_select(...).squeeze(1)``, also through
+        a variable holding the selection (``picked = torch.gather(probs, 1,
+        a)``). The log of selected softmax probabilities underflows just as
+        the log of all of them (LT105)."""
+        for _ in range(MAX_DEPTH):
+            inner = self._selected_from(expr, scope, order)
+            if inner is not expr:
+                expr = inner
+                continue
+            if not isinstance(expr, cst.Name):
+                break
+            values = self.values.definitions(expr, scope, order)
+            if len(values) != 1 or self._selected_from(values[0].expr, values[0].scope, values[0].order) is values[0].expr:
+                break
+            expr, scope, order = values[0]
+        return self.models.activation(expr, scope, order)
+
+    def _selected_from(self, node: cst.BaseExpression, scope: Scope, order: int) -> cst.BaseExpression:
+        """``probs`` for a selection of it or a value-preserving method on
+        it; ``node`` itself otherwise."""
+        if isinstance(node, cst.Subscript):
+            return node.value
+        if not isinstance(node, cst.Call):
+            return node
+        func = node.func
+        qualname = self.index.qualname_of(func, scope, order)
+        if qualname is None and isinstance(func, cst.Attribute) and (
+            func.attr.value in _SELECTING_METHODS or func.attr.value in api.VALUE_PRESERVING_METHODS
+        ):
+            return func.value
+        if qualname in _SELECTING_FUNCS:
+            source = call_arg(node, 0, "input")
+            return source if source is not None else node
+        return node
