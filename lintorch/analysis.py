@@ -18,8 +18,9 @@ lazily on first use and memoised:
 Rules ask these questions ("is this value a model?", "which loss consumes
 this tensor?", "is this loop an evaluation pass?") instead of re-deriving
 the answers. The domain modules in ``lintorch.analyze`` import downwards
-only (values <- models <- losses, values <- data <- optim <- modes); name
-heuristics live in ``lintorch.analyze.names`` alone.
+only (values <- models <- losses, values <- data <- optim <- modes; ranges
+also reads data); name heuristics live in
+``lintorch.analyze.names`` alone.
 """
 
 from typing import Optional
@@ -69,7 +70,7 @@ class Analysis:
     @property
     def ranges(self) -> Ranges:
         if self._ranges is None:
-            self._ranges = Ranges(self.values)
+            self._ranges = Ranges(self.values, self.data)
         return self._ranges
 
     @property

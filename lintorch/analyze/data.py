@@ -5,19 +5,28 @@ Answers "does this loop iterate a DataLoader?" (through ``enumerate``,
 dimension?", and which ``DataLoader(...)`` calls a loop reads.
 """
 
-from typing import List, Optional
+from typing import List, NamedTuple, Optional
 
 import libcst as cst
 
 from lintorch import torchapi as api
 from lintorch.analyze import names
 from lintorch.analyze.values import Value, Values
-from lintorch.index import LoopInfo, Scope, dotted_name, iter_nodes
+from lintorch.index import LoopInfo, Scope, call_arg, dotted_name, iter_nodes
 
 #: Tensor factories whose positional arguments are the sizes.
 _BATCH_FACTORIES = frozenset({"torch.randn", "torch.rand", "torch.zeros", "torch.ones", "torch.empty"})
 
 _ITER_WRAPPERS = frozenset({"enumerate", "tqdm", "zip", "iter", "islice", "trange"})
+
+
+class BatchItem(NamedTuple):
+    """``yb`` in ``for xb, yb in DataLoader(dataset)``: element ``position``
+    of the items of ``dataset``, batched by ``loader``."""
+
+    loader: Value
+    dataset: Value
+    position: int
 
 
 class Data:
@@ -94,3 +103,32 @@ class Data:
                     if qualnames & api.TORCH_DATALOADER:
                         return True
         return False
+
+    def batch_item(self, name: cst.Name, scope: Scope, order: int) -> Optional[BatchItem]:
+        """Which element of which dataset's items the loop variable ``name``
+        holds: ``for xb, yb in loader`` or ``for i, (xb, yb) in
+        enumerate(loader)`` over a visible ``DataLoader(dataset, ...)``."""
+        bindings = self.index.lookup(name.value, scope, order)
+        if len(bindings) != 1 or bindings[0].kind != "for" or bindings[0].value is None:
+            return None
+        binding = bindings[0]
+        iterable, path = binding.value, binding.unpack
+        if (
+            isinstance(iterable, cst.Call)
+            and isinstance(iterable.func, cst.Name)
+            and iterable.func.value == "enumerate"
+            and iterable.args
+        ):
+            if not path or path[0] != 1:
+                return None
+            iterable, path = iterable.args[0].value, path[1:]
+        if len(path) != 1:
+            return None
+        for loader in self.values.definitions(iterable, binding.scope, binding.order):
+            if self.values.constructor(loader)[0] not in api.TORCH_DATALOADER:
+                continue
+            dataset = call_arg(loader.expr, 0, "dataset")
+            found = self.values.definitions(dataset, loader.scope, loader.order) if dataset is not None else []
+            if len(found) == 1:
+                return BatchItem(loader, found[0], path[0])
+        return None

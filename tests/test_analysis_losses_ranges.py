@@ -1,0 +1,102 @@
+"""Losses and value-range facts (lintorch.analyze.losses, lintorch.analyze.ranges)."""
+
+import textwrap
+
+import libcst as cst
+import pytest
+
+from lintorch.analysis import Analysis
+from lintorch.index import ModuleIndex
+
+
+def build(code):
+    text = textwrap.dedent(code)
+    return Analysis(ModuleIndex(cst.parse_module(text), "t.py", text))
+
+
+def log_operands(analysis):
+    """(operand source, activation kind or None) for every torch.log(...) call."""
+    out = []
+    for call in analysis.index.calls:
+        if call.qualname == "torch.log":
+            operand = call.arg(0)
+            found = analysis.losses.probability_activation(operand, call.scope, call.order)
+            out.append((analysis.index.module.code_for_node(operand), found.kind if found else None))
+    return out
+
+
+def test_probability_activation_sees_through_selections():
+    analysis = build(
+        """
+        import torch
+        import torch.nn.functional as F
+
+        probs = F.softmax(logits, dim=1)
+        picked = torch.gather(probs, 1, a).squeeze(1)
+        counts = hist / hist.sum()
+        torch.log(torch.gather(probs, 1, a))
+        torch.log(picked)
+        torch.log(probs.index_select(0, idx)[:, 0])
+        torch.log(torch.gather(counts, 0, a))
+        torch.log(picked.clamp(min=1e-8))
+        """
+    )
+    assert log_operands(analysis) == [
+        ("torch.gather(probs, 1, a)", "softmax"),
+        ("picked", "softmax"),
+        ("probs.index_select(0, idx)[:, 0]", "softmax"),
+        ("torch.gather(counts, 0, a)", None),
+        ("picked.clamp(min=1e-8)", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    "definition, expected",
+    [
+        ("X = torch.rand(200, 3) * 500\ny = X.sum(dim=1)", (0.0, 1500.0)),
+        ("y = torch.sum(torch.rand(10, 4), 1)", (0.0, 4.0)),
+        ("y = torch.randn(10, 3).sum(1)", (-3.0, 3.0)),
+        ("y = torch.rand(10, k).sum(1) * 500", (0.0, 500.0)),  # count unknown: at least one term
+        ("y = torch.randn(10, k).sum(1)", None),  # mixed signs may cancel
+        ("y = torch.rand(10, 1).mul(500).add(3)", (3.0, 503.0)),
+        ("y = torch.mul(torch.rand(10), 4)", (0.0, 4.0)),
+        ("y = torch.add(torch.rand(10), torch.rand(10), alpha=3)", None),
+        ("y = torch.rand(10, 3) @ torch.tensor([[2.0], [3.0], [1.0]])", (0.0, 9.0)),
+        ("a = torch.rand(10) * 500\nb = torch.rand(10) * 20\ny = a * 3 + b", (0.0, 1520.0)),
+        ("y = torch.rand(10, 5).mean(1) * 500", (0.0, 500.0)),
+        ("y = torch.rand(10) * 5\ny = y / y.sum()", None),
+        ("y = torch.rand(10) * 5 + 1\ny = (y - y.mean()) / y.std()", None),
+    ],
+)
+def test_value_range_of_arithmetic_and_reductions(definition, expected):
+    analysis = build("import torch\n" + definition + "\nuse(y)\n")
+    call = [c for c in analysis.index.calls if c.dotted == "use"][-1]
+    got = analysis.ranges.value_range(call.node.args[0].value, call.scope, call.order)
+    assert got == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_value_range_through_a_dataset_class():
+    analysis = build(
+        """
+        import torch
+        from torch.utils.data import DataLoader, Dataset
+
+        class Houses(Dataset):
+            def __init__(self, n):
+                self.x = torch.rand(n, 3)
+                self.y = self.x[:, :1] * 500 + 20
+
+            def __len__(self):
+                return len(self.x)
+
+            def __getitem__(self, i):
+                return self.x[i], self.y[i]
+
+        for xb, yb in DataLoader(Houses(100), batch_size=10, shuffle=True):
+            use(xb, yb)
+        """
+    )
+    call = [c for c in analysis.index.calls if c.dotted == "use"][-1]
+    ranges = [analysis.ranges.value_range(a.value, call.scope, call.order) for a in call.node.args]
+    assert ranges == [(0.0, 1.0), (20.0, 520.0)]
+
