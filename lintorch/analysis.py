@@ -19,7 +19,7 @@ Rules ask these questions ("is this value a model?", "which loss consumes
 this tensor?", "is this loop an evaluation pass?") instead of re-deriving
 the answers. The domain modules in ``lintorch.analyze`` import downwards
 only (values <- models <- losses, values <- data <- optim <- modes; ranges
-also reads data); name heuristics live in
+and losses also read data); name heuristics live in
 ``lintorch.analyze.names`` alone.
 """
 
@@ -64,7 +64,7 @@ class Analysis:
     @property
     def losses(self) -> Losses:
         if self._losses is None:
-            self._losses = Losses(self.values, self.models)
+            self._losses = Losses(self.values, self.models, self.data)
         return self._losses
 
     @property

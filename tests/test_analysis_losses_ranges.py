@@ -100,3 +100,49 @@ def test_value_range_through_a_dataset_class():
     ranges = [analysis.ranges.value_range(a.value, call.scope, call.order) for a in call.node.args]
     assert ranges == [(0.0, 1.0), (20.0, 520.0)]
 
+
+def test_batch_item_and_label_classes():
+    analysis = build(
+        """
+        import torch
+        from torch.utils.data import DataLoader, TensorDataset
+        from torchvision import datasets
+
+        mnist = datasets.MNIST("data", train=True)
+        labels = torch.randint(0, 5, (100,))
+        for i, (x, y) in enumerate(DataLoader(mnist, batch_size=8)):
+            use(x, y)
+        for xb, yb in DataLoader(TensorDataset(torch.randn(100, 3), labels), batch_size=8):
+            use(xb, yb)
+        for a, b in pairs:
+            use(a, b)
+        """
+    )
+    uses = [c for c in analysis.index.calls if c.dotted == "use"]
+    items = [analysis.data.batch_item(a.value, c.scope, c.order) for c in uses for a in c.node.args]
+    assert [item.position if item else None for item in items] == [0, 1, 0, 1, None, None]
+    classes = [analysis.losses.label_classes(a.value, c.scope, c.order) for c in uses for a in c.node.args]
+    assert [found[0] if found else None for found in classes] == [None, 10, None, 5, None, None]
+
+
+def test_model_output_and_argmax_prediction():
+    analysis = build(
+        """
+        import torch
+        import torch.nn as nn
+
+        net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 6))
+        for x, y in loader:
+            out = net(x)
+            probs = torch.sigmoid(out).squeeze(1)
+            _, predicted = torch.max(out.data, 1)
+            accuracy = (predicted == y).float().mean()
+            top = probs.argmax(0)
+        """
+    )
+    call = next(c for c in analysis.index.calls if c.dotted == "net")
+    probs = next(c for c in analysis.index.calls if c.dotted == "use" or c.method == "argmax")
+    assert analysis.losses.model_output(cst.Name("probs"), probs.scope, probs.order) is call
+    assert analysis.losses.model_output_width(call) == 6
+    prediction = analysis.losses.argmax_prediction(call)
+    assert analysis.index.module.code_for_node(prediction) == "torch.max(out.data, 1)"

@@ -6,15 +6,16 @@
 applied to its input is the models domain's answer.
 """
 
-from typing import FrozenSet, Iterator, NamedTuple, Optional
+from typing import FrozenSet, Iterator, List, NamedTuple, Optional, Tuple
 
 import libcst as cst
 
 from lintorch import torchapi as api
 from lintorch.analyze import names
+from lintorch.analyze.data import Data
 from lintorch.analyze.models import Activation, Models
 from lintorch.analyze.values import MAX_DEPTH, Value, Values
-from lintorch.index import CallSite, Scope, call_arg, iter_nodes
+from lintorch.index import CallSite, Scope, call_arg, int_value, iter_nodes
 
 
 class LossCall(NamedTuple):
@@ -26,6 +27,19 @@ class LossCall(NamedTuple):
     @property
     def short_name(self) -> str:
         return self.loss.rsplit(".", 1)[-1]
+
+
+class MulticlassEvidence(NamedTuple):
+    """Why targets of a loss are single-label classes (LT101)."""
+
+    kind: str  # ONE_HOT | INTEGER_LABELS | ARGMAX
+    classes: int
+    node: cst.CSTNode  # where the evidence is written
+
+
+ONE_HOT = "one-hot"
+INTEGER_LABELS = "integer labels"
+ARGMAX = "argmax"
 
 
 class ActivatedLoss(NamedTuple):
@@ -47,10 +61,16 @@ _FUNCTIONAL_LOSSES = frozenset(
 )
 
 
+#: ``x.argmax(1)``, ``torch.max(x, 1)``: the predicted class of each row.
+_ARGMAX_METHODS = frozenset({"argmax", "max"})
+_ARGMAX_FUNCS = frozenset({"torch.argmax", "torch.max"})
+
+
 class Losses:
-    def __init__(self, values: Values, models: Models):
+    def __init__(self, values: Values, models: Models, data: Data):
         self.values = values
         self.models = models
+        self.data = data
         self.index = values.index
 
     def loss_calls(self, modules: FrozenSet[str], functions: FrozenSet[str]) -> Iterator[LossCall]:
@@ -152,3 +172,178 @@ class Losses:
             source = call_arg(node, 0, "input")
             return source if source is not None else node
         return node
+
+    # -- single-label targets (LT101) ---------------------------------------
+
+    def multiclass_evidence(self, loss: LossCall) -> Optional[MulticlassEvidence]:
+        """Why the targets of ``loss`` are single-label classes over more than
+        two classes, if visible: one-hot targets (``F.one_hot(y, C)``,
+        ``torch.eye(C)[y]``, ``C`` read from the call or from the width of
+        the model output the loss compares them with), integer class labels
+        (``torch.randint(0, C, ...)``, the labels of a torchvision
+        classification dataset's loader), or a ``C``-way model output whose
+        ``argmax`` is compared with the labels as the prediction."""
+        if loss.target is None:
+            return None
+        scope, order = loss.call.scope, loss.call.order
+        output = self.model_output(loss.input, scope, order) if loss.input is not None else None
+        width = self.model_output_width(output)
+        for value in self._sources(loss.target, scope, order):
+            expr = value.expr
+            if isinstance(expr, cst.Subscript):
+                for eye in self.values.definitions(expr.value, value.scope, value.order):
+                    if isinstance(eye.expr, cst.Call) and self.index.qualname_of(eye.expr.func, eye.scope, eye.order) == "torch.eye":
+                        classes = self._classes(call_arg(eye.expr, 0, "n"), eye, width)
+                        if classes is not None:
+                            return MulticlassEvidence(ONE_HOT, classes, expr)
+                continue
+            if isinstance(expr, cst.Call) and self.index.qualname_of(expr.func, value.scope, value.order) in api.ONE_HOT_FUNCS:
+                classes = self._classes(call_arg(expr, 1, "num_classes"), value, width)
+                labels = call_arg(expr, 0, "tensor")
+                if classes is None and labels is not None and call_arg(expr, 1, "num_classes") is None:
+                    found = self.label_classes(labels, value.scope, value.order)
+                    classes = found[0] if found else None
+                if classes is not None:
+                    return MulticlassEvidence(ONE_HOT, classes, expr)
+                continue
+            found = self.label_classes(expr, value.scope, value.order)
+            if found is not None:
+                return MulticlassEvidence(INTEGER_LABELS, found[0], found[1])
+        if width is not None and width > 2 and output is not None:
+            prediction = self.argmax_prediction(output)
+            if prediction is not None:
+                return MulticlassEvidence(ARGMAX, width, prediction)
+        return None
+
+    def _sources(self, expr: cst.BaseExpression, scope: Scope, order: int) -> List[Value]:
+        """Definitions of ``expr`` past value-preserving methods; a loop
+        variable (no definitions) stands for itself."""
+        values = self.values.definitions(expr, scope, order) or [Value(expr, scope, order)]
+        return [self.values.strip_value_preserving(v) for v in values]
+
+    def _classes(self, expr: Optional[cst.BaseExpression], where: Value, width: Optional[int]) -> Optional[int]:
+        """A class count above two: the literal(s) ``expr`` may be, else the
+        width of the model output when ``expr`` is not a visible number."""
+        values = self.values.int_values(expr, where.scope, where.order)
+        if values:
+            return min(values) if all(v > 2 for v in values) else None
+        return width if width is not None and width > 2 else None
+
+    def label_classes(
+        self, expr: cst.BaseExpression, scope: Scope, order: int, _depth: int = 0
+    ) -> Optional[Tuple[int, cst.CSTNode]]:
+        """(number of classes, where) when ``expr`` visibly holds integer class
+        labels over more than two classes: ``torch.randint(0, C, ...)``, or
+        the labels of batches of a torchvision classification dataset
+        (``for x, y in DataLoader(datasets.MNIST(...))``), also through a
+        ``TensorDataset`` of such labels."""
+        for value in self._sources(expr, scope, order):
+            node = value.expr
+            if isinstance(node, cst.Call) and self.index.qualname_of(node.func, value.scope, value.order) == "torch.randint":
+                positional = [a.value for a in node.args if a.keyword is None]
+                high = call_arg(node, None, "high")
+                if high is None:  # randint(high, size) or randint(low, high, size)
+                    high = positional[1] if len(positional) >= 3 else (positional[0] if len(positional) == 2 else None)
+                classes = self.values.int_values(high, value.scope, value.order)
+                if classes and all(c > 2 for c in classes):
+                    return min(classes), node
+            elif isinstance(node, cst.Name):
+                item = self.data.batch_item(node, value.scope, value.order)
+                if item is None:
+                    continue
+                qualname, _ = self.values.constructor(item.dataset)
+                classes = api.CLASSIFICATION_DATASET_CLASSES.get(qualname or "")
+                if classes is not None and item.position == 1:
+                    return classes, item.dataset.expr
+                tensor = call_arg(item.dataset.expr, item.position) if qualname in api.TENSOR_DATASET else None
+                if tensor is not None and _depth < 2:
+                    found = self.label_classes(tensor, item.dataset.scope, item.dataset.order, _depth + 1)
+                    if found is not None:
+                        return found
+        return None
+
+    def model_output(self, expr: cst.BaseExpression, scope: Scope, order: int) -> Optional[CallSite]:
+        """The model call whose output ``expr`` is, seen through variables,
+        value-preserving methods and a sigmoid/softmax (``torch.sigmoid(out)``,
+        ``out.squeeze(1)``, ``outputs`` bound to ``model(x)``)."""
+        for _ in range(MAX_DEPTH):
+            values = self.values.definitions(expr, scope, order)
+            if len(values) != 1:
+                return None
+            expr, scope, order = self.values.strip_value_preserving(values[0])
+            if not isinstance(expr, cst.Call):
+                return None
+            func = expr.func
+            qualname = self.index.qualname_of(func, scope, order)
+            if qualname in api.SIGMOID_FUNCS or qualname in api.SOFTMAX_FUNCS:
+                inner = call_arg(expr, 0, "input")
+                if inner is None:
+                    return None
+                expr = inner
+                continue
+            if qualname is None and isinstance(func, cst.Attribute) and func.attr.value in ("sigmoid", "softmax"):
+                expr = func.value
+                continue
+            call = self.index.call_at(expr)
+            return call if call is not None and self.models.is_model_call(call) else None
+        return None
+
+    def model_output_width(self, output: Optional[CallSite]) -> Optional[int]:
+        """The width of the last dimension of a model call's output, when the
+        module's construction shows it (``nn.Linear(128, 10)`` last)."""
+        if output is None:
+            return None
+        func = output.node.func
+        if isinstance(func, cst.Attribute) and func.attr.value == "forward":
+            func = func.value
+        module = self.models.module_instance(func, output.scope, output.order)
+        return self.models.output_width(module) if module is not None else None
+
+    def argmax_prediction(self, output: CallSite) -> Optional[cst.CSTNode]:
+        """The ``argmax`` over classes of the model call ``output``, in its
+        scope, that is compared with ``==``/``.eq()`` as the prediction
+        (``(out.argmax(1) == y)``, ``_, pred = torch.max(out, 1)`` then
+        ``pred == y``): the outputs are scored as one class per sample."""
+        candidates = []
+        for call in output.scope.calls:
+            operand = self._argmax_operand(call)
+            if operand is not None and self.model_output(operand, call.scope, call.order) is output:
+                candidates.append(call)
+        if not candidates:
+            return None
+        predictions = {id(c.node) for c in candidates}
+        names = set()
+        for call in candidates:
+            for name in self.values.bound_names(call.node, call.scope):
+                names.add(name)
+            for binding_list in call.scope.bindings.values():
+                for binding in binding_list:
+                    if binding.value is call.node and binding.unpack:
+                        names.add(binding.name)
+        for node in iter_nodes(output.scope.node):
+            if isinstance(node, cst.Comparison) and any(isinstance(c.operator, cst.Equal) for c in node.comparisons):
+                compared = node
+            elif isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value == "eq":
+                compared = node
+            else:
+                continue
+            for inner in iter_nodes(compared):
+                if id(inner) in predictions or (isinstance(inner, cst.Name) and inner.value in names):
+                    return candidates[0].node
+        return None
+
+    def _argmax_operand(self, call: CallSite) -> Optional[cst.BaseExpression]:
+        """``x`` in ``x.argmax(1)``, ``torch.max(x, dim=1)``, ``x.data.max(1)``:
+        an argmax over the class dimension (1 or -1)."""
+        qualname = call.qualname
+        if qualname in _ARGMAX_FUNCS:
+            operand, dim = call.arg(0, "input"), call.arg(1, "dim")
+        elif qualname is None and call.method in _ARGMAX_METHODS:
+            operand, dim = call.receiver, call.arg(0, "dim")
+        else:
+            return None
+        if operand is None or int_value(dim) not in (1, -1):
+            return None
+        if isinstance(operand, cst.Attribute) and operand.attr.value == "data":
+            operand = operand.value
+        return operand
