@@ -119,3 +119,55 @@ def test_loss_and_model_call_recognition():
     assert not analysis.losses.looks_like_loss_call(by_name["helper"])
     assert analysis.models.is_model_call(by_name["net"])
     assert not analysis.models.is_model_call(by_name["criterion"])
+
+
+def test_separating_if_and_conditions_fixed_across_a_loop():
+    from lintorch.analyze.branches import fixed_across, separating_if
+
+    analysis = build(
+        """
+        for epoch in range(10):
+            for i, (x, y) in enumerate(loader):
+                loss.backward()
+                if args.flag and isinstance(sched, Plateau):
+                    sched.step()
+                else:
+                    opt.step()
+                if i % 4 == 0:
+                    sched.step()
+                else:
+                    opt.step()
+                if epoch > 3:
+                    opt.step()
+        """
+    )
+    index = analysis.index
+    steps = [c for c in index.calls if c.method == "step"]
+    outer = index.loops[0]
+    first = separating_if(outer.node, steps[0].node, steps[1].node)
+    second = separating_if(outer.node, steps[2].node, steps[3].node)
+    assert first is not None and fixed_across(index, outer, first.test)
+    assert second is not None and not fixed_across(index, outer, second.test)  # i changes every batch
+    third = index.loops[1].node.body.body[-1]
+    assert not fixed_across(index, outer, third.test)  # epoch is the outer loop's variable
+    assert separating_if(outer.node, steps[0].node, steps[4].node) is None
+
+
+def test_scheduler_constructor_skips_none_when_not_configured():
+    analysis = build(
+        """
+        import torch
+
+        def fit(cfg):
+            if cfg.milestones:
+                sched = torch.optim.lr_scheduler.MultiStepLR(opt, cfg.milestones)
+            else:
+                sched = None
+            for epoch in range(3):
+                if sched is not None:
+                    sched.step()
+        """
+    )
+    step = next(c for c in analysis.index.calls if c.method == "step")
+    qualname, _ = analysis.optim.scheduler_constructor(step)
+    assert qualname == "torch.optim.lr_scheduler.MultiStepLR"

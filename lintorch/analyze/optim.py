@@ -225,12 +225,23 @@ class Optimization:
 
     def scheduler_constructor(self, call: CallSite) -> Optional[Tuple[str, Value]]:
         """For ``scheduler.step()``: the torch scheduler class and the
-        constructor call that built the receiver, when unique and visible."""
+        constructor call that built the receiver, when unique and visible
+        (a ``None`` for "no scheduler configured" does not count)."""
         receiver = call.receiver
         if receiver is None:
             return None
         found = []
-        for value in self.values.definitions(receiver, call.scope, call.order):
+        values = self.values.definitions(receiver, call.scope, call.order)
+        if isinstance(receiver, cst.Name) and values and all(_is_none(v.expr) for v in values):
+            # ``scheduler = MultiStepLR(...)`` in one branch, ``scheduler = None``
+            # in the other: the step (guarded by ``if scheduler``) runs on the first.
+            for scope in (call.scope, *([call.scope.parent] if call.scope.parent else [])):
+                for binding in scope.bindings.get(receiver.value, ()):
+                    if binding.kind == "assign" and binding.value is not None and not binding.unpack:
+                        values.extend(self.values.definitions(binding.value, binding.scope, binding.order))
+        for value in values:
+            if _is_none(value.expr):
+                continue
             value = self.values.strip_value_preserving(value)
             qualname, _ = self.values.constructor(value)
             found.append((qualname, value))
@@ -265,6 +276,10 @@ class Optimization:
                             todo.append(binding.value)
         cache[scope] = names
         return names
+
+
+def _is_none(node: cst.CSTNode) -> bool:
+    return isinstance(node, cst.Name) and node.value == "None"
 
 
 def _is_grad_attr(node: Optional[cst.BaseExpression]) -> bool:
