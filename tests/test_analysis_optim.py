@@ -171,3 +171,52 @@ def test_scheduler_constructor_skips_none_when_not_configured():
     step = next(c for c in analysis.index.calls if c.method == "step")
     qualname, _ = analysis.optim.scheduler_constructor(step)
     assert qualname == "torch.optim.lr_scheduler.MultiStepLR"
+
+
+def test_uncleared_steps_are_judged_per_optimizer():
+    analysis = build(
+        """
+        import torch
+        opt_a = torch.optim.Adam(a.parameters())
+        opt_b = torch.optim.SGD(b.parameters(), lr=0.1)
+        for x in loader:
+            opt_a.zero_grad()
+            loss(x).backward()
+            opt_a.step()
+            opt_b.step()
+        for x in loader:
+            opt_a.zero_grad()
+            b.zero_grad()
+            loss(x).backward()
+            opt_a.step()
+            opt_b.step()
+        for x in loader:
+            opt_a.zero_grad()
+            loss(x).backward()
+            opt_a.step()
+            some_optimizer.step()
+        """
+    )
+    first, second, third = analysis.index.loops
+    assert [c.dotted for c in analysis.optim.uncleared_steps(first)] == ["opt_b.step"]
+    assert analysis.optim.uncleared_steps(second) == []  # b.zero_grad() may clear opt_b's parameters
+    assert analysis.optim.uncleared_steps(third) == []  # an optimizer whose construction is not visible
+
+
+def test_iteration_limit():
+    analysis = build(
+        """
+        for i, (x, y) in enumerate(loader):
+            train_step(x, y)
+            if i == 3:
+                break
+        for i, batch in enumerate(loader):
+            if i >= 100: break
+        for i, (x, y) in enumerate(loader):
+            if i == 3 and debug:
+                break
+        for x, y in loader:
+            pass
+        """
+    )
+    assert [analysis.optim.iteration_limit(loop) for loop in analysis.index.loops] == [4, 101, None, None]
