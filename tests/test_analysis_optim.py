@@ -220,3 +220,20 @@ def test_iteration_limit():
         """
     )
     assert [analysis.optim.iteration_limit(loop) for loop in analysis.index.loops] == [4, 101, None, None]
+
+
+def test_optimized_module():
+    from lintorch.analyze.optim import Optimization
+
+    expressions = {
+        "model.parameters()": "model",
+        "self.net.fc.parameters()": "self.net.fc",
+        "filter(lambda p: p.requires_grad, model.parameters())": "model",
+        "[p for p in enc.parameters() if p.requires_grad]": "enc",
+        "(p for p in enc.parameters())": "enc",
+        "[p.weight for p in enc.parameters()]": None,
+        "model.named_parameters()": None,
+        "[w, b]": None,
+    }
+    for source, expected in expressions.items():
+        assert Optimization.optimized_module(cst.parse_expression(source)) == expected, source

@@ -317,6 +317,29 @@ class Optimization:
             return None
         return found[0]
 
+    @staticmethod
+    def optimized_module(params: Optional[cst.BaseExpression]) -> Optional[str]:
+        """The dotted name of the module whose parameters an optimizer's
+        ``params`` argument holds: ``model.parameters()``,
+        ``filter(lambda p: p.requires_grad, model.parameters())``,
+        ``[p for p in model.parameters() if p.requires_grad]``."""
+        if isinstance(params, cst.Call) and isinstance(params.func, cst.Name) and params.func.value == "filter":
+            params = params.args[1].value if len(params.args) == 2 else None
+        if isinstance(params, (cst.ListComp, cst.GeneratorExp)) and params.for_in.inner_for_in is None:
+            element, target = params.elt, params.for_in.target
+            if isinstance(element, cst.Name) and isinstance(target, cst.Name) and element.value == target.value:
+                params = params.for_in.iter
+            else:
+                return None
+        if (
+            isinstance(params, cst.Call)
+            and not params.args
+            and isinstance(params.func, cst.Attribute)
+            and params.func.attr.value == "parameters"
+        ):
+            return dotted_name(params.func.value)
+        return None
+
     def backpropagated_names(self, scope: Scope) -> Set[str]:
         """Names in ``scope`` whose value flows into a ``backward()`` call in
         that scope: the receiver's names and, transitively, the names their
