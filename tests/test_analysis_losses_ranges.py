@@ -146,3 +146,32 @@ def test_model_output_and_argmax_prediction():
     assert analysis.losses.model_output_width(call) == 6
     prediction = analysis.losses.argmax_prediction(call)
     assert analysis.index.module.code_for_node(prediction) == "torch.max(out.data, 1)"
+
+
+def test_loss_value_and_backpropagated_bindings():
+    analysis = build(
+        """
+        import torch.nn.functional as F
+
+        for x, y in train_loader:
+            loss = F.cross_entropy(model(x), y)
+            loss += 0.01 * penalty
+            loss.backward()
+        for x, y in test_loader:
+            loss = F.cross_entropy(model(x), y)
+            scaled = loss / 4
+            use(loss, scaled)
+        """
+    )
+    index = analysis.index
+    use = [c for c in index.calls if c.dotted == "use"][-1]
+    backward = next(c for c in index.calls if c.method == "backward")
+    trained = analysis.losses.loss_value(cst.Name("loss"), backward.scope, backward.order)
+    evaluated = analysis.losses.loss_value(cst.Name("loss"), use.scope, use.order)
+    scaled = analysis.losses.loss_value(cst.Name("scaled"), use.scope, use.order)
+    losses = [c for c in index.calls if c.dotted == "F.cross_entropy"]
+    assert trained[0] is losses[0] and [b.kind for b in trained[1]] == ["augassign", "assign"]
+    assert evaluated[0] is losses[1] and scaled[0] is losses[1]
+    backpropagated = analysis.optim.backpropagated_bindings(index.module_scope)
+    assert all(id(b) in backpropagated for b in trained[1])
+    assert not any(id(b) in backpropagated for b in evaluated[1])

@@ -15,7 +15,7 @@ from lintorch.analyze import names
 from lintorch.analyze.data import Data
 from lintorch.analyze.models import Activation, Models
 from lintorch.analyze.values import MAX_DEPTH, Value, Values
-from lintorch.index import CallSite, Scope, call_arg, int_value, iter_nodes
+from lintorch.index import Binding, CallSite, Scope, call_arg, int_value, iter_nodes
 
 
 class LossCall(NamedTuple):
@@ -172,6 +172,41 @@ class Losses:
             source = call_arg(node, 0, "input")
             return source if source is not None else node
         return node
+
+    def loss_value(self, name: cst.Name, scope: Scope, order: int) -> Optional[Tuple[CallSite, List[Binding]]]:
+        """The loss call whose value ``name`` holds at ``order``, with the
+        bindings followed to it: ``loss = criterion(out, y)``, also scaled or
+        increased (``loss / n``, ``loss += reg``, ``loss = loss * w``).
+        None when the name does not visibly hold a loss."""
+        chain: List[Binding] = []
+        pending = [(name.value, scope, order)]
+        while pending and len(chain) < MAX_DEPTH:
+            current, where, at = pending.pop()
+            bindings = self.index.lookup(current, where, at)
+            if len(bindings) != 1:
+                return None
+            binding = bindings[0]
+            if binding in chain:
+                return None
+            chain.append(binding)
+            value = binding.value
+            if binding.kind == "augassign":
+                pending.append((current, binding.scope, binding.order))  # loss += reg: still that loss
+                continue
+            if binding.kind != "assign" or binding.unpack or value is None:
+                return None
+            while isinstance(value, cst.BinaryOperation) and isinstance(
+                value.operator, (cst.Add, cst.Subtract, cst.Multiply, cst.Divide)
+            ):
+                value = value.left if isinstance(value.left, (cst.Name, cst.Call, cst.BinaryOperation)) else value.right
+            if isinstance(value, cst.Name):
+                pending.append((value.value, binding.scope, binding.order))
+                continue
+            call = self.index.call_at(value) if isinstance(value, cst.Call) else None
+            if call is not None and self.looks_like_loss_call(call):
+                return call, chain
+            return None
+        return None
 
     # -- single-label targets (LT101) ---------------------------------------
 

@@ -317,6 +317,36 @@ class Optimization:
             return None
         return found[0]
 
+    def backpropagated_bindings(self, scope: Scope) -> Set[int]:
+        """Ids of the bindings in ``scope`` whose value flows into a
+        ``backward()`` call there (``loss = ...`` before ``loss.backward()``,
+        and what that assignment reads), binding by binding: a training
+        ``loss`` and an evaluation ``loss`` later in the same notebook are
+        told apart."""
+        cache = self.__dict__.setdefault("_backprop_bindings", {})
+        cached = cache.get(scope)
+        if cached is not None:
+            return cached
+        found: Set[int] = set()
+        todo: List[Tuple[cst.CSTNode, int]] = []
+        for call in scope.calls:
+            if BACKWARD in self.call_effects(call):
+                todo.append((call.receiver if call.receiver is not None and call.method else call.node, call.order))
+        while todo and len(found) < 64:
+            root, order = todo.pop()
+            for node in iter_nodes(root):
+                if not isinstance(node, cst.Name):
+                    continue
+                for binding in self.index.lookup(node.value, scope, order):
+                    if binding.scope is scope and id(binding) not in found:
+                        found.add(id(binding))
+                        if binding.value is not None:
+                            todo.append((binding.value, binding.order))
+                        if binding.kind == "augassign":
+                            todo.append((cst.Name(binding.name), binding.order))
+        cache[scope] = found
+        return found
+
     @staticmethod
     def optimized_module(params: Optional[cst.BaseExpression]) -> Optional[str]:
         """The dotted name of the module whose parameters an optimizer's
