@@ -1,17 +1,9 @@
 """Losses and value-range facts (lintorch.analyze.losses, lintorch.analyze.ranges)."""
 
-import textwrap
-
 import libcst as cst
 import pytest
 
-from lintorch.analysis import Analysis
-from lintorch.index import ModuleIndex
-
-
-def build(code):
-    text = textwrap.dedent(code)
-    return Analysis(ModuleIndex(cst.parse_module(text), "t.py", text))
+from conftest import analysis_of as build
 
 
 def log_operands(analysis):
