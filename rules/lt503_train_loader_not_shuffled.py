@@ -36,7 +36,8 @@ class TrainLoaderNotShuffled(Rule):
     (`random_split`, `train_test_split`, rows indexed by `torch.randperm` or
     `np.random.permutation`, `df.sample(frac=1)`: batches are mixed even if
     their order repeats), a dataset that is shuffled itself (`.shuffle()`),
-    or one whose `__getitem__` ignores the index or picks samples at random.
+    or one whose `__getitem__` ignores the index or picks samples at random,
+    nor a loader only used to draw one batch (`next(iter(train_loader))`).
     An explicit `shuffle=False` is flagged only on a loader that visibly
     feeds a training loop (in the labelled real code it was an oversight
     every time); add `# noqa: LT503` where the order is deliberate
@@ -131,6 +132,8 @@ class TrainLoaderNotShuffled(Rule):
             named = any(names.is_training_loader_name(n) for n in bound) and names.is_training_name(dataset_name)
             if loop is None and not named:
                 continue
+            if loop is None and analysis.data.drawn_once(bound):
+                continue  # only next(iter(loader)): one batch for a demonstration, no epochs
             if kind is None and not (loop is not None and named):
                 continue  # the dataset might be iterable (no shuffle possible)
             where = " feeds the training loop at line {line0}" if loop is not None else " is the training loader"

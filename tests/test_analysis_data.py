@@ -37,3 +37,32 @@ def test_permuted_once():
     call = [c for c in analysis.index.calls if c.dotted == "use"][-1]
     found = [analysis.data.permuted_once(a.value, call.scope, call.order) is not None for a in call.node.args]
     assert found == [True, False, True, True, True, False, True, True, False]
+
+
+def test_permuted_rows_through_a_local_helper_and_drawn_once():
+    analysis = build(
+        """
+        from sklearn.model_selection import train_test_split
+        from torch.utils.data import DataLoader, TensorDataset
+
+        def prepare(rows, targets):
+            return rows / 255, targets
+
+        x_fit, x_val, y_fit, y_val = train_test_split(x, y)
+        px, py = prepare(x_fit, y_fit)
+        qx, qy = prepare(x, y)
+        use(TensorDataset(px, py), TensorDataset(qx, qy))
+
+        demo_loader = DataLoader(data, batch_size=8)
+        images, labels = next(iter(demo_loader))
+        epoch_loader = DataLoader(data, batch_size=8)
+        first = next(iter(epoch_loader))
+        for batch in epoch_loader:
+            pass
+        """
+    )
+    call = [c for c in analysis.index.calls if c.dotted == "use"][-1]
+    found = [analysis.data.permuted_once(a.value, call.scope, call.order) is not None for a in call.node.args]
+    assert found == [True, False]
+    assert analysis.data.drawn_once(["demo_loader"])
+    assert not analysis.data.drawn_once(["epoch_loader"])

@@ -160,8 +160,16 @@ class Data:
         depth = _depth + 1
         if isinstance(expr, cst.Name):
             for binding in self.index.lookup(expr.value, scope, order):
-                if binding.unpack and isinstance(binding.value, cst.Call) and self._permuting_split(binding.value, binding.scope, binding.order):
-                    return binding.value
+                if binding.unpack and isinstance(binding.value, cst.Call):
+                    if self._permuting_split(binding.value, binding.scope, binding.order):
+                        return binding.value
+                    call = self.index.call_at(binding.value)
+                    if call is not None and self.values.local_callee(call) is not None:
+                        # x_t, y_t = prepare(X_train, y_train): a helper keeps the rows' order
+                        for arg in binding.value.args:
+                            found = self.permuted_once(arg.value, binding.scope, binding.order, depth)
+                            if found is not None:
+                                return found
         for value in self.values.definitions(expr, scope, order):
             value = self.values.strip_value_preserving(value)
             node = value.expr
@@ -200,7 +208,9 @@ class Data:
                     return found
                 continue
             name = qualname or (func.value if isinstance(func, cst.Name) else None)
-            if name in _ROW_PRESERVING or klass is not None:
+            site = self.index.call_at(node)
+            if name in _ROW_PRESERVING or klass is not None or (site is not None and self.values.local_callee(site)):
+                # a dataset or local helper built from the rows (``prepare(X_train)``) keeps their order
                 first = next((a.value for a in node.args if a.keyword is None and not a.star), None)
                 found = self.permuted_once(first, value.scope, value.order, depth) if first is not None else None
                 if found is not None:
@@ -235,3 +245,21 @@ class Data:
                     if isinstance(arg, cst.Name) and arg.value == expr.value and call.scope is scope:
                         return True
         return False
+
+    def drawn_once(self, names: List[str]) -> bool:
+        """Whether the loader bound to ``names`` is only used to draw a batch
+        with ``next(iter(loader))`` (a demonstration step): no ``for`` loop
+        iterates it and no other call receives it."""
+        drawn = False
+        for call in self.index.calls:
+            for arg in call.node.args:
+                if isinstance(arg.value, cst.Name) and arg.value.value in names:
+                    if dotted_name(call.node.func) != "iter":
+                        return False
+                    drawn = True
+        for loop in self.index.loops:
+            if isinstance(loop.node, cst.For) and any(
+                isinstance(node, cst.Name) and node.value in names for node in iter_nodes(loop.node.iter)
+            ):
+                return False
+        return drawn
