@@ -189,7 +189,8 @@ def _transform_applications(analysis, getitem) -> List[Tuple[Union[str, cst.Call
         if transform is None:
             continue
         arg = call.arg(0)
-        sources = [analysis.values.strip_value_preserving(v).expr for v in analysis.values.definitions(arg, call.scope, call.order)]
+        values = analysis.values.definitions(arg, call.scope, call.order)
+        sources = [analysis.values.strip_value_preserving(v).expr for v in values]
         if isinstance(arg, cst.Name):  # x, y = self.base[i]: an element of an item
             sources += [b.value for b in analysis.index.lookup(arg.value, call.scope, call.order) if b.kind == "assign"]
         data_attr = next(filter(None, map(_subscripted_self_attr, sources)), None)

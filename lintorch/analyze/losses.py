@@ -227,7 +227,8 @@ class Losses:
             expr = value.expr
             if isinstance(expr, cst.Subscript):
                 for eye in self.values.definitions(expr.value, value.scope, value.order):
-                    if isinstance(eye.expr, cst.Call) and self.index.qualname_of(eye.expr.func, eye.scope, eye.order) == "torch.eye":
+                    qualname = self.index.qualname_of(eye.expr.func, eye.scope, eye.order) if isinstance(eye.expr, cst.Call) else None
+                    if qualname == "torch.eye":
                         classes = self._classes(call_arg(eye.expr, 0, "n"), eye, width)
                         if classes is not None:
                             return MulticlassEvidence(ONE_HOT, classes, expr)
@@ -288,7 +289,8 @@ class Losses:
                     continue
                 qualname, _ = self.values.constructor(item.dataset)
                 classes = api.CLASSIFICATION_DATASET_CLASSES.get(qualname or "")
-                if classes is not None and item.position == 1:
+                relabelled = call_arg(item.dataset.expr, None, "target_transform") is not None
+                if classes is not None and item.position == 1 and not relabelled:
                     return classes, item.dataset.expr
                 tensor = call_arg(item.dataset.expr, item.position) if qualname in api.TENSOR_DATASET else None
                 if tensor is not None and _depth < 2:

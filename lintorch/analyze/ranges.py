@@ -43,14 +43,18 @@ _TENSOR_METHOD_FUNCS = {
 
 
 #: ``x.mul(500)``, ``torch.add(a, b)``: arithmetic written as calls.
-_ARITHMETIC_METHODS = {"add": "+", "sub": "-", "subtract": "-", "mul": "*", "multiply": "*", "div": "/", "divide": "/", "pow": "**"}
+_ARITHMETIC_METHODS = {
+    "add": "+", "sub": "-", "subtract": "-", "mul": "*", "multiply": "*", "div": "/", "divide": "/", "pow": "**",
+}
 _OPERATORS = {cst.Add: "+", cst.Subtract: "-", cst.Multiply: "*", cst.Divide: "/", cst.Power: "**", cst.MatrixMultiply: "@"}
 _REDUCTIONS = frozenset({"sum", "mean"})
 #: Calls computing a statistic of a tensor: dividing by one normalises.
 _STATISTICS = frozenset({"sum", "mean", "std", "var", "max", "min", "amax", "amin", "norm", "median", "quantile", "abs"})
 _ELEMENTWISE = (cst.Add, cst.Subtract, cst.Multiply, cst.Divide)
 #: Methods that keep a tensor's sizes (dtype and device changes).
-_SHAPE_KEEPING_METHODS = frozenset({"float", "double", "half", "long", "int", "to", "cuda", "cpu", "detach", "clone", "contiguous"})
+_SHAPE_KEEPING_METHODS = frozenset(
+    {"float", "double", "half", "long", "int", "to", "cuda", "cpu", "detach", "clone", "contiguous"}
+)
 _SIZED_FACTORIES = frozenset(
     {"torch.rand", "torch.randn", "torch.zeros", "torch.ones", "torch.empty", "torch.randint",
      "numpy.random.rand", "numpy.random.randn", "numpy.zeros", "numpy.ones"}
@@ -321,12 +325,14 @@ class Ranges:
         short = qualname.rsplit(".", 1)[-1]
         if qualname in _STANDARD_NORMAL:
             return -1.0, 1.0
-        if short in _ARITHMETIC_METHODS and qualname in ("torch." + short, "numpy." + short) and len(args) == 2 and len(call.args) == 2:
+        own_function = qualname in ("torch." + short, "numpy." + short)
+        if short in _ARITHMETIC_METHODS and own_function and len(args) == 2 and len(call.args) == 2:
             return self._arithmetic(_ARITHMETIC_METHODS[short], args[0], args[1], scope, order, depth)
         if qualname in ("torch.matmul", "torch.mm", "numpy.matmul", "numpy.dot") and len(args) == 2:
             return self._matmul_range(args[0], args[1], scope, order, depth)
-        if short in _REDUCTIONS and qualname in ("torch." + short, "numpy." + short) and args:
-            return self._reduction_range(args[0], short, call_arg(call, 1, "dim" if qualname[0] == "t" else "axis"), scope, order, depth)
+        if short in _REDUCTIONS and own_function and args:
+            dim = call_arg(call, 1, "dim" if qualname.startswith("torch.") else "axis")
+            return self._reduction_range(args[0], short, dim, scope, order, depth)
         if qualname in _UNIFORM_01:
             return 0.0, 1.0
         if qualname in ("numpy.random.uniform",):
