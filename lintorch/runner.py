@@ -53,7 +53,10 @@ class FileLinter:
             cached = self.cache.get(key, display)
             if cached is not None:
                 return cached
-        found = engine.lint_bytes(data, display, self.rules.rules_for(codes), debug=self.debug)
+        found = engine.lint_bytes(
+            data, display, self.rules.rules_for(codes), debug=self.debug,
+            check_syntax=registry.UNPARSABLE_CODE in codes,
+        )
         findings = [f for f in found if f.code in codes]
         if key is not None and not any(f.code == registry.INTERNAL_ERROR_CODE for f in findings):
             self.cache.put(key, findings)

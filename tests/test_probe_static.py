@@ -177,3 +177,71 @@ def test_json_output_is_strict_even_when_the_loss_diverges():
     data = json.loads(buffer.getvalue(), parse_constant=lambda name: pytest.fail("non-standard JSON: " + name))
     assert data["symptoms"]["loss"]["trace"] == [1.0, "inf", "nan"]
     assert data["symptoms"]["loss"]["non_finite"] is True
+
+
+def _hook(**extra):
+    record = {"kind": "register_forward_hook", "hook": "save_features", "target": "Conv2d", "line": 9, "fired": 4,
+              "fired_in_backward": 0, "first_args": [[2, 3], [2, 8]]}
+    record.update(extra)
+    return record
+
+
+def test_a_runtime_only_observation_is_not_a_confirmation():
+    # a feature-capturing forward hook (Grad-CAM, feature extraction) without a static LT401
+    child = {"torch": "2.x", "outcome": {"status": "stopped"}, "data": {"total_steps": 3, "hooks": [_hook()]}}
+    built = report.build("train.py", [], _FakeResult(child), 3)
+    lt401 = next(c for c in built["checks"] if c["code"] == "LT401")
+    assert lt401["status"] == "observed" and lt401["problem"] is False
+    assert report.exit_status(built) == 0
+    import io
+
+    text = io.StringIO()
+    report.write_text(built, text)
+    assert "LT401 forward-hook-for-gradients: observed, not necessarily a bug" in text.getvalue()
+    assert "CONFIRMED" not in text.getvalue()
+    # with the static finding (the hook treats its arguments as gradients) it is confirmed
+    built = report.build("train.py", [_FakeFinding("LT401", 9)], _FakeResult(child), 3)
+    assert built["findings"][0]["status"] == "confirmed" and report.exit_status(built) == 1
+
+
+def test_an_observed_bug_without_a_static_finding_fails_the_run():
+    child = {"torch": "2.x", "outcome": {"status": "stopped"},
+             "data": {"total_steps": 3, "nograd_train_mode": [{"module": "1", "type": "BatchNorm1d", "step": 2}]}}
+    built = report.build("train.py", [], _FakeResult(child), 3)
+    assert next(c for c in built["checks"] if c["code"] == "LT301")["problem"] is True
+    assert report.exit_status(built) == 1
+    # dropout alone under no_grad can be MC dropout: an observation only
+    child["data"]["nograd_train_mode"] = [{"module": "3", "type": "Dropout", "step": 2}]
+    assert report.exit_status(report.build("train.py", [], _FakeResult(child), 3)) == 0
+
+
+def test_exploding_gradients_are_judged_against_weights_and_loss():
+    def steps(norm, weight, loss):
+        return {"steps": [{"grad_norms": {"w": norm}, "weight_norms": {"w": weight}}],
+                "backwards": [{"loss": loss}]}
+
+    assert report.gradient_symptom(steps(5e3, 1.0, 1e6))["problems"] == {}  # a large MSE, correct gradients
+    assert report.gradient_symptom(steps(1e6, 1.0, 1.0))["problems"] == {"w": "exploding"}
+    assert report.gradient_symptom(steps(2e3, 100.0, 0.5))["problems"] == {}  # large weights, large gradients
+
+
+def test_lt201_never_says_fewer_than_two_steps_when_more_ran():
+    result = checks.run_check("LT201", {"total_steps": 5, "steps": []})
+    assert result.status == checks.NOT_REACHED and "fewer than two" not in result.evidence
+    assert "5 optimizer steps ran" in result.evidence
+
+
+def test_lt208_and_lt106_checks():
+    frozen = {"total_steps": 2, "optimizer_params": [{"type": "SGD", "line": 4, "index": 0, "params": 2,
+                                                      "trainable": 0, "elements": 10}],
+              "steps": [{"optimizer": 0, "params": 0, "step": 1}]}
+    assert checks.run_check("LT208", frozen).status == checks.CONFIRMED
+    frozen["steps"][0]["params"] = 2  # unfrozen before the first step
+    assert checks.run_check("LT208", frozen).status == checks.REFUTED
+    empty = {"optimizer_params": [{"type": "Adam", "line": 3, "error": "optimizer got an empty parameter list"}]}
+    assert "empty parameter list" in checks.run_check("LT208", empty).evidence
+    tanh = {"losses": [{"fn": "l1_loss", "input_shape": [4, 1], "input_producer": "TanhBackward0",
+                        "target_min": -0.5, "target_max": 0.9}]}
+    assert checks.run_check("LT106", tanh).status == checks.REFUTED
+    tanh["losses"][0]["target_max"] = 3.0
+    assert checks.run_check("LT106", tanh).status == checks.CONFIRMED

@@ -13,11 +13,16 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, NamedTuple, Optional
 
 CONFIRMED, REFUTED, NOT_REACHED = "confirmed", "refuted", "not_reached"
+# a measurement made without a static finding: reported as seen, never as a
+# confirmation (standalone measurements still fail the run)
+OBSERVED = "observed"
 
 
 class Check(NamedTuple):
     observed: Optional[bool]
     evidence: str
+    # overrides Measurement.standalone for this observation (None: keep it)
+    problem: Optional[bool] = None
 
     @property
     def status(self) -> str:
@@ -30,8 +35,10 @@ class Measurement:
     name: str
     measures: str  # what the probe measures, for docs and the text report
     check: Callable[[dict, Optional[int]], Check]
-    # A confirmation without a static finding still fails the run (exit 1):
-    # only for measurements that cannot be a legitimate pattern.
+    # An observation without a static finding still fails the run (exit 1):
+    # only for measurements that cannot be a legitimate pattern. The others
+    # (MC dropout, frozen batch-norm, feature-capturing forward hooks) are
+    # shown as observations and only confirm a static finding.
     standalone: bool = True
 
 
@@ -144,6 +151,52 @@ def check_lt101(data: dict, line: Optional[int]) -> Check:
         _loss_name(r["fn"]), r["target_shape"], len(records), why))
 
 
+# output range of the autograd node that produced a regression input
+_BOUNDED = {"SigmoidBackward0": (0.0, 1.0), "SoftmaxBackward0": (0.0, 1.0), "TanhBackward0": (-1.0, 1.0),
+            "HardsigmoidBackward0": (0.0, 1.0), "HardtanhBackward0": (-1.0, 1.0)}
+_REGRESSION = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss")
+
+
+def check_lt106(data: dict, line: Optional[int]) -> Check:
+    records = _at_line([r for r in data.get("losses", []) if r["fn"] in _REGRESSION and "target_min" in r], line)
+    if not records:
+        return Check(None, "no regression loss (mse/l1/smooth_l1/huber) on floating-point targets was reached")
+    for r in records:
+        bounds = _BOUNDED.get(r.get("input_producer"))
+        if bounds and (r["target_min"] < bounds[0] - 1e-6 or r["target_max"] > bounds[1] + 1e-6):
+            return Check(True, "F.%s input %s produced by %s, so it can only take values in [%s, %s], but the targets "
+                         "span [%s, %s]: the output saturates and cannot fit them" % (
+                             r["fn"], r["input_shape"], r["input_producer"], _g(bounds[0]), _g(bounds[1]),
+                             _g(r["target_min"]), _g(r["target_max"])))
+    r = records[-1]
+    bounds = _BOUNDED.get(r.get("input_producer"))
+    if bounds:
+        return Check(False, "F.%s input bounded by %s to [%s, %s], and the targets [%s, %s] lie inside that range" % (
+            r["fn"], r["input_producer"], _g(bounds[0]), _g(bounds[1]), _g(r["target_min"]), _g(r["target_max"])))
+    return Check(False, "F.%s input %s is not produced by a bounded activation (%s); targets [%s, %s]" % (
+        r["fn"], r["input_shape"], r.get("input_producer") or "no autograd node", _g(r["target_min"]),
+        _g(r["target_max"])))
+
+
+def check_lt208(data: dict, line: Optional[int]) -> Check:
+    built = data.get("optimizer_params", [])
+    if not built:
+        return Check(None, "no optimizer was built")
+    steps = data.get("steps", [])
+    for r in built:
+        where = " at line %s" % r["line"] if r.get("line") else ""
+        if r.get("error"):
+            return Check(True, "%s(...)%s raised: %s" % (r["type"], where, r["error"]))
+        stepped = [s for s in steps if s["optimizer"] == r.get("index")]
+        if r["trainable"] == 0 and all(s["params"] == 0 for s in stepped):
+            after = (", and still none at its %d step(s)" % len(stepped)) if stepped else ""
+            return Check(True, "%s built%s over %d parameter tensor(s) (%s values), none of them trainable "
+                         "(requires_grad=False)%s: step() has nothing to update, the model never changes" % (
+                             r["type"], where, r["params"], _g(r["elements"]), after))
+    return Check(False, "; ".join("%s: %d of %d parameter tensor(s) trainable" % (
+        r["type"], r["trainable"], r["params"]) for r in built[:3]))
+
+
 def check_lt102(data, line):
     return _probability_input("cross_entropy", data, line, "softmax/sigmoid")
 
@@ -160,9 +213,12 @@ def check_lt104(data, line):
 
 
 def check_lt201(data: dict, line: Optional[int]) -> Check:
-    steps = [s for s in data.get("steps", []) if not s.get("closure")]
+    steps = data.get("steps", [])
     later = [s for s in steps if s["step"] >= 2]
     if not later:
+        if _steps(data) >= 2:  # steps ran but were not measured (e.g. all after the record cap)
+            return Check(None, "%d optimizer steps ran but gradient clearing between them was not measured" % (
+                _steps(data)))
         return Check(None, "fewer than two optimizer steps ran (%d), so gradient clearing between steps was "
                      "not measured" % _steps(data))
     for s in later:
@@ -187,7 +243,7 @@ def check_lt202(data: dict, line: Optional[int]) -> Check:
     if not steps:
         return Check(None, "no optimizer step ran")
     for s in steps:
-        if s["all_zero_or_none"] and s["backwards_since"] and s.get("post_backward_norm") and not s.get("closure"):
+        if s["all_zero_or_none"] and s["backwards_since"] and s.get("post_backward_norm"):
             return Check(True, "at optimizer step %d every gradient was zero or None (%d parameters) although "
                          "backward() had produced gradients of total norm %s: they were erased between "
                          "backward() and step(), so the weights never change" % (
@@ -239,6 +295,20 @@ def check_lt207(data: dict, line: Optional[int]) -> Check:
 # -- LT3xx: train/eval mode ------------------------------------------------------
 
 
+def validation_hint(data: dict) -> str:
+    """Why no validation pass was seen, and the --steps that would reach one."""
+    steps = _steps(data)
+    batches = data.get("epoch_batches")
+    suggest = batches + 2 if batches else max(40, steps * 8)
+    reason = data.get("stop_reason")
+    if data.get("max_steps"):
+        return "validation never ran within %d step(s); rerun with --steps %d" % (steps, suggest)
+    if reason == "budget":
+        return ("validation never ran within %d step(s): neither it nor the end of the first epoch came within the "
+                "time budget; rerun with --steps %d and a larger --timeout" % (steps, suggest))
+    return "validation never ran within %d step(s) before the script stopped" % steps
+
+
 def _nograd_forwards(data: dict) -> List[dict]:
     return [f for f in data.get("forwards", []) if not f["grad_enabled"]]
 
@@ -253,12 +323,15 @@ def check_lt301(data: dict, line: Optional[int]) -> Check:
         if any("Norm" in r["type"] for r in bad):
             effects.append("batch-norm normalises with the validation batch's statistics")
         count = data.get("nograd_train_mode_count", len(bad))
+        # dropout left on under no_grad can be deliberate (MC dropout); batch-norm
+        # in training mode there overwrites its running statistics with
+        # evaluation batches (update_bn, which does it on purpose, is excluded)
         return Check(True, "%s ran in training mode inside a no-grad (validation) pass %d time(s), first after "
-                     "step %d: %s" % (", ".join(names[:3]), count, bad[0]["step"], "; ".join(effects)))
+                     "step %d: %s" % (", ".join(names[:3]), count, bad[0]["step"], "; ".join(effects)),
+                     problem=any("Norm" in r["type"] for r in bad) or None)
     passes = _nograd_forwards(data)
     if not passes:
-        return Check(None, "no forward pass ran under torch.no_grad() within the probed steps (validation not "
-                     "reached: raise --steps)")
+        return Check(None, "no forward pass ran under torch.no_grad(): " + validation_hint(data))
     with_layers = [f for f in passes if f.get("has_norm_dropout")]
     if not with_layers:
         return Check(False, "%d no-grad forward pass(es) ran; the model has no dropout or batch-norm layers" % (
@@ -271,7 +344,7 @@ def check_lt302(data: dict, line: Optional[int]) -> Check:
     # eval-mode passes whose output was backpropagated are training steps (LT303), not evaluation
     evals = [f for f in data.get("forwards", []) if not f["training"] and not f.get("backpropagated")]
     if not evals:
-        return Check(None, "no evaluation forward pass (model in eval mode) ran within the probed steps")
+        return Check(None, "no evaluation forward pass (model in eval mode) ran: " + validation_hint(data))
     graded = [f for f in evals if f["grad_enabled"]]
     if graded:
         return Check(True, "%d of %d evaluation forward pass(es) (model in eval mode, output never "
@@ -291,6 +364,9 @@ def check_lt303(data: dict, line: Optional[int]) -> Check:
                              s["step"], ", ".join(s["eval_mode_modules"][:3])))
     if not any(s.get("has_norm_dropout") for s in steps):
         return Check(None, "the trained model has no dropout or batch-norm layers, so train/eval mode has no effect")
+    last = max(s["step"] for s in steps)
+    if not any(not f["training"] and f["step"] < last for f in data.get("forwards", [])):
+        return Check(None, "no optimizer step followed an evaluation pass: " + validation_hint(data))
     return Check(False, "every one of %d optimizer step(s) ran with the model's dropout/batch-norm layers in "
                  "training mode" % len(steps))
 
@@ -363,7 +439,7 @@ def check_lt601(data: dict, line: Optional[int]) -> Check:
         r = identical[0]
         more = " (and %d more)" % (len(identical) - 1) if len(identical) > 1 else ""
         return Check(True, "%s: all %d rows are still identical after %d step(s) (max difference between rows "
-                     "%s, weights up to %s)%s: every unit computes the same function, so outputs are identical" % (
+                     "%s, weights up to %s)%s: every unit of this layer computes the same function of its input (symmetry never broken)" % (
                          r["param"], r["rows"], steps, _g(r["max_row_diff"]), _g(r["scale"]), more))
     diverged = [r["param"] for r in rows if r.get("identical_at_start")]
     text = "none of %d weight matrices has identical rows after %d step(s)" % (len(rows), steps)
@@ -382,6 +458,10 @@ TABLE: Dict[str, Measurement] = {
         Measurement("LT104", "sigmoid-before-bce-with-logits",
                     "BCEWithLogitsLoss input produced by sigmoid (values in [0,1])",
                     check_lt104),
+        Measurement("LT106", "bounded-output-regression",
+                    "regression loss input produced by sigmoid/tanh while the targets lie outside its range",
+                    check_lt106),
+        Measurement("LT208", "nothing-to-optimise", "the optimizer holds no trainable parameter", check_lt208),
         Measurement("LT201", "missing-zero-grad", "parameter .grad not cleared between two optimizer.step() calls",
                     check_lt201),
         Measurement("LT202", "zero-grad-before-step", ".grad is zero or None at step() after backward() produced one",

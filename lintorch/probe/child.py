@@ -6,6 +6,7 @@ writes one JSON report to the path named in the config. The report never
 goes through stdout: the script owns stdout.
 """
 
+import errno
 import json
 import os
 import signal
@@ -91,6 +92,56 @@ def _network_error(exc: BaseException) -> bool:
     return False
 
 
+def _sandbox_roots(cfg: dict) -> list:
+    roots = [cfg["scratch"], "/dev"]
+    return sorted({os.path.realpath(p) for p in roots} | {os.path.abspath(p) for p in roots})
+
+
+_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+_DENIED_TEXT = ("Permission denied", "PermissionDenied", "Operation not permitted", "Read-only file system")
+
+
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _probe_cause(exc: BaseException, overlay, enforcement: dict) -> str:
+    """Why the crash is the probe's doing, or "": a write the sandbox
+    blocked, or an exception raised inside the probe's own code."""
+    for item in _chain(exc):
+        if isinstance(item, PermissionError) and str(item.strerror or "").startswith("lintorch probe:"):
+            return "the probe blocked a write outside its scratch area (%s): the script depends on it" % (
+                item.filename)
+        if isinstance(item, OSError) and item.errno in _DENIED and item.filename is not None:
+            try:
+                virtual = overlay.virtual(item.filename)
+            except (TypeError, ValueError):
+                continue
+            if overlay.managed(virtual) and enforcement.get("kernel"):
+                return "the kernel write restriction denied a write to %s (native code or a subprocess " \
+                       "writing outside the probe's scratch area)" % item.filename
+    text = " ".join(str(item) for item in _chain(exc))
+    if enforcement.get("kernel") and any(t in text for t in _DENIED_TEXT):
+        return "a write was denied (\"%s\"); the kernel write restriction denies native code and " \
+               "subprocesses any write outside the probe's scratch area" % next(t for t in _DENIED_TEXT if t in text)
+    if enforcement.get("kernel") and any(e["op"] == "start process" for e in overlay.events) and any(
+            type(item).__name__ == "CalledProcessError" for item in _chain(exc)):
+        return "a subprocess failed; it ran under the kernel write restriction, which denies it any write " \
+               "outside the probe's scratch area"
+    for item in _chain(exc):
+        if getattr(item, "lintorch_internal", False):
+            frames = [f for f in traceback.extract_tb(item.__traceback__)
+                      if os.path.abspath(f.filename).startswith(PROBE_DIR)]
+            where = " (%s, line %d)" % (os.path.basename(frames[-1].filename), frames[-1].lineno) if frames else ""
+            return "an internal error of the probe%s: %s: %s; please report it" % (
+                where, type(item).__name__, item)
+    return ""
+
+
 def main(config_path: str) -> None:
     with open(config_path, encoding="utf-8") as handle:
         cfg = json.load(handle)
@@ -98,6 +149,23 @@ def main(config_path: str) -> None:
     script = os.path.abspath(cfg["script"])
     started = time.time()
     report = {"pid": os.getpid(), "outcome": {"status": "starting"}}
+    sys.dont_write_bytecode = True
+
+    from lintorch.probe import sandbox
+
+    # First, before torch starts threads: the kernel restriction covers the
+    # calling thread and everything it starts afterwards.
+    enforcement = {"kernel": None, "python": True}
+    if cfg.get("enforce_writes"):
+        try:
+            enforcement = {"kernel": "landlock", "abi": sandbox.restrict_writes(_sandbox_roots(cfg)), "python": True}
+        except OSError as exc:
+            report["outcome"] = {"status": "no_sandbox", "message": "the kernel refused to restrict the script's "
+                                 "writes (%s); nothing was run. Rerun with --allow-writes to run it with "
+                                 "Python-level redirection only" % exc.strerror}
+            _write(report_path, report)
+            os._exit(0)
+    report["sandbox"] = enforcement
 
     if cfg["device"] == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
@@ -126,8 +194,13 @@ def main(config_path: str) -> None:
 
     from lintorch.probe.instrument import ProbeStop, Recorder
 
-    recorder = Recorder(script, cfg["steps"], cfg["checkpoint_dir"], cfg.get("progress_fd"))
+    overlay = sandbox.Overlay(cfg["shadow"], _sandbox_roots(cfg), sandbox.locator(script))
+    # the default stop leaves a third of the time limit for start-up and the report
+    recorder = Recorder(script, cfg["steps"], overlay, cfg.get("progress_fd"),
+                        budget=max(5.0, float(cfg.get("timeout") or 120.0) / 3))
     recorder.install()
+    sandbox.install(overlay)
+    sandbox.redirect_native_writers(overlay)
 
     def finish(outcome: dict) -> None:
         try:
@@ -141,6 +214,7 @@ def main(config_path: str) -> None:
             except Exception:
                 pass
         report["outcome"] = outcome
+        report["writes"] = {"events": overlay.events, "count": overlay.event_count}
         report["seconds"] = round(time.time() - started, 2)
         _write(report_path, report)
 
@@ -186,6 +260,9 @@ def main(config_path: str) -> None:
             "traceback": _user_frames(exc.__traceback__, script),
             "network": _network_error(exc),
         }
+        cause = _probe_cause(exc, overlay, enforcement)
+        if cause:
+            outcome["probe_caused"] = cause
     finish(outcome)
     try:
         sys.stdout.flush()

@@ -14,8 +14,10 @@ This module must not import torch: the child does.
 import argparse
 import importlib.util
 import os
+import signal
 import sys
-from typing import List
+import threading
+from typing import List, Optional
 
 EXIT_ERROR = 2
 
@@ -27,12 +29,18 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Arguments after -- go to the script. Exit status: 0 nothing confirmed, 1 confirmed, 2 could not run.",
     )
     parser.add_argument("script", help="the training script (run as __main__)")
-    parser.add_argument("--steps", type=int, default=5, help="optimizer steps to run before stopping (default: 5)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="optimizer steps to run before stopping (default: at least 5, until the first "
+                             "validation pass or the end of the first epoch, within a third of --timeout)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto: whatever the script picks; cpu: hide accelerators; cuda: require one")
     parser.add_argument("--timeout", type=float, default=120.0, help="wall-clock limit in seconds (default: 120)")
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
-    parser.add_argument("--show-output", action="store_true", help="let the script print to the terminal")
+    parser.add_argument("--show-output", action="store_true",
+                        help="show the script's output as it runs (on stderr with --format json)")
+    parser.add_argument("--allow-writes", action="store_true",
+                        help="run even where the kernel cannot restrict the script's writes (only Python-level "
+                             "writes are then redirected; native code and subprocesses could change your files)")
     return parser
 
 
@@ -57,15 +65,20 @@ def static_findings(path: str, display: str):
     return [f for f in engine.read_and_lint(path, display, rules) if f.code != registry.UNPARSABLE_CODE]
 
 
-def probe(script: str, script_args: List[str] = (), steps: int = 5, device: str = "auto",
-          timeout: float = 120.0, on_progress=None, show_output: bool = False) -> dict:
-    """Static findings + one instrumented run of ``script`` -> the report dict."""
-    from lintorch.probe import report as report_mod, runner
+def probe(script: str, script_args: List[str] = (), steps: Optional[int] = None, device: str = "auto",
+          timeout: float = 120.0, on_progress=None, show_output: bool = False, enforce_writes: bool = None,
+          output_stream=None) -> dict:
+    """Static findings + one instrumented run of ``script`` -> the report dict.
+    ``enforce_writes`` None: restrict writes in the kernel where it can."""
+    from lintorch.probe import report as report_mod, runner, sandbox
 
+    if enforce_writes is None:
+        enforce_writes = bool(sandbox.landlock_abi()[0])
     display = script[2:] if script.startswith("./") else script
     findings = static_findings(script, display)
     result = runner.run(script, list(script_args), steps, device=device, timeout=timeout,
-                        on_progress=on_progress, show_output=show_output)
+                        on_progress=on_progress, show_output=show_output, enforce_writes=enforce_writes,
+                        output_stream=output_stream)
     report = report_mod.build(display, findings, result, steps)
     report["_run"] = result  # for tests; dropped before output
     return report
@@ -74,7 +87,7 @@ def probe(script: str, script_args: List[str] = (), steps: int = 5, device: str 
 def main(argv: List[str]) -> int:
     own, script_args = _split(list(argv))
     args = _parser().parse_args(own)
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         print("lintorch probe: error: --steps must be at least 1", file=sys.stderr)
         return EXIT_ERROR
     if args.timeout <= 0:
@@ -89,7 +102,15 @@ def main(argv: List[str]) -> int:
               file=sys.stderr)
         return EXIT_ERROR
 
-    from lintorch.probe import report as report_mod
+    from lintorch.probe import report as report_mod, sandbox
+
+    abi, why = sandbox.landlock_abi()
+    if not abi and not args.allow_writes:
+        print("lintorch probe: error: this machine cannot stop the script from changing your files (%s). The "
+              "probe would only redirect Python-level writes; native code (safetensors, h5py) and subprocesses "
+              "could still create, overwrite or delete files. Rerun with --allow-writes to accept that, or on "
+              "Linux >= 5.13 with Landlock enabled." % why, file=sys.stderr)
+        return EXIT_ERROR
 
     display = args.script[2:] if args.script.startswith("./") else args.script
     def show_progress(line: str) -> None:
@@ -101,16 +122,26 @@ def main(argv: List[str]) -> int:
     if tty:
         sys.stderr.write("probing %s: starting (importing torch)" % display)
         sys.stderr.flush()
+    # SIGTERM (timeout, CI cancellation, docker stop) unwinds like Ctrl-C:
+    # the runner's cleanup kills the script's processes and removes the scratch area
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, terminate) if in_main else None
     try:
         report = probe(args.script, script_args, args.steps, device=args.device, timeout=args.timeout,
-                       on_progress=progress, show_output=args.show_output)
+                       on_progress=progress, show_output=args.show_output, enforce_writes=bool(abi),
+                       output_stream=sys.stderr if args.format == "json" else sys.stdout)
     finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
         if tty:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
     report.pop("_run", None)
     outcome = report["outcome"]
-    if outcome.get("status") in ("no_device", "no_torch"):
+    if outcome.get("status") in ("no_device", "no_torch", "no_sandbox"):
         print("lintorch probe: error: %s" % outcome.get("message"), file=sys.stderr)
     if args.format == "json":
         report_mod.write_json(report, sys.stdout)

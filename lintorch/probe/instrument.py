@@ -11,11 +11,10 @@ and ``open`` of checkpoint files).
 This module imports torch and is only imported in the child process.
 """
 
-import builtins
 import functools
-import io
 import os
 import sys
+import time
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -23,14 +22,34 @@ import torch
 PROBE_DIR = os.path.dirname(os.path.abspath(__file__))
 TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
 
-MAX_RECORDS = 40  # per kind of event: the probe runs a few steps, not epochs
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".tar", ".bin", ".safetensors", ".pkl")
+REGRESSION_LOSSES = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss")
+MAX_RECORDS = 40
+MIN_AUTO_STEPS = 5
+MAX_AUTO_STEPS = 2000  # per kind of event: the probe runs a few steps, not epochs
 
 
 class ProbeStop(BaseException):
     """Raised from the optimizer step post-hook after the requested number of
     steps. A BaseException, so the script's ``except Exception`` cannot
     swallow it."""
+
+
+# Under torch.compile the hooks and wrappers below are traced into the
+# graph. They return at once there (is_compiling() is a constant to the
+# tracer), so they add no graph break and the compiled program is the
+# user's own; the measurements come from the eager calls around it.
+_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None) or (lambda: False)
+
+
+def _inside_update_bn() -> bool:
+    """Whether torch.optim.swa_utils.update_bn is running: it recomputes
+    batch-norm statistics in training mode under no_grad on purpose."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_name == "update_bn" and frame.f_code.co_filename.endswith("swa_utils.py"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _fmt(value: float) -> float:
@@ -96,10 +115,15 @@ def _shape(value) -> Optional[List[int]]:
 class Recorder:
     """All the state of one probed run."""
 
-    def __init__(self, script: str, steps: int, checkpoint_dir: str, progress_fd: Optional[int] = None):
+    def __init__(self, script: str, steps: Optional[int], overlay, progress_fd: Optional[int] = None,
+                 budget: float = 60.0):
         self.script = os.path.abspath(script)
-        self.max_steps = steps
-        self.checkpoint_dir = checkpoint_dir
+        self.max_steps = steps  # None: stop after the first validation pass / epoch end
+        self.budget = budget  # seconds of training allowed for the default stop
+        self._first_step_at: Optional[float] = None
+        self._validation_at: Optional[int] = None  # total_steps when evaluation was first seen
+        self._epoch_end_at: Optional[int] = None
+        self.overlay = overlay  # sandbox.Overlay: where the script's writes go
         self.progress_fd = progress_fd
         self.main_pid = os.getpid()
         self.stopping = False
@@ -108,6 +132,7 @@ class Recorder:
         self._reentrant = False
         self._in_backward = 0
         self._depth = 0
+        self._bn_refresh = False  # inside swa_utils.update_bn
 
         self.optimizers: List[Any] = []  # strong refs; the run is short
         self.opt_index: Dict[int, int] = {}
@@ -137,6 +162,8 @@ class Recorder:
             "hooks": [],
             "dataloaders": [],
             "saves": [],
+            "optimizer_params": [],
+            "processes": [],
             "accumulation": [],
             "devices": [],
         }
@@ -247,6 +274,28 @@ class Recorder:
         self._wrap_hook_registration()
         self._wrap_checkpoints()
         self._wrap_grad_scaler()
+        self._wrap_process_start()
+
+    def _wrap_process_start(self) -> None:
+        """multiprocessing workers (mp.spawn, torch.multiprocessing) run
+        without the probe's instrumentation: record that they ran."""
+        import multiprocessing.process as mp_process
+
+        original = mp_process.BaseProcess.start
+        recorder = self
+
+        @functools.wraps(original)
+        def start(self):
+            if recorder._is_main():
+                target = getattr(self, "_target", None)
+                recorder._append("processes", {
+                    "target": getattr(target, "__name__", type(target).__name__) if target else type(self).__name__,
+                    "method": getattr(getattr(self, "_ctx", None), "_name", None) or "fork",
+                    "line": recorder.script_line(),
+                })
+            return original(self)
+
+        self._patch(mp_process.BaseProcess, "start", start)
 
     def _wrap_grad_scaler(self) -> None:
         try:
@@ -268,8 +317,10 @@ class Recorder:
     # -- modules --------------------------------------------------------------
 
     def _forward_pre(self, module, args):
-        if not self._is_main():
+        if _compiling() or not self._is_main():
             return None
+        if self._depth == 0:
+            self._bn_refresh = not torch.is_grad_enabled() and module.training and _inside_update_bn()
         try:
             if self._depth == 0 and id(module) not in self._root_ids and any(True for _ in module.parameters()):
                 self._root_ids.add(id(module))
@@ -278,7 +329,8 @@ class Recorder:
         except Exception:
             pass
         self._depth += 1
-        if module.training and not torch.is_grad_enabled() and self._is_norm_or_dropout(module):
+        if (module.training and not torch.is_grad_enabled() and self._is_norm_or_dropout(module)
+                and not self._bn_refresh):
             self.data["nograd_train_mode_count"] = self.data.get("nograd_train_mode_count", 0) + 1
             if len(self.data["nograd_train_mode"]) < MAX_RECORDS:
                 self._append(
@@ -295,10 +347,10 @@ class Recorder:
         return isinstance(module, (_DropoutNd, _BatchNorm))
 
     def _forward_post(self, module, args, output):
-        if not self._is_main():
+        if _compiling() or not self._is_main():
             return None
         self._depth = max(0, self._depth - 1)
-        if self._depth != 0 or id(module) not in self._root_ids:
+        if self._depth != 0 or id(module) not in self._root_ids or self._bn_refresh:
             return None
         try:
             self._record_forward(module, output)
@@ -332,6 +384,8 @@ class Recorder:
                     predictions = flat.argmax(dim=1)
                     record["distinct_argmax"] = int(predictions.unique().numel())
                     record["classes"] = int(flat.shape[1])
+        if not (record["training"] and grad) and self.total_steps >= 1 and self._validation_at is None:
+            self._validation_at = self.total_steps  # evaluation after training started
         forwards = self.data["forwards"]
         # keep the first few, every no-grad/eval pass (capped) and the latest training pass
         if len(forwards) < 6 or not (record["training"] and record["grad_enabled"]):
@@ -356,10 +410,26 @@ class Recorder:
 
         @functools.wraps(original)
         def __init__(self, *args, **kwargs):
-            original(self, *args, **kwargs)
-            if recorder._is_main() and id(self) not in recorder.opt_index:
+            main = recorder._is_main()
+            record = {"type": type(self).__name__, "line": recorder.script_line() if main else None}
+            try:
+                original(self, *args, **kwargs)
+            except ValueError as exc:  # "optimizer got an empty parameter list"
+                if main:
+                    record["error"] = str(exc)
+                    recorder._append("optimizer_params", record)
+                raise
+            if main and id(self) not in recorder.opt_index:
                 recorder.opt_index[id(self)] = len(recorder.optimizers)
                 recorder.optimizers.append(self)
+                try:  # LT208: what the optimizer holds when it is built
+                    params = [p for g in self.param_groups for p in g["params"] if isinstance(p, torch.Tensor)]
+                    record.update(index=recorder.opt_index[id(self)], params=len(params),
+                                  trainable=sum(1 for p in params if p.requires_grad),
+                                  elements=sum(p.numel() for p in params))
+                    recorder._append("optimizer_params", record)
+                except Exception:
+                    pass
 
         self._patch(torch.optim.Optimizer, "__init__", __init__)
 
@@ -374,10 +444,34 @@ class Recorder:
             return None
         if self.stopping:
             raise ProbeStop()
+        # args holds the optimizer itself, then step()'s own arguments
+        closure = kwargs.get("closure") if kwargs.get("closure") is not None else (
+            args[1] if len(args) > 1 else None)
+        if closure is None or not callable(closure):
+            self._measure_step(optimizer, closure=False)
+            return None
+        # step(closure) (LBFGS, Lightning): the gradients the step uses exist
+        # only once the closure has run, so measure right after its first call
+        recorder, state = self, {"measured": False}
+
+        @functools.wraps(closure)
+        def measured_closure(*c_args, **c_kwargs):
+            result = closure(*c_args, **c_kwargs)
+            if not state["measured"]:
+                state["measured"] = True
+                try:
+                    recorder._measure_step(optimizer, closure=True)
+                except Exception:  # a measurement must never break the script
+                    pass
+            return result
+
+        if "closure" in kwargs:
+            return args, dict(kwargs, closure=measured_closure)
+        return (args[0], measured_closure) + tuple(args[2:]), kwargs
+
+    def _measure_step(self, optimizer, closure: bool) -> None:
         index = self._index(optimizer)
         count = self.opt_steps.get(index, 0) + 1
-        # args holds the optimizer itself, then step()'s own arguments
-        closure = any(a is not None for a in args[1:]) or kwargs.get("closure") is not None
         params = self.trainable(optimizer)
         if count == 1:
             self._snapshot_initial(params)
@@ -389,7 +483,7 @@ class Recorder:
         total = sum(n * n for n in present if n == n) ** 0.5 if present else None
         all_zero = all(n is None or n == 0.0 for n in norms.values())
         uncleared = []
-        if count > 1 and not closure:
+        if count > 1:
             for p in params:
                 key = id(p)
                 before = self._norm_at_step.get(key)
@@ -403,10 +497,15 @@ class Recorder:
                 lrs.append(_fmt(float(lr)))
             except (TypeError, ValueError):
                 lrs.append(None)
-        per_param = {}
+        per_param, weights = {}, {}
         for p in params[:64]:
             n = norms[id(p)]
             per_param[self.param_name(p)] = None if n is None else _fmt(n)
+            try:
+                with torch.no_grad():
+                    weights[self.param_name(p)] = _fmt(float(p.detach().float().norm()))
+            except RuntimeError:
+                pass
         record = {
             "step": count,
             "optimizer": index,
@@ -415,6 +514,7 @@ class Recorder:
             "params": len(params),
             "grad_total_norm": None if total is None else _fmt(total),
             "grad_norms": per_param,
+            "weight_norms": weights,
             "grads_none": sum(1 for n in norms.values() if n is None),
             "all_zero_or_none": all_zero,
             "backwards_since": self._backwards_since.get(index, 0),
@@ -433,7 +533,6 @@ class Recorder:
             record["accumulation"] = result
         self._append("steps", record)
         self._pending_norms = norms
-        return None
 
     def _step_post(self, optimizer, args, kwargs):
         if not self._is_main():
@@ -449,10 +548,33 @@ class Recorder:
         self.opt_steps[index] = self.opt_steps.get(index, 0) + 1
         self.total_steps = max(self.opt_steps.values())
         loss = self.data["backwards"][-1]["loss"] if self.data["backwards"] else None
-        self.progress("step %d/%d%s" % (self.total_steps, self.max_steps, "" if loss is None else " loss %.4g" % loss))
-        if self.total_steps >= self.max_steps:
+        self.progress("step %d/%s%s" % (self.total_steps, self.max_steps or "auto",
+                                         "" if loss is None else " loss %.4g" % loss))
+        if self._first_step_at is None:
+            self._first_step_at = time.time()
+        reason = self._stop_reason()
+        if reason:
+            self.data["stop_reason"] = reason
             self.stopping = True
             raise ProbeStop()
+        return None
+
+    def _stop_reason(self) -> Optional[str]:
+        """Fixed --steps: after that many. Default: at least MIN_AUTO_STEPS,
+        then the first step after a validation pass or after a DataLoader
+        was exhausted (the end of an epoch, when validation usually runs),
+        within a time budget and a step cap."""
+        steps = self.total_steps
+        if self.max_steps is not None:
+            return "steps" if steps >= self.max_steps else None
+        if steps < MIN_AUTO_STEPS:
+            return None
+        if self._validation_at is not None and steps > self._validation_at:
+            return "validation"
+        if self._epoch_end_at is not None and steps > self._epoch_end_at:
+            return "epoch"
+        if steps >= MAX_AUTO_STEPS or time.time() - self._first_step_at > self.budget:
+            return "budget"
         return None
 
     def _eval_mode_modules(self) -> list:
@@ -669,7 +791,8 @@ class Recorder:
     def _wrap_losses(self) -> None:
         import torch.nn.functional as F
 
-        for name in ("cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits"):
+        for name in ("cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+                     "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss"):
             original = getattr(F, name)
             self._patch(F, name, self._loss_wrapper(name, original))
 
@@ -678,7 +801,7 @@ class Recorder:
 
         @functools.wraps(original)
         def wrapper(input, target, *args, **kwargs):
-            if recorder._is_main() and len(recorder.data["losses"]) < MAX_RECORDS:
+            if not _compiling() and recorder._is_main() and len(recorder.data["losses"]) < MAX_RECORDS:
                 try:
                     recorder._record_loss(name, input, target)
                 except Exception:
@@ -720,6 +843,10 @@ class Recorder:
             if isinstance(target, torch.Tensor):
                 record["target_shape"] = list(target.shape)
                 record["target_dtype"] = str(target.dtype).replace("torch.", "")
+                if name in REGRESSION_LOSSES and target.numel() and target.is_floating_point():
+                    t = target.detach().float()
+                    record["target_min"] = _fmt(float(t.min()))
+                    record["target_max"] = _fmt(float(t.max()))
                 if name.startswith("binary") and target.dim() >= 2 and target.numel():
                     t = target.detach().float().reshape(-1, target.shape[-1])
                     binary = bool(((t == 0) | (t == 1)).all())
@@ -758,6 +885,36 @@ class Recorder:
                 raise
 
         self._patch(DataLoader, "__init__", __init__)
+        self._wrap_loader_iteration()
+
+    def _wrap_loader_iteration(self) -> None:
+        """Epoch ends (an exhausted loader) and epoch lengths, for the default stop."""
+        from torch.utils.data import dataloader
+
+        base = dataloader._BaseDataLoaderIter
+        original_next, original_init = base.__next__, base.__init__
+        recorder = self
+
+        @functools.wraps(original_init)
+        def __init__(self, loader, *args, **kwargs):
+            original_init(self, loader, *args, **kwargs)
+            if recorder._is_main() and recorder.total_steps == 0 and recorder.data.get("epoch_batches") is None:
+                try:
+                    recorder.data["epoch_batches"] = len(loader)
+                except TypeError:  # an IterableDataset without __len__
+                    pass
+
+        @functools.wraps(original_next)
+        def __next__(self):
+            try:
+                return original_next(self)
+            except StopIteration:
+                if recorder._is_main() and recorder.total_steps >= 1 and recorder._epoch_end_at is None:
+                    recorder._epoch_end_at = recorder.total_steps
+                raise
+
+        self._patch(base, "__init__", __init__)
+        self._patch(base, "__next__", __next__)
 
     # -- hooks ----------------------------------------------------------------
 
@@ -805,6 +962,8 @@ class Recorder:
 
             @functools.wraps(hook)
             def wrapped(*hook_args, **hook_kwargs):
+                if _compiling():
+                    return hook(*hook_args, **hook_kwargs)
                 record["fired"] += 1
                 if recorder._in_backward_now():
                     record["fired_in_backward"] += 1
@@ -821,21 +980,13 @@ class Recorder:
 
     # -- checkpoints ----------------------------------------------------------
 
-    def redirect(self, path) -> str:
-        """The temporary path that replaces a user checkpoint path."""
-        absolute = os.path.abspath(os.fspath(path))
-        mapping = self.data.setdefault("_redirects", {})
-        if absolute not in mapping:
-            base = os.path.basename(absolute) or "checkpoint"
-            mapping[absolute] = os.path.join(self.checkpoint_dir, "%d_%s" % (len(mapping), base))
-        return mapping[absolute]
-
     def _wrap_checkpoints(self) -> None:
+        """torch.save writes by file name in C++: map the name through the
+        overlay (the sandbox's own wrappers cover Python-level writes)."""
+        overlay = self.overlay
         recorder = self
-        os.makedirs(self.checkpoint_dir, exist_ok=True)
         original_save = torch.save
         original_load = torch.load
-        original_open = builtins.open
 
         def is_path(f) -> bool:
             return isinstance(f, (str, bytes, os.PathLike))
@@ -843,40 +994,24 @@ class Recorder:
         @functools.wraps(original_save)
         def save(obj, f, *args, **kwargs):
             if is_path(f):
-                target = recorder.redirect(f)
-                recorder._append("saves", {"path": os.fsdecode(f), "line": recorder.script_line(), "via": "torch.save"})
-                return original_save(obj, target, *args, **kwargs)
+                virtual = overlay.virtual(f)
+                if overlay.managed(virtual):
+                    target = overlay.for_write(virtual, keep_content=False)
+                    overlay.record("write", virtual, "redirected", "torch.save", target)
+                    recorder._append("saves", {"path": overlay.display(virtual), "line": recorder.script_line()})
+                    f = target
             return original_save(obj, f, *args, **kwargs)
 
         @functools.wraps(original_load)
         def load(f, *args, **kwargs):
             if is_path(f):
-                mapping = recorder.data.get("_redirects", {})
-                absolute = os.path.abspath(os.fsdecode(f))
-                if absolute in mapping:
-                    f = mapping[absolute]
+                virtual = overlay.virtual(f)
+                if overlay.managed(virtual):
+                    f = overlay.for_read(virtual)
             return original_load(f, *args, **kwargs)
-
-        @functools.wraps(original_open)
-        def open_(file, mode="r", *args, **kwargs):
-            if is_path(file) and not isinstance(file, int):
-                name = os.fsdecode(file)
-                absolute = os.path.abspath(name)
-                mapping = recorder.data.get("_redirects", {})
-                writing = any(c in str(mode) for c in "wax+")
-                if writing and name.lower().endswith(CHECKPOINT_SUFFIXES) and not absolute.startswith(
-                    recorder.checkpoint_dir
-                ):
-                    recorder._append("saves", {"path": name, "line": recorder.script_line(), "via": "open"})
-                    file = recorder.redirect(name)
-                elif absolute in mapping:
-                    file = mapping[absolute]
-            return original_open(file, mode, *args, **kwargs)
 
         self._patch(torch, "save", save)
         self._patch(torch, "load", load)
-        self._patch(builtins, "open", open_)
-        self._patch(io, "open", open_)  # pathlib's Path.open / write_bytes
 
     # -- the end --------------------------------------------------------------
 
@@ -908,8 +1043,8 @@ class Recorder:
         self.data["params_changed"] = changed
         self.data["weight_rows"] = rows[:64]
         self.data["total_steps"] = self.total_steps
+        self.data["max_steps"] = self.max_steps
         self.data["optimizers"] = [type(o).__name__ for o in self.optimizers]
-        self.data.pop("_redirects", None)
         return self.data
 
     def uninstall(self) -> None:

@@ -22,7 +22,10 @@ from typing import Dict, List, Sequence
 from lintorch.probe import checks
 
 FLAT_RELATIVE = 1e-5  # loss range below this fraction of its size: "flat"
-EXPLODING_NORM = 1e3
+# A gradient "explodes" when its norm is this many times larger than the
+# weights it updates, after allowing for the size of the loss (gradients
+# scale with it: a correct regression with an MSE of 1e6 has large ones).
+EXPLODING_RATIO = 1e3
 
 
 def _g(value) -> str:
@@ -74,7 +77,10 @@ def output_symptom(data: dict) -> dict:
 
 
 def parameter_symptom(data: dict) -> dict:
+    built = [r for r in data.get("optimizer_params", []) if "params" in r]
     return {
+        "optimizer_parameters": sum(r["params"] for r in built),
+        "trainable": sum(r["trainable"] for r in built),
         "compared": data.get("params_compared", 0),
         "never_changed": data.get("params_unchanged", []),
         "identical_rows": [r["param"] for r in data.get("weight_rows", []) if r["identical"]],
@@ -83,22 +89,33 @@ def parameter_symptom(data: dict) -> dict:
 
 def gradient_symptom(data: dict) -> dict:
     per: Dict[str, List] = {}
+    weight: Dict[str, float] = {}
     for s in data.get("steps", []):
         for name, norm in s.get("grad_norms", {}).items():
             per.setdefault(name, []).append(norm)
+        for name, norm in (s.get("weight_norms") or {}).items():
+            if _finite(norm):
+                weight[name] = max(weight.get(name, 0.0), norm)
+    losses = [abs(x) for x in loss_symptom(data)["trace"] if _finite(x)]
+    loss_scale = max([1.0] + losses)
     layers = {}
     for name, norms in per.items():
         present = [n for n in norms if n is not None]
         state = "ok"
+        entry = {"norms": norms}
         if not present:
             state = "none"
         elif any(not _finite(n) for n in present):
             state = "non_finite"
         elif all(n == 0 for n in present):
             state = "zero"
-        elif max(present) > EXPLODING_NORM:
-            state = "exploding"
-        layers[name] = {"norms": norms, "state": state}
+        else:
+            ratio = max(present) / (max(weight.get(name, 0.0), 1.0) * loss_scale)
+            entry["relative"] = float("%.3g" % ratio)
+            if ratio > EXPLODING_RATIO:
+                state = "exploding"
+        entry["state"] = state
+        layers[name] = entry
     return {"per_parameter": layers, "problems": {n: v["state"] for n, v in layers.items() if v["state"] != "ok"}}
 
 
@@ -189,10 +206,14 @@ def build(script: str, findings: Sequence, result, steps_requested: int) -> dict
     for code in checks.CONFIRMABLE:
         m = checks.TABLE[code]
         check = checks.run_check(code, data)
+        status = check.status
+        if status == checks.CONFIRMED and code not in found_codes:
+            status = checks.OBSERVED
         out_checks.append({
             "code": code,
             "name": m.name,
-            "status": check.status,
+            "status": status,
+            "problem": status == checks.OBSERVED and (m.standalone if check.problem is None else check.problem),
             "evidence": check.evidence,
             "static_finding": code in found_codes,
         })
@@ -202,11 +223,25 @@ def build(script: str, findings: Sequence, result, steps_requested: int) -> dict
         "torch": child.get("torch"),
         "steps": total,
         "steps_requested": steps_requested,
+        "stop_reason": data.get("stop_reason"),
+        "processes": data.get("processes", []),
         "seconds": result.seconds,
         "outcome": outcome,
         "findings": out_findings,
         "checks": out_checks,
         "symptoms": symptoms(data) if data else {},
+        "writes": writes_section(child, result),
+    }
+
+
+def writes_section(child: dict, result) -> dict:
+    """What the script tried to write, and how the guarantee was enforced."""
+    writes = child.get("writes") or {}
+    return {
+        "enforcement": child.get("sandbox"),
+        "events": writes.get("events", []),
+        "count": writes.get("count", 0),
+        "own_session_processes": list(getattr(result, "own_session", []) or []),
     }
 
 
@@ -215,12 +250,12 @@ def exit_status(report: dict) -> int:
     2: the probe could not run the script to a training step and confirmed
     nothing; 0 otherwise."""
     confirmed = any(f["status"] == checks.CONFIRMED for f in report["findings"])
-    confirmed = confirmed or any(
-        c["status"] == checks.CONFIRMED and checks.TABLE[c["code"]].standalone for c in report["checks"]
-    )
+    confirmed = confirmed or any(c.get("problem") for c in report["checks"])
+    if report["outcome"].get("probe_caused"):
+        return 2  # the run was changed by the probe itself: no verdict is trustworthy
     if confirmed:
         return 1
-    if report["outcome"].get("status") in ("no_device", "no_torch", "no_report") or report["outcome"].get(
+    if report["outcome"].get("status") in ("no_device", "no_torch", "no_report", "no_sandbox") or report["outcome"].get(
         "before_first_step"
     ):
         return 2
@@ -245,6 +280,8 @@ def write_json(report: dict, stream) -> None:
 
 # -- text -------------------------------------------------------------------------
 
+_NO_CUDA = ("Torch not compiled with CUDA enabled", "No CUDA GPUs are available", "Found no NVIDIA driver",
+            "CUDA driver initialization failed", "no CUDA-capable device")
 _STATUS = {checks.CONFIRMED: "CONFIRMED", checks.REFUTED: "refuted", checks.NOT_REACHED: "not reached"}
 
 
@@ -253,8 +290,16 @@ def _outcome_line(report: dict) -> str:
     status = o.get("status")
     steps = report["steps"]
     if status == "stopped":
-        return "ran %d optimizer step(s) and stopped the script" % steps
+        why = {"validation": " after its first validation pass", "epoch": " after its first epoch",
+               "budget": " at the time budget (no validation pass or epoch end seen)"}.get(report.get("stop_reason"), "")
+        return "ran %d optimizer step(s) and stopped the script%s" % (steps, why)
+    workers = [p for p in report.get("processes", []) if p.get("target") != "_worker_loop"]
     if status == "finished":
+        if steps == 0 and workers:
+            return ("the script ended without an optimizer step in the probed process; it started %d worker "
+                    "process(es) (%s, target %s), which the probe does not instrument: steps they ran were not "
+                    "measured. Probe a single-process variant of the script (e.g. world size 1)" % (
+                        len(workers), workers[0]["method"], workers[0]["target"]))
         if steps == 0:
             return "the script ended without reaching a training step (no optimizer.step() call)"
         return "the script ended by itself after %d optimizer step(s)" % steps
@@ -265,6 +310,10 @@ def _outcome_line(report: dict) -> str:
         return "script %s %s (%s)" % ("timed out", where, o.get("message"))
     if status == "crashed":
         head = "script failed %s: %s" % (where, o.get("message"))
+        if any(t in str(o.get("message")) for t in _NO_CUDA):
+            head += ("\n  this script calls CUDA (.cuda(), device='cuda') and this machine has none: run it on a GPU "
+                     "machine, or make the device configurable: torch.device('cuda' if torch.cuda.is_available() "
+                     "else 'cpu')")
         if o.get("network"):
             head += "\n  it tried to download data and there is no network: download it beforehand " \
                     "and point the script at the local copy"
@@ -274,9 +323,10 @@ def _outcome_line(report: dict) -> str:
 
 def write_text(report: dict, stream) -> None:
     w = stream.write
-    w("lintorch probe %s: device %s, torch %s, %d/%d optimizer steps, %ss\n" % (
+    requested = report["steps_requested"]
+    w("lintorch probe %s: device %s, torch %s, %d%s optimizer steps, %ss\n" % (
         report["script"], report["device"] or "unknown", report["torch"] or "unknown",
-        report["steps"], report["steps_requested"], _g(report["seconds"])))
+        report["steps"], "/%d" % requested if requested else "", _g(report["seconds"])))
     w("  " + _outcome_line(report).replace("\n", "\n  ") + "\n")
     o = report["outcome"]
     if o.get("traceback"):
@@ -287,7 +337,9 @@ def write_text(report: dict, stream) -> None:
         w("  last lines of the script's output:\n")
         for line in o["output_tail"][-8:]:
             w("    | %s\n" % line)
-    if o.get("status") in ("no_device", "no_torch"):
+    if o.get("probe_caused"):
+        w("  PROBE-CAUSED FAILURE: %s\n" % o["probe_caused"])
+    if o.get("status") in ("no_device", "no_torch", "no_sandbox"):
         return
 
     w("\nStatic findings, checked at run time:\n")
@@ -298,12 +350,16 @@ def write_text(report: dict, stream) -> None:
             report["script"], f["line"], f["column"], f["code"], f["name"], _STATUS[f["status"]], f["evidence"]))
 
     others = [c for c in report["checks"] if not c["static_finding"]]
-    measured = [c for c in others if c["status"] == checks.CONFIRMED]
+    problems = [c for c in others if c["status"] == checks.OBSERVED and c.get("problem")]
+    seen = [c for c in others if c["status"] == checks.OBSERVED and not c.get("problem")]
     refuted = [c["code"] for c in others if c["status"] == checks.REFUTED]
-    if measured or refuted:
+    if problems or seen or refuted:
         w("\nRuntime checks without a static finding:\n")
-        for c in measured:
-            w("  %s %s: %s\n      %s\n" % (c["code"], c["name"], _STATUS[c["status"]], c["evidence"]))
+        for c in problems:
+            w("  %s %s: OBSERVED (a bug the static pass missed)\n      %s\n" % (c["code"], c["name"], c["evidence"]))
+        for c in seen:
+            w("  %s %s: observed, not necessarily a bug (no static finding says the pattern is wrong here)\n"
+              "      %s\n" % (c["code"], c["name"], c["evidence"]))
         if refuted:
             w("  refuted: %s (evidence in --format json)\n" % ", ".join(refuted))
 
@@ -332,7 +388,11 @@ def write_text(report: dict, stream) -> None:
             text += "; %d distinct predicted class(es) of %d" % (out["distinct_predictions"], out["classes"])
         w("  %s\n" % text)
     params = s["parameters"]
-    if params["compared"]:
+    if params.get("optimizer_parameters") and not params.get("trainable"):
+        w("  parameters never changed: all %d held by the optimizer (none of them is trainable)\n" % (
+            params["optimizer_parameters"]))
+        w("  gradient norms at step(): none (no trainable parameter)\n")
+    elif params["compared"]:
         never = params["never_changed"]
         w("  parameters never changed: %s\n" % (", ".join(never[:6]) + (" ..." if len(never) > 6 else "")
                                                  if never else "none (of %d)" % params["compared"]))
@@ -357,6 +417,29 @@ def write_text(report: dict, stream) -> None:
             "; training-mode layers: " + ", ".join(val["train_mode_layers"][:4]) if val["train_mode_layers"] else ""))
     else:
         w("  validation passes: none within the probed steps\n")
-    if s["checkpoints"]:
-        w("  checkpoints written to a temporary directory and discarded: %s\n" % ", ".join(
-            sorted(set(s["checkpoints"]))[:5]))
+    _write_writes(report.get("writes") or {}, w)
+
+
+_SHOWN_WRITES = 12
+
+
+def _write_writes(writes: dict, w) -> None:
+    enforcement = writes.get("enforcement") or {}
+    if enforcement.get("kernel"):
+        how = "kernel-enforced (Landlock ABI %s)" % enforcement.get("abi")
+    else:
+        how = "NOT kernel-enforced (--allow-writes): only Python-level writes were redirected"
+    events = writes.get("events") or []
+    w("\nFiles: the script may read anything; writes outside a scratch area are redirected or blocked, %s\n" % how)
+    if not events:
+        w("  no write outside the scratch area was attempted\n")
+    for e in events[:_SHOWN_WRITES]:
+        where = e.get("where") or "library code"
+        times = " (%d times)" % e["count"] if e.get("count", 1) > 1 else ""
+        w("  %s: %s %s [%s] -> %s%s\n" % (where, e["op"], e["path"], e["via"], e["result"].upper()
+                                          if e["result"] == "blocked" else e["result"], times))
+    if len(events) > _SHOWN_WRITES or writes.get("count", 0) > sum(e.get("count", 1) for e in events):
+        w("  ... %d attempted operation(s) in all (see --format json)\n" % writes.get("count", 0))
+    for p in writes.get("own_session_processes") or []:
+        w("  process %s (%s) left the probe's process group (a session of its own): killed\n" % (
+            p["pid"], p["command"]))
