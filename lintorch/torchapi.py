@@ -267,6 +267,17 @@ MODULE_WRAPPERS = frozenset(
         "torch.nn.SyncBatchNorm.convert_sync_batchnorm", "torch.jit.script",
     }
 )
+#: Methods that hand back the objects they are given, in order, ready for
+#: the device or precision (``model, opt = accelerator.prepare(model, opt)``),
+#: keyed by the class of their receiver.
+ARGUMENT_RETURNING_METHODS = {
+    "accelerate.Accelerator": "prepare",
+    "lightning.Fabric": "setup",
+    "lightning.fabric.Fabric": "setup",
+    "lightning_fabric.Fabric": "setup",
+}
+#: Functions that do the same (``model, opt = amp.initialize(model, opt)``).
+ARGUMENT_RETURNING_FUNCS = frozenset({"apex.amp.initialize"})
 #: Wrappers whose own ``forward`` does their work (scatter, gather, sync).
 DATA_PARALLEL = frozenset(
     {

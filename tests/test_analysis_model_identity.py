@@ -56,6 +56,9 @@ class Net(nn.Module):
         "def wrap(m):\n    return nn.DataParallel(m).cuda()\nmodel = wrap(Net())\nother = wrap(nn.Linear(1, 1))",
         "def pair():\n    return Net(), nn.Linear(2, 2)\nmodel, head = pair()",
         "model, head = Net(), nn.Linear(2, 2)",
+        "from accelerate import Accelerator\nacc = Accelerator()\nmodel, opt, dl = acc.prepare(Net(), opt, dl)",
+        "from lightning import Fabric\nfabric = Fabric()\nmodel = fabric.setup(Net().cuda())",
+        "from apex import amp\nmodel, opt = amp.initialize(Net(), opt)",
         "class Trainer:\n    def __init__(self, net):\n        self.net = net\ntrainer = Trainer(Net())\nmodel = trainer.net",
     ],
 )

@@ -85,7 +85,7 @@ class Models:
         (``model = model.to(device)``, ``.cuda()``, ``.train()``,
         ``.float()``), wrappers (``nn.DataParallel(model)`` in every
         spelling, DDP, ``torch.compile``, ``weight_norm``; ``.module`` of
-        one), factories (``build_model()``, ``get_model(name)`` with a
+        one; ``accelerator.prepare``, ``fabric.setup``), factories (``build_model()``, ``get_model(name)`` with a
         return per model: every return path), tuples unpacked from a
         factory (``enc, dec = build()``) and ``self`` in a method (its
         class). A definition that cannot be followed further is kept as it
@@ -102,7 +102,7 @@ class Models:
         if not values:
             unpacked = self.values.unpacked_from(expr, scope, order)
             if unpacked is not None:
-                values = self.values.call_results(*unpacked) or []
+                values = self.values.call_results(*unpacked) or self._returned_arguments(*unpacked)
         out: List[Value] = []
         for value in values:
             out.extend(self.unwrap(value, depth + 1, bound))
@@ -122,6 +122,9 @@ class Models:
                 inner_expr = expr.func.value
             elif qualname in api.MODULE_WRAPPERS:
                 inner_expr = call_arg(expr, 0, "module") or call_arg(expr, None, "model")
+            elif qualname in api.ARGUMENT_RETURNING_FUNCS or self._returns_arguments(value):
+                returned = self._returned_arguments(value, (0,)) if len(expr.args) == 1 else []
+                inner_expr = returned[0].expr if returned else None
             elif qualname is None:
                 function = self.values.local_function(value)
                 results = self.values.function_results(function, value) if function is not None else None
@@ -135,6 +138,25 @@ class Models:
             return [value]
         inner = self._resolve(inner_expr, value.scope, value.order, _depth + 1, bound)
         return inner or [value]
+
+    def _returns_arguments(self, call: Value) -> bool:
+        """``accelerator.prepare(...)``, ``fabric.setup(...)`` on an
+        instance built visibly (api.ARGUMENT_RETURNING_METHODS)."""
+        func = call.expr.func
+        if not isinstance(func, cst.Attribute):
+            return False
+        kinds = self.values.instance_qualnames(func.value, call.scope, call.order)
+        return any(api.ARGUMENT_RETURNING_METHODS.get(kind) == func.attr.value for kind in kinds)
+
+    def _returned_arguments(self, call: Value, path) -> List[Value]:
+        """Element ``path`` of what a call that hands back its arguments in
+        order returns: the definitions of that positional argument."""
+        expr = call.expr
+        qualname = self.index.qualname_of(expr.func, call.scope, call.order)
+        if len(path) != 1 or not (qualname in api.ARGUMENT_RETURNING_FUNCS or self._returns_arguments(call)):
+            return []
+        arg = call_arg(expr, path[0])
+        return self.values.definitions(arg, call.scope, call.order) if arg is not None else []
 
     def _is_wrapper(self, expr, scope: Scope, order: int) -> bool:
         """Every definition of ``expr`` is a wrapper call (DataParallel...)."""
