@@ -1,9 +1,13 @@
 """Models: which values are networks, how they are built, what they output.
 
 Answers "is this value a model?" (through ``.to(device)``, ``.cuda()``,
-``.train()``, wrappers and factories), "is this call running a model?",
-"what activation does this model apply last?", "does it contain layers that
-behave differently in train and eval mode?" and "how wide is its output?".
+``.train()``, wrappers, factories, tuples and ``self``), "is this call
+running a model?", "what activation does this model apply last?", "which
+layers does it hold, and which of them are hidden?", "does it contain
+layers that behave differently in train and eval mode?", "how wide is its
+output?" and "which submodules does an initialisation reach?". What a
+container was filled with, step by step, is ``analyze.containers``'s
+business.
 """
 
 from typing import FrozenSet, List, NamedTuple, Optional, Set, Tuple
@@ -12,6 +16,7 @@ import libcst as cst
 
 from lintorch import torchapi as api
 from lintorch.analyze import names
+from lintorch.analyze.containers import Containers, Item
 from lintorch.analyze.values import MAX_DEPTH, Bound, Value, Values
 from lintorch.index import CallSite, ClassInfo, Scope, call_arg, dotted_name, int_value, number_value
 
@@ -44,9 +49,6 @@ _NOT_MODULE_EXPRS = (
 _NOT_FORWARD_METHODS = frozenset({"append", "view", "reshape", "to", "item", "backward", "step", "zero_grad"})
 #: ``model.forward(x)`` and ``model.__call__(x)`` run the model like ``model(x)``.
 _FORWARD_METHODS = frozenset({"forward", "__call__"})
-#: Container methods that add layers, and those that remove or reorder them.
-_ADDING_METHODS = frozenset({"append", "extend", "add_module", "register_module"})
-_REMOVING_METHODS = frozenset({"insert", "pop", "remove", "clear", "reverse", "sort"})
 
 
 class LayerPosition(NamedTuple):
@@ -60,15 +62,6 @@ class LayerPosition(NamedTuple):
     where: cst.CSTNode  # the container's construction or the layer's assignment
 
 
-class Layer(NamedTuple):
-    """A submodule of a container, in the order it runs."""
-
-    value: Value  # its definition: the constructor call where visible
-    #: Added only on some paths (under an ``if``/``try``, or in a method
-    #: other than the one that builds the container): may be absent.
-    conditional: bool = False
-
-
 class Models:
     def __init__(self, values: Values):
         self.values = values
@@ -76,6 +69,7 @@ class Models:
         self._model_calls: dict = {}
         self._module_values: dict = {}
         self._layers: dict = {}
+        self.containers = Containers(values)
 
     # -- identity ---------------------------------------------------------
 
@@ -417,184 +411,24 @@ class Models:
 
     # -- layers -------------------------------------------------------------
 
-    def layers(self, ctor: Value) -> Optional[List[Layer]]:
-        """The submodules of the container ``ctor`` builds
-        (``nn.Sequential``, ``nn.ModuleList``, ``nn.ModuleDict``), in the
-        order they run: its arguments (``nn.Sequential(a, b)``,
-        ``nn.Sequential(OrderedDict([(name, layer), ...]))``,
-        ``nn.Sequential(*layers)`` and ``nn.ModuleList(layers)`` over a list
-        built visibly, with ``append``/``extend``/``+=`` and in loops or by
-        a local function, ``nn.ModuleList([... for ...])``), then those
-        added to it afterwards (``add_module``, ``append``, ``extend`` on
-        the name or ``self.<attr>`` it is bound to). Each layer is the
-        module it holds (:meth:`module_values`) where that is unique. None
-        when part of it is not visible (``*args``, ``insert``)."""
+    def layers(self, ctor: Value) -> Optional[List[Item]]:
+        """The submodules of the container ``ctor`` builds, in the order
+        they run (:meth:`Containers.container_items`: arguments, lists
+        grown in loops or by helpers, ``add_module``/``append`` later),
+        each as the module it holds (:meth:`module_values`) where that is
+        unique. None when part of it is not visible."""
         key = ctor.expr
         if key in self._layers:
             return self._layers[key]
         self._layers[key] = None  # a cycle: unknown
-        result = self._container_layers(ctor)
+        items = self.containers.container_items(ctor)
+        result = [Item(self._layer_value(i.value), i.conditional) for i in items] if items is not None else None
         self._layers[key] = result
         return result
-
-    def _container_layers(self, ctor: Value) -> Optional[List[Layer]]:
-        expr = ctor.expr
-        qualname, _ = self.values.constructor(ctor)
-        if qualname not in api.MODULE_CONTAINERS or not isinstance(expr, cst.Call):
-            return None
-        items: List[Layer] = []
-        for arg in expr.args:
-            if arg.keyword is not None:
-                continue
-            value = Value(arg.value, ctor.scope, ctor.order)
-            if arg.star == "*":
-                inner = self._items(value, ctor.order, 0)
-            elif arg.star:
-                return None
-            elif qualname in api.SEQUENTIAL and not _is_ordered_dict(arg.value):
-                inner = [Layer(value)]
-            else:
-                inner = self._items(value, ctor.order, 0)  # ModuleList([...]), OrderedDict(...)
-            if inner is None:
-                return None
-            items.extend(inner)
-        added = self._additions(ctor, None, 0)
-        if added is None:
-            return None
-        return [Layer(self._layer_value(item.value), item.conditional) for item in items + added]
 
     def _layer_value(self, value: Value) -> Value:
         modules = self.module_values(value.expr, value.scope, value.order)
         return self.values.strip_value_preserving(modules[0]) if len(modules) == 1 else value
-
-    def _items(self, value: Value, until: int, depth: int) -> Optional[List[Layer]]:
-        """The items a list-like value holds, in order: a list/tuple
-        literal (with ``*inner``), a comprehension's element, an
-        ``OrderedDict``/dict literal's values, a name bound to one of these
-        plus what is added to it before ``until``, ``a + b``, and what a
-        local function returns."""
-        if depth > MAX_DEPTH:
-            return None
-        expr = value.expr
-        if isinstance(expr, (cst.List, cst.Tuple, cst.Set)):
-            out: List[Layer] = []
-            for element in expr.elements:
-                element_value = Value(element.value, value.scope, value.order)
-                if isinstance(element, cst.StarredElement):
-                    inner = self._items(element_value, until, depth + 1)
-                    if inner is None:
-                        return None
-                    out.extend(inner)
-                elif _is_pair(element.value):
-                    out.append(Layer(Value(element.value.elements[1].value, value.scope, value.order)))
-                else:
-                    out.append(Layer(element_value))
-            return out
-        if isinstance(expr, (cst.ListComp, cst.GeneratorExp)):
-            conditional = any(clause.ifs for clause in _for_clauses(expr.for_in))
-            return [Layer(Value(expr.elt, value.scope, value.order), conditional)]
-        if isinstance(expr, cst.Dict):
-            if not all(isinstance(e, cst.DictElement) for e in expr.elements):
-                return None
-            return [Layer(Value(e.value, value.scope, value.order)) for e in expr.elements]
-        if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Add):
-            left = self._items(Value(expr.left, value.scope, value.order), until, depth + 1)
-            right = self._items(Value(expr.right, value.scope, value.order), until, depth + 1)
-            return left + right if left is not None and right is not None else None
-        if isinstance(expr, cst.Call):
-            if _is_ordered_dict(expr) and expr.args:
-                return self._items(Value(expr.args[0].value, value.scope, value.order), until, depth + 1)
-            function = self.values.local_function(value)  # a helper returning a list of layers
-            if function is not None and len(function.returns) == 1 and function.returns[0][0].value is not None:
-                ret, order = function.returns[0]
-                return self._items(Value(ret.value, function.scope, order), order + 1, depth + 1)
-            return None
-        if isinstance(expr, cst.Name):
-            return self._name_items(expr, value, until, depth)
-        if isinstance(expr, cst.Attribute):
-            definitions = self.values.definitions(expr, value.scope, value.order)
-            if len(definitions) == 1 and definitions[0].expr is not expr:
-                return self._items(definitions[0], until, depth + 1)
-        return None
-
-    def _name_items(self, name: cst.Name, value: Value, until: int, depth: int) -> Optional[List[Layer]]:
-        """``layers`` bound to a list and grown (``append``, ``extend``,
-        ``+=``) before ``until`` in the same scope."""
-        bindings = self.index.lookup(name.value, value.scope, value.order)
-        if len(bindings) != 1:
-            return None
-        scope = bindings[0].scope
-        every = [b for b in scope.bindings.get(name.value, []) if b.order < until or scope is not value.scope]
-        assigns = [b for b in every if b.kind in ("assign", "annassign")]
-        if not assigns or assigns[-1].unpack or assigns[-1].value is None:
-            return None
-        start = assigns[-1]
-        out = self._items(Value(start.value, scope, start.order), until, depth + 1)
-        if out is None:
-            return None
-        end = until if scope is value.scope else None
-        for binding in every:
-            if binding.kind == "augassign" and binding.order > start.order and binding.value is not None:
-                inner = self._items(Value(binding.value, scope, binding.order), until, depth + 1)
-                if inner is None:
-                    return None
-                out = out + inner
-        added = self._additions(Value(start.value, scope, start.order), end, depth + 1)
-        if added is None:
-            return None
-        return sorted(out + added, key=lambda layer: layer.value.order) if added else out
-
-    def _additions(self, container: Value, until: Optional[int], depth: int) -> Optional[List[Layer]]:
-        """Layers added after ``container`` is bound to a name (calls in
-        the same scope) or to ``self.<attr>`` (calls in the class's
-        methods): ``add_module``, ``append``, ``extend``, before ``until``
-        when given. None when it is modified in a way not followed
-        (``insert``, ``pop``)."""
-        scope = container.scope
-        receivers = [  # (what the container is called, where it may grow, the binding statement)
-            (name, [scope], binding.node)
-            for name, bindings in scope.bindings.items()
-            for binding in bindings
-            if binding.value is container.expr and not binding.unpack
-        ]
-        klass = self.values.enclosing_class(scope)
-        for assign in self.index.attr_assigns_in(scope):
-            if assign.value is container.expr and dotted_name(assign.target.value) == "self" and klass is not None:
-                methods = [m.scope for cls in self.values.local_bases(klass) for m in cls.methods.values()]
-                receivers.append((f"self.{assign.attr}", methods, assign.node))
-        calls = [
-            (call, statement)
-            for receiver, scopes, statement in receivers
-            for other in scopes
-            for call in other.calls
-            if call.method in _ADDING_METHODS | _REMOVING_METHODS
-            and dotted_name(call.receiver) == receiver
-            and (other is not scope or call.order > container.order)
-            and (until is None or other is not scope or call.order < until)
-        ]
-        out: List[Layer] = []
-        for call, statement in sorted(calls, key=lambda pair: pair[0].order):
-            if call.method in _REMOVING_METHODS:
-                return None
-            conditional = call.scope is not scope or self._conditional(call, statement)
-            arg = call.arg(1, "module") if call.method in ("add_module", "register_module") else call.arg(0)
-            if arg is None:
-                return None
-            value = Value(arg, call.scope, call.order)
-            items = self._items(value, call.order, depth + 1) if call.method == "extend" else [Layer(value)]
-            if items is None:
-                return None
-            out.extend(Layer(item.value, conditional or item.conditional) for item in items)
-        return out
-
-    def _conditional(self, call: CallSite, statement: cst.CSTNode) -> bool:
-        """The call sits under an ``if``/``try``/``while`` that does not
-        also enclose ``statement`` (where the container is bound)."""
-        around = {id(node) for node, _ in self.values.blocks_around(statement, call.scope)}
-        return any(
-            isinstance(node, (cst.If, cst.Try, cst.While)) and id(node) not in around
-            for node, _ in self.values.enclosing_blocks(call)
-        )
 
     def last_layer(self, ctor: Value) -> Optional[Value]:
         """The layer an ``nn.Sequential`` applies last, when certain."""
@@ -1022,26 +856,6 @@ def _combine_layers(results) -> Optional[bool]:
         return False
     return None if seen_unknown else False
 
-
-
-def _is_ordered_dict(expr) -> bool:
-    """``OrderedDict([...])``/``collections.OrderedDict({...})``/``dict(...)``."""
-    return isinstance(expr, cst.Call) and (dotted_name(expr.func) or "").rsplit(".", 1)[-1] in ("OrderedDict", "dict")
-
-
-def _is_pair(expr) -> bool:
-    """``("name", layer)`` in an ``OrderedDict([...])``."""
-    return (
-        isinstance(expr, cst.Tuple)
-        and len(expr.elements) == 2
-        and isinstance(expr.elements[0].value, (cst.SimpleString, cst.FormattedString, cst.ConcatenatedString))
-    )
-
-
-def _for_clauses(clause):
-    while clause is not None:
-        yield clause
-        clause = clause.inner_for_in
 
 
 def subscript_int(node: cst.Subscript) -> Optional[int]:
