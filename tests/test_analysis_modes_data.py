@@ -64,6 +64,12 @@ def test_mode_layers():
                 super().__init__()
                 self.body = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.1))
 
+        class Head(nn.Module):
+            def __init__(self, p=0.0):
+                super().__init__()
+                self.drop = nn.Dropout(p=p)
+                self.fc = nn.Linear(4, 2)
+
         a = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
         b = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
         c = Plain(8)
@@ -71,11 +77,21 @@ def test_mode_layers():
         e = torchvision.models.resnet18()
         f = load_somehow()
         g = nn.LSTM(4, 4, dropout=0.2)
+        h = nn.LSTM(4, 4, num_layers=2, dropout=0.2)
+        i = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.0))
+        j = nn.Embedding.from_pretrained(weights)
+        k = nn.DataParallel(WithDropout())
+        l = Head()
+        m = Head(p=0.3)
         """
     )
     module = analysis.index.module_scope
-    result = {name: analysis.models.mode_layers(cst.Name(name), module, 10_000) for name in "abcdefg"}
-    assert result == {"a": False, "b": True, "c": False, "d": True, "e": True, "f": None, "g": True}
+    result = {name: analysis.models.mode_layers(cst.Name(name), module, 10_000) for name in "abcdefghijklm"}
+    assert result == {
+        "a": False, "b": True, "c": False, "d": True, "e": True, "f": None,
+        "g": False,  # recurrent dropout acts between stacked layers: none with one
+        "h": True, "i": False, "j": False, "k": True, "l": False, "m": True,
+    }
 
 
 def test_dataloader_feeding_a_loop_through_a_parameter():
@@ -139,3 +155,44 @@ def test_is_tensor():
     )
     module = analysis.index.module_scope
     assert [analysis.values.is_tensor(cst.Name(n), module, 10_000) for n in "abcd"] == [True, True, False, True]
+
+
+def test_self_call_and_local_functions():
+    analysis = index_of(
+        """
+        import torch.nn as nn
+
+        class Net(nn.Module):
+            def training_step(self, batch):
+                return self(batch[0])
+
+        class Helper:
+            def run(self, x):
+                return self(x)
+
+        def eval_model(model, loader):
+            return 0
+
+        eval_model(net, loader)
+        """
+    )
+    assert [analysis.models.is_model_call(c) for c in analysis.index.calls] == [True, False, False]
+
+
+def test_dataloaders_through_a_dict():
+    analysis = index_of(
+        """
+        from torch.utils.data import DataLoader
+
+        loaders = {"train": DataLoader(a, shuffle=True), "val": DataLoader(b)}
+        phases = {p: DataLoader(sets[p]) for p in ("train", "val")}
+        for x in loaders["val"]:
+            pass
+        for x in phases[phase]:
+            pass
+        for x in loaders[phase]:
+            pass
+        """
+    )
+    counts = [len(analysis.data.dataloader_calls(loop.node.iter, loop.scope, loop.order)) for loop in analysis.index.loops]
+    assert counts == [1, 1, 2]
