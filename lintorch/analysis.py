@@ -13,26 +13,33 @@ lazily on first use and memoised:
 * ``shapes``: the number of dimensions of tensors and their batch axis, when visible;
 * ``data``: loaders, datasets, batches;
 * ``optim``: optimizers, steps, schedulers, training loops;
-* ``modes``: train/eval mode, gradient recording, evaluation passes.
+* ``forwards``: calls that run a model (also through helpers), training forwards;
+* ``modes``: train/eval mode, gradient recording;
+* ``passes``: evaluation passes (blocks that run a model without training it);
+* ``statements``: comprehensions, conditional arms and discarded values around calls.
 
 Rules ask these questions ("is this value a model?", "which loss consumes
 this tensor?", "is this loop an evaluation pass?") instead of re-deriving
 the answers. The domain modules in ``lintorch.analyze`` import downwards
-only (values <- models <- losses, values <- data <- optim <- modes; ranges,
-losses and shapes also read data); name heuristics live in
-``lintorch.analyze.names`` alone.
+only (values <- models <- losses, values <- data <- optim <- forwards <-
+modes <- passes; ranges,
+losses and shapes also read data); name heuristics live
+in ``lintorch.analyze.names`` alone.
 """
 
 from typing import Optional
 
 from lintorch.analyze import names
 from lintorch.analyze.data import Data
+from lintorch.analyze.forwards import Forwards
 from lintorch.analyze.losses import Losses
 from lintorch.analyze.models import Models
 from lintorch.analyze.modes import Modes
 from lintorch.analyze.optim import Optimization
+from lintorch.analyze.passes import Passes
 from lintorch.analyze.ranges import Ranges
 from lintorch.analyze.shapes import Shapes
+from lintorch.analyze.statements import Statements
 from lintorch.analyze.values import Values
 from lintorch.index import ModuleIndex, Scope
 
@@ -48,6 +55,9 @@ class Analysis:
         self._data: Optional[Data] = None
         self._optim: Optional[Optimization] = None
         self._modes: Optional[Modes] = None
+        self._forwards: Optional[Forwards] = None
+        self._passes: Optional[Passes] = None
+        self._statements: Optional[Statements] = None
 
     @property
     def values(self) -> Values:
@@ -92,10 +102,28 @@ class Analysis:
         return self._optim
 
     @property
+    def statements(self) -> Statements:
+        if self._statements is None:
+            self._statements = Statements(self.index)
+        return self._statements
+
+    @property
+    def forwards(self) -> Forwards:
+        if self._forwards is None:
+            self._forwards = Forwards(self.values, self.models, self.optim)
+        return self._forwards
+
+    @property
     def modes(self) -> Modes:
         if self._modes is None:
-            self._modes = Modes(self.values, self.models, self.optim, self.data)
+            self._modes = Modes(self.values, self.models, self.optim, self.forwards, self.statements)
         return self._modes
+
+    @property
+    def passes(self) -> Passes:
+        if self._passes is None:
+            self._passes = Passes(self.values, self.models, self.optim, self.data, self.modes, self.forwards, self.statements)
+        return self._passes
 
     def in_test_code(self, scope: Scope) -> bool:
         """Unit-test code (``test_*.py``/``*_test.py`` files, ``test*``

@@ -180,8 +180,14 @@ class Models:
             return False
         if isinstance(func, cst.Attribute) and func.attr.value in _FORWARD_METHODS:
             func = func.value
+        if isinstance(func, cst.Name) and func.value == "self":
+            # self(x) in a method of a module class runs its forward (Lightning's training_step)
+            klass = self.values.enclosing_class(call.scope)
+            return klass is not None and self.is_module_class(klass)
         if isinstance(func, cst.Name):
             name = func.value
+            if self.index.function_named(name, call.scope, call.order) is not None:
+                return False  # train_model(...), eval_model(...): a function of this module, not a module
         elif isinstance(func, cst.Attribute) and isinstance(func.value, (cst.Name, cst.Attribute)):
             if func is call.node.func and call.method in _NOT_FORWARD_METHODS:
                 return False
@@ -612,19 +618,25 @@ class Models:
         expr = value.expr
         qualname, klass = self.values.constructor(value)
         if klass is not None:
-            return self.class_mode_layers(klass, visiting)
+            return self.class_mode_layers(klass, visiting, expr if isinstance(expr, cst.Call) else None)
         if not isinstance(expr, cst.Call) or id(expr) in visiting:
             return None
         visiting = visiting | {id(expr)}
         if qualname is not None:
             if qualname in api.MODE_DEPENDENT_LAYERS:
-                return True
+                # nn.Dropout(0) / Dropout(p=0.0) does nothing in either mode
+                return not ("Dropout" in qualname and self._numbers(call_arg(expr, 0, "p"), value) == [0.0])
             if qualname in api.DROPOUT_ARGUMENT_LAYERS:
                 dropout = call_arg(expr, None, "dropout")
                 if dropout is None:
                     return False if not any(a.star for a in expr.args) else None
-                numbers = [number_value(v.expr) for v in self.values.definitions(dropout, value.scope, value.order)]
-                if numbers and all(n is not None for n in numbers):
+                if not qualname.endswith("MultiheadAttention"):
+                    # recurrent dropout acts between stacked layers only: none with one layer
+                    layers = call_arg(expr, 2, "num_layers")
+                    if layers is None or self._numbers(layers, value) == [1.0]:
+                        return False
+                numbers = self._numbers(dropout, value)
+                if numbers is not None:
                     return any(n > 0 for n in numbers)
                 return None
             if qualname in api.MODULE_CONTAINERS:
@@ -636,6 +648,8 @@ class Models:
                     found = self._value_mode_layers(layer.value, visiting)
                     results.append(None if found is True and layer.conditional else found)
                 return _combine_layers(results)
+            if qualname.endswith(".from_pretrained") and qualname.startswith("torch.nn."):
+                return False  # nn.Embedding.from_pretrained(weights): an embedding
             if qualname.startswith(api.MODEL_ZOO_PREFIXES) or qualname.endswith(".from_pretrained"):
                 return True
             short = qualname[len("torch.nn."):] if qualname.startswith("torch.nn.") else ""
@@ -647,8 +661,20 @@ class Models:
             return True
         return None
 
-    def class_mode_layers(self, klass: ClassInfo, visiting: Optional[Set[int]] = None) -> Optional[bool]:
-        """:meth:`mode_layers` for an instance of a local class."""
+    def _numbers(self, expr: Optional[cst.BaseExpression], value: Value) -> Optional[List[float]]:
+        """Every number ``expr`` may be (deduplicated), or None when unknown."""
+        if expr is None:
+            return None
+        numbers = [number_value(v.expr) for v in self.values.definitions(expr, value.scope, value.order)]
+        if not numbers or any(n is None for n in numbers):
+            return None
+        return sorted(set(numbers))
+
+    def class_mode_layers(
+        self, klass: ClassInfo, visiting: Optional[Set[int]] = None, instance: Optional[cst.Call] = None
+    ) -> Optional[bool]:
+        """:meth:`mode_layers` for an instance of a local class (``instance``:
+        the constructor call, whose arguments decide ``nn.Dropout(p=p)``)."""
         visiting = visiting if visiting is not None else set()
         if id(klass.node) in visiting:
             return None
@@ -693,8 +719,27 @@ class Models:
                         _, local = self.values.constructor(definition)
                         if local is not None and not self.is_module_class(local):
                             continue
+                        if instance is not None and self._dropout_off_in(definition, assign, klass, instance):
+                            results.append(False)
+                            continue
                         results.append(self._value_mode_layers(definition, visiting))
         return _combine_layers(results)
+
+    def _dropout_off_in(self, definition: Value, assign, klass: ClassInfo, instance: cst.Call) -> bool:
+        """``self.drop = nn.Dropout(p=p)`` with ``p`` an ``__init__`` parameter
+        that this instance leaves at (or sets to) 0: ``Net(..., p=0)``."""
+        qualname, _ = self.values.constructor(definition)
+        rate = call_arg(definition.expr, 0, "p") if qualname and "Dropout" in qualname else None
+        init = assign.scope.function
+        if not isinstance(rate, cst.Name) or init is None or init.name != "__init__":
+            return False
+        params = [name for name, _ in init.positional_params()]
+        param = next((p for n, p, kind in init.params if n == rate.value and kind in ("pos", "kwonly")), None)
+        if param is None:
+            return False
+        given = call_arg(instance, params.index(rate.value) if rate.value in params else None, rate.value)
+        chosen = given if given is not None else param.default
+        return chosen is not None and number_value(chosen) == 0
 
     def _attr_value_definitions(self, klass: ClassInfo, assign) -> List[Value]:
         """Definitions of a ``self.x = value`` value; a parameter of
