@@ -124,13 +124,19 @@ def _rename(name: cst.Name, new: str) -> Fix:
 
 def _single_operation_module(analysis, call):
     """``nn.ReLU`` (one autograd operation) when the hooked module visibly
-    is one: built as such, or narrowed by ``if isinstance(m, nn.ReLU):``."""
+    is one: built as such, narrowed by ``if isinstance(m, nn.ReLU):``, or a
+    loop variable over a container of such layers only."""
     receiver = call.receiver
     ctor = analysis.models.module_instance(receiver, call.scope, call.order)
     if ctor is not None:
         qualname, _ = analysis.values.constructor(ctor)
         return _short(qualname) if qualname in api.SINGLE_OP_MODULES else None
     if isinstance(receiver, cst.Name):
+        layers = analysis.models.iterated_layers(receiver, call.scope, call.order)
+        if layers:
+            kinds = {analysis.values.constructor(layer)[0] for layer in layers}
+            if kinds <= api.SINGLE_OP_MODULES:
+                return " / ".join(sorted(_short(k) for k in kinds))
         kinds = analysis.values.guarded_types(call, receiver.value, api.SINGLE_OP_MODULES)
         if kinds and kinds <= api.SINGLE_OP_MODULES:
             return " / ".join(sorted(_short(k) for k in kinds))

@@ -237,6 +237,32 @@ class Net(nn.Module):
     assert analysis.models.class_weight_layer_count(klass) == 1
 
 
+def test_layers_of_a_self_list_and_the_layers_a_loop_variable_takes():
+    """``self.layers = []`` grown by appends, wrapped in ``nn.ModuleList``;
+    ``for i, m in enumerate(self.stack)`` takes those layers."""
+    analysis = analyse(
+        LAYERS
+        + """
+class Tower(nn.Module):
+    def __init__(self, width, depth):
+        nn.Module.__init__(self)
+        self.layers = []
+        for _ in range(depth):
+            self.layers.append(nn.Linear(width, width))
+        self.layers.append(nn.ReLU())
+        self.stack = nn.ModuleList(self.layers)
+        for i, m in enumerate(self.stack):
+            use(m)
+        for m in other_modules:
+            use(m)
+"""
+    )
+    first, second = [c for c in analysis.index.calls if c.dotted == "use"]
+    layers = analysis.models.iterated_layers(first.node.args[0].value, first.scope, first.order)
+    assert [analysis.values.constructor(v)[0] for v in layers] == ["torch.nn.Linear", "torch.nn.ReLU"]
+    assert analysis.models.iterated_layers(second.node.args[0].value, second.scope, second.order) is None
+
+
 def test_submodules_iterated_by_apply_loops_and_helpers():
     analysis = analyse(
         """

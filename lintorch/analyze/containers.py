@@ -117,7 +117,12 @@ class Containers:
         if isinstance(expr, cst.Attribute):
             definitions = self.values.definitions(expr, value.scope, value.order)
             if len(definitions) == 1 and definitions[0].expr is not expr:
-                return self.items(definitions[0], until, depth + 1)
+                out = self.items(definitions[0], until, depth + 1)
+                if out is None or not isinstance(definitions[0].expr, cst.List):
+                    return out
+                # ``self.layers = []`` grown by ``self.layers.append(...)``
+                added = self.additions(definitions[0], until, depth + 1)
+                return out + added if added is not None else None
         return None
 
     def _name_items(self, name: cst.Name, value: Value, until: int, depth: int) -> Optional[List[Item]]:

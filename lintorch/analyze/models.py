@@ -240,6 +240,28 @@ class Models:
             found = found or value
         return found
 
+    def iterated_layers(self, name: cst.Name, scope: Scope, order: int) -> Optional[List[Value]]:
+        """The layers a loop variable takes: ``for m in self.layers`` or
+        ``for i, m in enumerate(self.layers)`` over an ``nn.Sequential`` /
+        ``nn.ModuleList`` whose every layer is visible. None otherwise."""
+        bindings = self.index.lookup(name.value, scope, order)
+        if len(bindings) != 1 or bindings[0].kind != "for" or bindings[0].value is None:
+            return None
+        binding = bindings[0]
+        iterable, unpack = binding.value, binding.unpack
+        if isinstance(iterable, cst.Call) and self.index.qualname_of(iterable.func, binding.scope, binding.order) is None \
+                and isinstance(iterable.func, cst.Name) and iterable.func.value == "enumerate" and iterable.args:
+            if unpack[:1] != (1,):
+                return None
+            iterable, unpack = iterable.args[0].value, unpack[1:]
+        if unpack:
+            return None
+        container = self.module_instance(iterable, binding.scope, binding.order)
+        if container is None or self.values.constructor(container)[0] not in api.MODULE_CONTAINERS:
+            return None
+        layers = self.layers(container)
+        return [layer.value for layer in layers] if layers else None
+
     def is_module_constructor(self, value: Value) -> bool:
         """``nn.Linear(...)``, ``Net(...)`` (local nn.Module subclass),
         ``torchvision.models.resnet18(...)``, ``self`` in a module."""
