@@ -57,6 +57,10 @@ def _check_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--stdin-filename", help="the path to report (and match config against) for stdin input")
     parser.add_argument("-j", "--jobs", type=int, default=0, help="worker processes (default: all cores; 1: serial)")
+    parser.add_argument(
+        "--module-memory", type=int, metavar="MB", default=None,
+        help="memory each process keeps for parsed modules that other files take facts from (default: 150)",
+    )
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the findings cache")
     parser.add_argument("--cache-dir", help="where to keep the cache (default: .lintorch_cache beside pyproject.toml)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
@@ -128,7 +132,8 @@ def check_main(argv: Sequence[str]) -> int:
         print(f"lintorch: error: {path}: {reason}", file=sys.stderr)
         status = EXIT_ERROR
     results = runner.lint_paths(
-        discovery.files, config, jobs=args.jobs, cache_dir=_cache_dir(args, config), debug=args.debug
+        discovery.files, config, jobs=args.jobs, cache_dir=_cache_dir(args, config), debug=args.debug,
+        project_memory_mb=args.module_memory,
     )
     for _, found in formats.progress(results, total=len(discovery.files)):
         findings += found

@@ -276,29 +276,15 @@ def _to_cells(prog: Program, finding: Finding) -> Finding:
     return dataclasses.replace(finding, cell=cell, line=line, end_line=end_line, end_column=end_column)
 
 
-def lint_notebook_bytes(
-    data: bytes,
-    path: str,
-    rules: Sequence[Rule],
-    *,
-    apply_noqa: bool = True,
-    debug: bool = False,
-) -> List[Finding]:
-    cells = load(data)
-    if isinstance(cells, source.SourceError):
-        return [engine.error_finding(path, cells)]
+def _parsed_program(cells: List[Cell], path: str) -> Tuple[Program, Optional["cst.Module"], List[Finding]]:
+    """The program of the cells that parse, its tree (None when none is
+    left), and an LT000 finding for each cell left out."""
     findings: List[Finding] = []
-    candidates = None
     while True:
         prog = program(cells)
-        encoded = prog.text.encode("utf-8")
-        if candidates is None:
-            candidates = engine.could_trigger(encoded, rules)
-            if not candidates:
-                return []
         module = source.parse(prog.text)
         if not isinstance(module, source.SourceError):
-            break
+            return prog, module, findings
         # Leave the cell that does not parse out, as Jupyter still runs the others.
         cell, line = _locate(prog, module.line)
         reason = _PARSER_POSITION_RE.sub("", module.reason)  # a position in the joined cells
@@ -307,10 +293,44 @@ def lint_notebook_bytes(
         findings.append(dataclasses.replace(error, cell=cell, end_line=line, message=message))
         remaining = [c for c in cells if c.number != cell]
         if cell is None or len(remaining) == len(cells):
-            return findings
+            return prog, None, findings
         cells = remaining
+
+
+def program_tree(data: bytes, path: str):
+    """``(text, tree, line label)`` of a notebook's code, for another file's
+    analysis that imports nothing from it but is called from it; None when
+    it cannot be read."""
+    cells = load(data)
+    if isinstance(cells, source.SourceError):
+        return None
+    prog, module, _ = _parsed_program(cells, path)
+    return (prog.text, module, lambda n: _label(prog, n)) if module is not None else None
+
+
+def lint_notebook_bytes(
+    data: bytes,
+    path: str,
+    rules: Sequence[Rule],
+    *,
+    apply_noqa: bool = True,
+    debug: bool = False,
+    project=None,
+) -> List[Finding]:
+    cells = load(data)
+    if isinstance(cells, source.SourceError):
+        return [engine.error_finding(path, cells)]
+    candidates = engine.could_trigger(program(cells).text.encode("utf-8"), rules)
+    if project is not None and len(candidates) < len(rules):
+        candidates = project.could_trigger(path, candidates, rules)
+    if not candidates:
+        return []
+    prog, module, findings = _parsed_program(cells, path)
+    if module is None:
+        return findings
     found = engine.lint_module(
-        module, prog.text, path, candidates, apply_noqa=apply_noqa, debug=debug, line_label=lambda n: _label(prog, n)
+        module, prog.text, path, candidates, apply_noqa=apply_noqa, debug=debug, line_label=lambda n: _label(prog, n),
+        project=project,
     )
     findings.extend(_to_cells(prog, finding) for finding in found)
     findings.sort(key=lambda f: (f.cell or 0, f.line, f.column, f.code))

@@ -5,8 +5,9 @@ import pytest
 
 from conftest import FIXTURES, expectations, expected_severities, lint_text
 
-# fixtures/probe/ holds runtime-probe scripts (tests/test_probe.py), not static expectations.
-FIXTURE_FILES = sorted(p for p in FIXTURES.rglob("*.py") if p.relative_to(FIXTURES).parts[0] != "probe")
+# fixtures/probe/ holds runtime-probe scripts (tests/test_probe.py), not static
+# expectations; fixtures/projects/ holds multi-file projects (tests/test_projects.py).
+FIXTURE_FILES = sorted(p for p in FIXTURES.rglob("*.py") if p.relative_to(FIXTURES).parts[0] not in ("probe", "projects"))
 
 
 @pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: str(p.relative_to(FIXTURES)))
