@@ -18,8 +18,9 @@ lazily on first use and memoised:
 Rules ask these questions ("is this value a model?", "which loss consumes
 this tensor?", "is this loop an evaluation pass?") instead of re-deriving
 the answers. The domain modules in ``lintorch.analyze`` import downwards
-only (values <- models <- losses, values <- data <- optim <- modes); name
-heuristics live in ``lintorch.analyze.names`` alone.
+only (values <- models <- losses, values <- data <- optim <- modes; ranges
+and losses also read data); name heuristics live in
+``lintorch.analyze.names`` alone.
 """
 
 from typing import Optional
@@ -63,13 +64,13 @@ class Analysis:
     @property
     def losses(self) -> Losses:
         if self._losses is None:
-            self._losses = Losses(self.values, self.models)
+            self._losses = Losses(self.values, self.models, self.data)
         return self._losses
 
     @property
     def ranges(self) -> Ranges:
         if self._ranges is None:
-            self._ranges = Ranges(self.values)
+            self._ranges = Ranges(self.values, self.data)
         return self._ranges
 
     @property

@@ -9,10 +9,11 @@ configuration or path errors.
 """
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 from lintorch import __version__, config as config_mod, registry
 from lintorch.rule import Finding
@@ -46,6 +47,10 @@ def _check_parser() -> argparse.ArgumentParser:
     parser.add_argument("--unsafe-fixes", action="store_true", help="also apply fixes that change behaviour (with --fix/--diff)")
     parser.add_argument("--diff", action="store_true", help="print the fixes as a unified diff instead of writing them")
     parser.add_argument("--statistics", action="store_true", help="print the number of findings per code")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true",
+        help="text format: no closing summary (Found.../All checks passed...), nor --fix's count",
+    )
     parser.add_argument("--select", type=_selector_list, help="codes, prefixes (LT2) or names to enable, replacing the config")
     parser.add_argument("--ignore", type=_selector_list, default=[], help="codes, prefixes or names to disable")
     parser.add_argument("--extend-select", type=_selector_list, default=[], help="codes to enable on top of select")
@@ -53,7 +58,16 @@ def _check_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, help="pyproject.toml to read [tool.lintorch] from")
     parser.add_argument("--isolated", action="store_true", help="ignore all configuration files")
     parser.add_argument(
-        "--force-exclude", action="store_true", help="apply exclude to files named on the command line too"
+        "--exclude", type=_selector_list, metavar="PATTERNS",
+        help="comma-separated globs to skip, relative to the working directory, replacing the config's exclude",
+    )
+    parser.add_argument(
+        "--extend-exclude", type=_selector_list, default=[], metavar="PATTERNS",
+        help="globs to skip on top of exclude (relative to the working directory)",
+    )
+    parser.add_argument(
+        "--force-exclude", action="store_true",
+        help="apply exclude to files named on the command line (and to --stdin-filename) too",
     )
     parser.add_argument("--stdin-filename", help="the path to report (and match config against) for stdin input")
     parser.add_argument("-j", "--jobs", type=int, default=0, help="worker processes (default: all cores; 1: serial)")
@@ -82,6 +96,10 @@ def _load_config(args: argparse.Namespace) -> config_mod.Config:
     if args.select is not None:
         config.select = args.select
     config.force_exclude = config.force_exclude or args.force_exclude
+    if args.exclude is not None:
+        config.exclude = []
+        config.command_line_exclude = list(args.exclude)
+    config.command_line_exclude += args.extend_exclude
     config.ignore = config.ignore + args.ignore
     config.extend_select = config.extend_select + args.extend_select
     config_mod.validate_selectors(config, "command line")
@@ -119,34 +137,45 @@ def check_main(argv: Sequence[str]) -> int:
     stdin_text: Dict[str, str] = {}
 
     if "-" in paths:
-        linter = runner.FileLinter(config, None, args.debug)
         display = args.stdin_filename or "-"
-        data = sys.stdin.buffer.read()
-        stdin_text[display] = data.decode("utf-8", errors="replace")
-        findings += linter.lint_data(data, display)
-        checked += 1
+        # --force-exclude covers the name stdin stands for, as it covers named files (ruff too)
+        if not (config.force_exclude and args.stdin_filename and config.is_excluded(args.stdin_filename)):
+            linter = runner.FileLinter(config, None, args.debug)
+            data = sys.stdin.buffer.read()
+            stdin_text[display] = data.decode("utf-8", errors="replace")
+            findings += linter.lint_data(data, display)
+            checked += 1
         paths = [p for p in paths if p != "-"]
 
     discovery = files.discover(paths, config)
     for path, reason in discovery.missing:
         print(f"lintorch: error: {path}: {reason}", file=sys.stderr)
         status = EXIT_ERROR
-    results = runner.lint_paths(
-        discovery.files, config, jobs=args.jobs, cache_dir=_cache_dir(args, config), debug=args.debug,
-        project_memory_mb=args.module_memory,
-    )
-    for _, found in formats.progress(results, total=len(discovery.files)):
-        findings += found
-        checked += 1
+    if config.enabled_codes():
+        results = runner.lint_paths(
+            discovery.files, config, jobs=args.jobs, cache_dir=_cache_dir(args, config), debug=args.debug,
+            project_memory_mb=args.module_memory,
+        )
+        for _, found in formats.progress(results, total=len(discovery.files)):
+            findings += found
+            checked += 1
 
-    return _finish(args, findings, checked, stdin_text, status)
+    return _finish(args, config, findings, checked, stdin_text, status)
 
 
 def _finish(
-    args: argparse.Namespace, findings: List[Finding], checked: int, stdin_text: Dict[str, str], status: int
+    args: argparse.Namespace,
+    config: config_mod.Config,
+    findings: List[Finding],
+    checked: int,
+    stdin_text: Dict[str, str],
+    status: int,
 ) -> int:
     """Report, then the exit status: 2 if anything failed, 1 if findings
     remain (unless --exit-zero), else 0."""
+    _warn_if_nothing_checked(args, config, checked, status)
+    if not config.enabled_codes():
+        checked = 0  # stdin was read, but no rule looked at it
     if not _report(args, findings, checked, stdin_text):
         return EXIT_ERROR
     if status == EXIT_ERROR:
@@ -154,6 +183,39 @@ def _finish(
     if findings and not args.exit_zero:
         return EXIT_FINDINGS
     return EXIT_CLEAN
+
+
+def _warn_if_nothing_checked(args: argparse.Namespace, config: config_mod.Config, checked: int, status: int) -> None:
+    """A run that checked nothing says so on stderr: silence must mean clean."""
+    if not config.enabled_codes():
+        print("lintorch: warning: no rule is selected (select, ignore); nothing was checked", file=sys.stderr)
+    elif checked == 0 and status != EXIT_ERROR:  # (a missing path was already reported)
+        where = " ".join(args.paths or ["."])
+        print(
+            f"lintorch: warning: no Python files or notebooks to check in {where} "
+            "(*.py, *.pyi, *.ipynb; excluded paths are skipped); nothing was checked",
+            file=sys.stderr,
+        )
+
+
+class OutputError(Exception):
+    """The report could not be written (a full disk, a closed stream)."""
+
+    def __init__(self, target: str, error: OSError):
+        super().__init__(f"cannot write {target}: {error.strerror or error}")
+        self.to_stdout = target == "to standard output"
+
+
+@contextlib.contextmanager
+def _writing(target: Optional[str] = None) -> Iterator[None]:
+    """Turn a failed write (not a closed pipe, which ends quietly) into
+    :class:`OutputError`; ``target`` is a file name, None for stdout."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"to {target}" if target else "to standard output", exc) from None
 
 
 def _report(args: argparse.Namespace, findings: List[Finding], checked: int, stdin_text: Dict[str, str]) -> bool:
@@ -168,27 +230,28 @@ def _report(args: argparse.Namespace, findings: List[Finding], checked: int, std
             return False
     else:
         stdout = sys.stdout
-    try:
-        if args.format == "json":
-            output.write_json(findings, stdout)
-        elif args.format == "sarif":
-            formats.write_sarif(findings, stdout)
-        elif args.format == "github":
-            formats.write_github(findings, stdout)
-        else:
-            style = formats.Style(formats.use_color(args.color, stdout))
-            formats.write_text(
-                findings, stdout, checked, style=style, show_source=args.show_source,
-                sources=formats.SourceLines(stdin_text), unsafe_fixes=args.unsafe_fixes,
-            )
-            if args.statistics:
-                output.write_statistics(findings, stdout)
-        if args.format != "text" and args.statistics:
-            output.write_statistics(findings, sys.stderr)
-        stdout.flush()
-    finally:
-        if stdout is not sys.stdout:
-            stdout.close()
+    with _writing(args.output_file):
+        try:
+            if args.format == "json":
+                output.write_json(findings, stdout)
+            elif args.format == "sarif":
+                formats.write_sarif(findings, stdout)
+            elif args.format == "github":
+                formats.write_github(findings, stdout)
+            else:
+                style = formats.Style(formats.use_color(args.color, stdout))
+                formats.write_text(
+                    findings, stdout, checked, style=style, show_source=args.show_source,
+                    sources=formats.SourceLines(stdin_text), unsafe_fixes=args.unsafe_fixes, quiet=args.quiet,
+                )
+                if args.statistics:
+                    output.write_statistics(findings, stdout)
+            if args.format != "text" and args.statistics:
+                output.write_statistics(findings, sys.stderr)
+            stdout.flush()
+        finally:
+            if stdout is not sys.stdout:
+                stdout.close()  # flushes again: a full disk raises here too
     return True
 
 
@@ -208,7 +271,7 @@ def _fix_main(args: argparse.Namespace, config: config_mod.Config) -> int:
         status = EXIT_ERROR
     findings: List[Finding] = []
     fixed = fixed_files = 0
-    for path in formats.progress(discovery.files):
+    for path in formats.progress(discovery.files if config.enabled_codes() else []):
         codes = rules.codes_for(runner.display_path(path))
         try:
             outcome = fix.fix_file(
@@ -232,18 +295,25 @@ def _fix_main(args: argparse.Namespace, config: config_mod.Config) -> int:
             fixed += len(outcome.applied)
             fixed_files += 1
             if args.diff:
-                sys.stdout.write(outcome.diff())
+                with _writing():
+                    sys.stdout.write(outcome.diff())
         findings += outcome.remaining
+    checked = len(discovery.files) if config.enabled_codes() else 0
     if args.diff:
-        sys.stdout.flush()
-        noun = "fix" if fixed == 1 else "fixes"
-        print(f"Would apply {fixed} {noun} in {fixed_files} file{'s' if fixed_files != 1 else ''}.", file=sys.stderr)
+        with _writing():
+            sys.stdout.flush()
+        if not args.quiet:
+            print(
+                f"Would apply {formats.plural(fixed, 'fix', 'fixes')} in {formats.plural(fixed_files, 'file')}.",
+                file=sys.stderr,
+            )
+        _warn_if_nothing_checked(args, config, checked, status)
         if status == EXIT_ERROR:
             return status
         return EXIT_FINDINGS if fixed and not args.exit_zero else EXIT_CLEAN
-    noun = "finding" if fixed == 1 else "findings"
-    print(f"Fixed {fixed} {noun} in {fixed_files} file{'s' if fixed_files != 1 else ''}.", file=sys.stderr)
-    return _finish(args, findings, len(discovery.files), {}, status)
+    if not args.quiet:
+        print(f"Fixed {formats.plural(fixed, 'finding')} in {formats.plural(fixed_files, 'file')}.", file=sys.stderr)
+    return _finish(args, config, findings, checked, {}, status)
 
 
 # -- lintorch rule ------------------------------------------------------------
@@ -265,24 +335,27 @@ def rule_main(argv: Sequence[str]) -> int:
     if args.all == bool(args.selector):
         parser.error("give a rule code or name, or --all")
     if args.all:
-        classes = list(registry.all_rules())
+        # the table lists LT000/LT001 itself; the other formats document them first
+        classes = [*([] if args.format == "table" else output.ENGINE_CODES), *registry.all_rules()]
     else:
         try:
-            classes = [registry.rule_by_selector(args.selector)]
+            classes = [output.documented_code(args.selector)]
         except registry.UnknownSelector:
             print(f"lintorch: error: unknown rule {args.selector!r} (see `lintorch rule --all`)", file=sys.stderr)
             return EXIT_ERROR
-    if args.format == "json":
-        import json
+    with _writing():
+        if args.format == "json":
+            import json
 
-        json.dump(output.rules_json(classes), sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    elif args.format == "table":
-        sys.stdout.write(output.rule_table_markdown(classes))
-    elif args.format == "markdown":
-        sys.stdout.write("\n".join(output.rule_markdown(cls) for cls in classes))
-    else:
-        sys.stdout.write("\n\n".join(output.rule_text(cls) for cls in classes))
+            json.dump(output.rules_json(classes), sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        elif args.format == "table":
+            sys.stdout.write(output.rule_table_markdown(classes))
+        elif args.format == "markdown":
+            sys.stdout.write("\n".join(output.rule_markdown(cls) for cls in classes))
+        else:
+            sys.stdout.write("\n\n".join(output.rule_text(cls) for cls in classes))
+        sys.stdout.flush()
     return EXIT_CLEAN
 
 
@@ -325,10 +398,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("lintorch: interrupted", file=sys.stderr)
         return 130
+    except OutputError as exc:
+        print(f"lintorch: error: {exc}", file=sys.stderr)
+        if exc.to_stdout:
+            _discard_stdout()
+        return EXIT_ERROR
     except BrokenPipeError:
         # `lintorch . | head`: stop quietly, as other Unix tools do.
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
-            pass
+        _discard_stdout()
         return EXIT_FINDINGS
+
+
+def _discard_stdout() -> None:
+    """Point stdout's descriptor at /dev/null, so that Python's flush at exit
+    does not fail a second time on what is still buffered."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real descriptor (tests capture stdout)
+        pass

@@ -41,6 +41,8 @@ class Config:
     ignore: List[str] = field(default_factory=list)
     extend_select: List[str] = field(default_factory=list)
     exclude: List[str] = field(default_factory=list)
+    #: ``--exclude``/``--extend-exclude`` patterns, relative to the working directory.
+    command_line_exclude: List[str] = field(default_factory=list)
     per_file_ignores: Dict[str, List[str]] = field(default_factory=dict)
     #: Apply ``exclude`` to explicitly named files too (for pre-commit).
     force_exclude: bool = False
@@ -69,10 +71,14 @@ class Config:
         return frozenset(out)
 
     def is_excluded(self, path: str) -> bool:
-        if not self.exclude:
-            return False
-        relative = _relative(path, self.root)
-        return any(_matches(relative, pattern) for pattern in self.exclude)
+        if self.exclude:
+            relative = _relative(path, self.root)
+            if any(_matches(relative, pattern) for pattern in self.exclude):
+                return True
+        if self.command_line_exclude:
+            relative = _relative(path, Path(os.getcwd()))
+            return any(_matches(relative, pattern) for pattern in self.command_line_exclude)
+        return False
 
 
 def _resolved(root: Path) -> str:
@@ -116,7 +122,14 @@ def _matches(relative: str, pattern: str) -> bool:
 
 def find_pyproject(start_paths: Sequence[str]) -> Optional[Path]:
     """The nearest pyproject.toml with a ``[tool.lintorch]`` table, walking up
-    from the common parent of the paths (or the working directory)."""
+    from the common parent of the paths (or the working directory).
+
+    The TOML is parsed: ``[tool."lintorch"]``, ``[ tool.lintorch ]`` and
+    ``[tool]`` + ``lintorch = {...}`` all count. Only a file in which the key
+    ``tool`` cannot be spelt at all (no ``tool``, no escape such as
+    ``"\\u0074ool"``) is passed over on its bytes. A file that is not valid
+    TOML is chosen when it might hold the table (it names ``lintorch`` or has
+    escapes), so that :func:`load` reports it instead of ignoring it."""
     absolute = [os.path.abspath(p) for p in start_paths if p != "-"] or [os.getcwd()]
     try:
         common = Path(os.path.commonpath(absolute))
@@ -131,9 +144,28 @@ def find_pyproject(start_paths: Sequence[str]) -> Optional[Path]:
                 data = candidate.read_bytes()
             except OSError:
                 continue
-            if b"[tool.lintorch" in data:
+            escaped = b"\\u" in data or b"\\U" in data
+            if b"tool" not in data and not escaped:
+                continue
+            try:
+                document = _parse(candidate, data)
+            except ConfigError:
+                if b"lintorch" in data or escaped:
+                    return candidate
+                continue
+            tool = document.get("tool")
+            if isinstance(tool, dict) and "lintorch" in tool:
                 return candidate
     return None
+
+
+def _parse(path: Path, raw: bytes) -> dict:
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
 
 
 def load(path: Optional[Path]) -> Config:
@@ -143,12 +175,7 @@ def load(path: Optional[Path]) -> Config:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        document = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not valid UTF-8") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    document = _parse(path, raw)
     tool = document.get("tool", {})
     table = tool.get("lintorch") if isinstance(tool, dict) else None
     if table is None:

@@ -6,15 +6,16 @@ every enabled rule queries the module's semantic model -> positions computed onl
 reported nodes -> ``# noqa`` filtering.
 """
 
+import dataclasses
 import os
 import re
 import stat
 import traceback
-from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import libcst as cst
 
-from lintorch import registry, source
+from lintorch import notebook, registry, source
 from lintorch.analysis import Analysis
 from lintorch.index import ModuleIndex
 from lintorch.rule import Finding, Report, Rule, Severity
@@ -55,6 +56,22 @@ def could_trigger(data: bytes, rules: Sequence[Rule]) -> List[Rule]:
     return [rule for rule in rules if any(word in data for word in rule.trigger_bytes())]
 
 
+def syntax_error(text: str) -> Optional[source.SourceError]:
+    """Why ``text`` is not Python, or None, for files no rule needs parsed.
+
+    CPython's parser answers first (a tenth of libcst's time, see
+    bench/syntax_cost.py). Only where it refuses the code does libcst
+    decide, as for every analysed file: it knows syntax newer than this
+    interpreter, and its error carries CPython's message and position."""
+    try:
+        source.cpython_parse(text)
+        return None
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        pass
+    parsed = source.parse(text)
+    return parsed if isinstance(parsed, source.SourceError) else None
+
+
 def lint_bytes(
     data: bytes,
     path: str,
@@ -62,15 +79,18 @@ def lint_bytes(
     *,
     apply_noqa: bool = True,
     debug: bool = False,
+    check_syntax: bool = True,
     project: Optional["Project"] = None,
 ) -> List[Finding]:
     """Lint a file's raw bytes (decoded per PEP 263); a ``.ipynb`` path is
-    read as a Jupyter notebook. With a ``project``, facts flow in from the
-    modules the file imports and the modules that import it."""
+    read as a Jupyter notebook. ``check_syntax``: report a syntax error
+    (LT000) even when no rule needs the file parsed. With a ``project``,
+    facts flow in from the modules the file imports and the modules that
+    import it."""
     if path.endswith(NOTEBOOK_SUFFIX):
-        from lintorch import notebook
-
-        return notebook.lint_notebook_bytes(data, path, rules, apply_noqa=apply_noqa, debug=debug, project=project)
+        return lint_notebook(
+            data, path, rules, apply_noqa=apply_noqa, debug=debug, check_syntax=check_syntax, project=project
+        )
     candidates = could_trigger(data, rules)
     if project is not None and len(candidates) < len(rules):
         candidates = project.could_trigger(path, candidates, rules)
@@ -78,6 +98,12 @@ def lint_bytes(
     if isinstance(decoded, source.SourceError):
         return [error_finding(path, decoded)]
     if not candidates:
+        # Files over the size limit are not checked: CPython needs seconds
+        # and a GB per 10 MB of generated data, and no rule could fire.
+        if check_syntax and len(decoded.text) <= source.MAX_SOURCE_CHARS:
+            error = syntax_error(decoded.text)
+            if error is not None:
+                return [error_finding(path, error)]
         return []
     return _lint_decoded(decoded.text, path, candidates, apply_noqa, debug, project)
 
@@ -156,6 +182,112 @@ def lint_module(
         findings = filter_noqa(findings, text)
     findings.sort(key=Finding.sort_key)
     return _dedupe(findings)
+
+
+# -- notebooks -------------------------------------------------------------
+#
+# Each code cell is checked on its own, as Jupyter compiles each cell on its
+# own: a cell that does not parse is reported (LT000, with its cell) and left
+# out, and the others are analysed as one program, so an unfinished cell
+# cannot move its error onto the next cell and hide the rest.
+
+_PARSER_POSITION_RE = re.compile(r"error at \d+:\d+: ")
+
+
+def _cell_error(path: str, cell: Optional[int], error: source.SourceError, line: int, column: int) -> Finding:
+    reason = _PARSER_POSITION_RE.sub("", error.reason)  # libcst's position in the joined cells
+    finding = error_finding(path, source.SourceError(reason, line, column))
+    message = f"cannot analyse this cell, left out (the other cells were analysed): {reason}"
+    return dataclasses.replace(finding, cell=cell, message=message)
+
+
+def _cells_that_parse(codes: Sequence[notebook.CellCode], path: str) -> Tuple[List[notebook.CellCode], List[Finding]]:
+    good, errors = [], []
+    for code in codes:
+        error = syntax_error(code.text)
+        if error is None:
+            good.append(code)
+        else:
+            errors.append(_cell_error(path, code.number, error, error.line, code.column(error.line, error.column)))
+    return good, errors
+
+
+def notebook_program(
+    codes: Sequence[notebook.CellCode], path: str
+) -> Tuple[notebook.Program, Optional[cst.Module], List[Finding]]:
+    """The program of the code cells that parse, its tree (None if the
+    cells still do not parse together), and LT000 for each cell left out."""
+    good, errors = _cells_that_parse(codes, path)
+    while True:
+        prog = notebook.program(good)
+        module = source.parse(prog.text)
+        if not isinstance(module, source.SourceError):
+            return prog, module, errors
+        # libcst refuses what CPython accepted cell by cell: leave that cell out too
+        cell, line, column = prog.position(module.line, module.column)
+        errors.append(_cell_error(path, cell, module, line, column))
+        remaining = [code for code in good if code.number != cell]
+        if cell is None or len(remaining) == len(good):
+            return prog, None, errors
+        good = remaining
+
+
+def notebook_tree(data: bytes, path: str) -> Optional[Tuple[str, cst.Module, Callable[[int], str]]]:
+    """``(text, tree, line label)`` of a notebook's cells that parse, for a
+    project: the analysis of a module the notebook calls reads it for its
+    arguments. None when it cannot be read."""
+    cells = notebook.load(data)
+    if isinstance(cells, source.SourceError):
+        return None
+    prog, module, _ = notebook_program([notebook.cell_code(cell) for cell in cells], path)
+    return (prog.text, module, prog.label) if module is not None else None
+
+
+def in_cells(prog: notebook.Program, finding: Finding) -> Finding:
+    """A finding on the program, located in its notebook cell."""
+    cell, line, column = prog.position(finding.line, finding.column)
+    end_cell, end_line, end_column = prog.position(finding.end_line, finding.end_column)
+    if end_cell != cell:  # cannot happen for one node; keep the range in the start cell
+        end_line, end_column = line, column
+    return dataclasses.replace(finding, cell=cell, line=line, column=column, end_line=end_line, end_column=end_column)
+
+
+def lint_notebook(
+    data: bytes,
+    path: str,
+    rules: Sequence[Rule],
+    *,
+    apply_noqa: bool = True,
+    debug: bool = False,
+    check_syntax: bool = True,
+    project: Optional["Project"] = None,
+) -> List[Finding]:
+    """Lint a Jupyter notebook's code cells as one program (see :mod:`lintorch.notebook`)."""
+    cells = notebook.load(data)
+    if isinstance(cells, source.SourceError):
+        return [error_finding(path, cells)]
+    codes = [notebook.cell_code(cell) for cell in cells]
+    candidates = could_trigger("".join(code.text for code in codes).encode("utf-8"), rules)
+    if project is not None and len(candidates) < len(rules):
+        candidates = project.could_trigger(path, candidates, rules)
+    if not candidates:
+        return _sorted_by_cell(_cells_that_parse(codes, path)[1]) if check_syntax else []
+    prog, module, findings = notebook_program(codes, path)
+    if module is not None:
+        found = lint_module(
+            module, prog.text, path, candidates, apply_noqa=apply_noqa, debug=debug, line_label=prog.label,
+            project=project,
+        )
+        found = [in_cells(prog, finding) for finding in found]
+        if any(finding.fix is not None for finding in found) and not notebook.rewritable(data):
+            # --fix could not write this notebook back: offer no fix
+            found = [dataclasses.replace(finding, fix=None) for finding in found]
+        findings += found
+    return _sorted_by_cell(findings)
+
+
+def _sorted_by_cell(findings: List[Finding]) -> List[Finding]:
+    return sorted(findings, key=lambda f: (f.cell or 0, f.line, f.column, f.code))
 
 
 def _internal_error(path: str, rule: Rule, exc: BaseException, debug: bool) -> Finding:

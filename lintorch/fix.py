@@ -29,12 +29,12 @@ import stat
 import tempfile
 import tokenize
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import libcst as cst
 
-from lintorch import engine, source
+from lintorch import engine, notebook, registry, source
 from lintorch.rule import Finding, Fix, Rule
 
 MAX_PASSES = 10
@@ -140,7 +140,9 @@ def _fix_bytes(
         outcome.skipped = f"not fixed: re-encoding it as {decoded.encoding} would not give back its bytes"
         return outcome
     if not engine.could_trigger(data, rules):
-        outcome.text = text  # no rule can fire: nothing to parse, nothing to fix
+        # no rule can fire: nothing to fix, but a syntax error is still reported
+        outcome.remaining = [f for f in engine.lint_bytes(data, path, rules, debug=debug) if keep(f)]
+        outcome.text = text
         return outcome
     dropped_keys = set()
     budget: Optional[Counter] = None
@@ -315,6 +317,66 @@ def _try_apply(module: cst.Module, findings: List[Finding], before: Counter):
     return text
 
 
+# -- notebooks ---------------------------------------------------------------
+#
+# Fixes are computed on the program of the code cells (a fix may need several
+# cells' context) and the changed lines are put back into their cells; the
+# notebook is rewritten only in its own JSON layout (notebook.with_cell_sources).
+
+
+def fix_notebook_bytes(
+    data: bytes,
+    path: str,
+    rules: Sequence[Rule],
+    *,
+    unsafe: bool = False,
+    keep: Optional[Keep] = None,
+    debug: bool = False,
+) -> FixOutcome:
+    """Fix a notebook's code cells; see :func:`fix_bytes`."""
+    outcome = FixOutcome(path, data)
+    keep = keep or (lambda finding: True)
+
+    def lint_only(reason: Optional[str] = None) -> FixOutcome:
+        outcome.remaining = [f for f in engine.lint_bytes(data, path, rules, debug=debug) if keep(f)]
+        if reason is not None and any(f.code != registry.UNPARSABLE_CODE for f in outcome.remaining):
+            outcome.skipped = reason
+        return outcome
+
+    cells = notebook.load(data)
+    if isinstance(cells, source.SourceError) or not cells:
+        return lint_only()
+    if not notebook.rewritable(data):
+        return lint_only("notebook not fixed: its JSON layout is not one lintorch can rewrite unchanged")
+    prog, module, _ = engine.notebook_program([notebook.cell_code(cell) for cell in cells], path)
+    if module is None:
+        return lint_only("notebook not fixed: its code cells do not parse together")
+    fixed = fix_bytes(prog.text.encode("utf-8"), path, rules, unsafe=unsafe, keep=keep, debug=debug)
+    outcome.dropped = [(engine.in_cells(prog, f), reason) for f, reason in fixed.dropped]
+    if not fixed.changed:
+        return lint_only()
+    new_sources = notebook.cell_sources(prog, fixed.text)
+    new_text = notebook.with_cell_sources(data, cells, new_sources) if new_sources is not None else None
+    if new_text is None:
+        return lint_only("notebook not fixed: a fix spans cells or IPython syntax")
+    outcome.original_text, outcome.text = data.decode("utf-8-sig"), new_text
+    outcome.has_bom = data.startswith(codecs.BOM_UTF8)
+    outcome.applied = [engine.in_cells(prog, f) for f in fixed.applied]
+    outcome.cell_diff = _cells_diff(path, {cell.number: cell for cell in cells}, new_sources)
+    outcome.remaining = [f for f in engine.lint_bytes(outcome.new_bytes(), path, rules, debug=debug) if keep(f)]
+    return outcome
+
+
+def _cells_diff(path: str, cells: Dict[int, notebook.Cell], new_sources: Dict[int, List[str]]) -> str:
+    out = []
+    for number in sorted(new_sources):
+        before = [line + "\n" for line in notebook.split_lines(cells[number].source)]
+        after = [line + "\n" for line in new_sources[number]]
+        name = f"{path}:cell {number}"
+        out.extend(difflib.unified_diff(before, after, fromfile=f"a/{name}", tofile=f"b/{name}"))
+    return "".join(out)
+
+
 # -- writing ---------------------------------------------------------------
 
 
@@ -372,11 +434,23 @@ def fix_file(
         outcome.remaining = [data] if (keep or bool)(data) else []
         return outcome
     if display_path.endswith(engine.NOTEBOOK_SUFFIX):
-        from lintorch import notebook
-
-        outcome = notebook.fix_notebook_bytes(data, display_path, rules, unsafe=unsafe, keep=keep, debug=debug)
+        outcome = fix_notebook_bytes(data, display_path, rules, unsafe=unsafe, keep=keep, debug=debug)
     else:
         outcome = fix_bytes(data, display_path, rules, unsafe=unsafe, keep=keep, debug=debug)
     if write and outcome.changed:
         write_atomic(path, outcome.new_bytes(), data)
+    outcome.remaining = _without_unusable_fixes(outcome, unsafe)
     return outcome
+
+
+def _without_unusable_fixes(outcome: FixOutcome, unsafe: bool) -> List[Finding]:
+    """What is left after fixing, with no fix offered where another run
+    could not apply it: a fix enabled in this run that is still there (it
+    was dropped, or kept clashing), or any fix of a file that cannot be
+    fixed at all. The summary's advice then counts only fixes that can apply."""
+    return [
+        replace(finding, fix=None)
+        if finding.fix is not None and (outcome.skipped or enabled(finding.fix, unsafe))
+        else finding
+        for finding in outcome.remaining
+    ]

@@ -36,10 +36,10 @@ class LintorchFlake8:
     @classmethod
     def project(cls):
         if cls._project is None:
-            from lintorch import notebook
+            from lintorch import engine
             from lintorch.project import Project
 
-            cls._project = Project(notebook_loader=notebook.program_tree)
+            cls._project = Project(notebook_loader=engine.notebook_tree)
         return cls._project
 
     def run(self) -> Iterator[Tuple[int, int, str, type]]:

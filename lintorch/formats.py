@@ -13,7 +13,6 @@ from lintorch import __version__, registry
 from lintorch.rule import Finding, Severity
 
 SARIF_SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
-INFORMATION_URI = "https://pypi.org/project/lintorch/"
 
 # -- notebook findings located in the .ipynb file ----------------------------
 
@@ -86,25 +85,8 @@ def sarif_rules(classes: Iterable[type]) -> List[dict]:
     pseudo-rules (unparsable file, internal error)."""
     from lintorch import output
 
-    rules = [
-        {
-            "id": registry.UNPARSABLE_CODE,
-            "name": registry.UNPARSABLE_NAME,
-            "shortDescription": {"text": "a file that cannot be read, decoded or parsed"},
-            "fullDescription": {"text": "lintorch could not read, decode or parse this file, so no rule checked it."},
-            "help": {"text": "Fix the syntax or encoding error named in the message, or exclude the file."},
-            "defaultConfiguration": {"level": "error"},
-        },
-        {
-            "id": registry.INTERNAL_ERROR_CODE,
-            "name": registry.INTERNAL_ERROR_NAME,
-            "shortDescription": {"text": "a bug inside lintorch while checking a file"},
-            "fullDescription": {"text": "A rule raised an exception on this file; the other rules still ran."},
-            "help": {"text": "Please report it with the file; `lintorch --debug` shows the traceback."},
-            "defaultConfiguration": {"level": "error"},
-        },
-    ]
-    for cls in classes:
+    rules = []
+    for cls in (*output.ENGINE_CODES, *classes):
         explanation = cls.explanation()
         rules.append(
             {
@@ -177,7 +159,6 @@ def sarif_log(findings: Sequence[Finding], classes: Optional[Iterable[type]] = N
                 "name": "lintorch",
                 "version": __version__,
                 "semanticVersion": __version__,
-                "informationUri": INFORMATION_URI,
                 "rules": rules,
             }
         },
@@ -366,9 +347,12 @@ def write_text(
     show_source: bool = False,
     sources: Optional[SourceLines] = None,
     unsafe_fixes: bool = False,
+    quiet: bool = False,
 ) -> None:
     """The text report: one line per finding (with an excerpt under
-    ``--show-source``), then ``Found 3 findings in 2 files (1 fixable, 5 checked).``"""
+    ``--show-source``), then ``Found 3 findings in 2 files (1 fixable, 5 checked).``,
+    or ``All checks passed (5 files checked).`` (no summary when ``quiet``, nor
+    when nothing was checked: the caller says that on stderr)."""
     style = style or Style(False)
     sources = sources or SourceLines()
     for finding in findings:
@@ -379,8 +363,17 @@ def write_text(
                 for row in source_excerpt(finding, line, style):
                     stream.write(row + "\n")
                 stream.write("\n")
+    if quiet:
+        return
     if findings:
         stream.write(summary(findings, files_checked, unsafe_fixes) + "\n")
+    elif files_checked:
+        stream.write(f"All checks passed ({plural(files_checked, 'file')} checked).\n")
+
+
+def plural(count: int, noun: str, nouns: Optional[str] = None) -> str:
+    """``1 file``, ``2 files`` (``nouns``: an irregular plural)."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
 
 
 def summary(findings: Sequence[Finding], files_checked: int, unsafe_fixes: bool = False) -> str:

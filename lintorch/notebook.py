@@ -18,13 +18,19 @@ line for line, so every other line keeps its number and columns:
   Python (``%%time``, ``%%timeit``, ``%%capture``...) only that line goes;
   any other (``%%bash``, ``%%writefile``, ``%%html``...) blanks the cell.
 
-A cell that is still not valid Python is reported (LT000, with its cell
-number) and left out, and the other cells are analysed without it, as
-Jupyter would still run them.
+* the common leading indentation of a cell (that of its first non-blank
+  line) is removed, as IPython removes it before running the cell, and
+  columns are mapped back.
 
-Findings carry ``cell``: the 1-based number of the cell counting every cell
-of the notebook (markdown and raw cells too), i.e. its index in ``cells``
-plus one; their ``line`` and ``end_line`` count lines within that cell.
+This module is only the mapping between the notebook file, its cells and
+the program: which cells are code, the program's lines, and positions in
+each of them. Linting and fixing a notebook (a cell that does not parse
+is reported and left out) are :mod:`lintorch.engine`'s and
+:mod:`lintorch.fix`'s.
+
+Positions in cells: ``cell`` is the 1-based number of the cell counting
+every cell of the notebook (markdown and raw cells too), i.e. its index in
+``cells`` plus one; lines and columns count within that cell.
 """
 
 import dataclasses
@@ -32,15 +38,13 @@ import json
 import re
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from lintorch import engine, registry, source
-from lintorch.rule import Finding, Rule
+from lintorch import source
 
 #: Cell magics whose body is Python code (run, timed, captured...).
 PYTHON_CELL_MAGICS = frozenset(
     {"time", "timeit", "capture", "prun", "debug", "python", "python3", "memit", "mprun", "snakeviz", "skip"}
 )
 
-_PARSER_POSITION_RE = re.compile(r"error at \d+:\d+: ")
 _LINE_SPLIT_RE = re.compile(r"\r\n|\r|\n")
 # `files = !ls` / `out = %timeit -o f()` / `a, b = %sx cmd`
 _MAGIC_ASSIGN_RE = re.compile(
@@ -54,16 +58,6 @@ class Cell:
     number: int
     #: The cell's original text.
     source: str
-
-
-@dataclasses.dataclass
-class Program:
-    """The code cells of a notebook as one Python module."""
-
-    text: str
-    #: For line ``n`` (1-based) of ``text``: (cell number, line within the cell).
-    line_map: List[Tuple[int, int]]
-    cells: List[Cell]
 
 
 def split_lines(text: str) -> List[str]:
@@ -237,104 +231,88 @@ def python_lines(cell_source: str) -> List[str]:
     return out
 
 
-def program(cells: Sequence[Cell]) -> Program:
+# -- the program ---------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class CellCode:
+    """A code cell as Python: IPython syntax replaced, common indentation removed."""
+
+    cell: Cell
+    lines: List[str]
+    #: Per line: how many leading characters were removed (to map columns back).
+    offsets: List[int]
+
+    @property
+    def number(self) -> int:
+        return self.cell.number
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines) + ("\n" if self.lines else "")
+
+    def column(self, line: int, column: int) -> int:
+        """A 1-based column of line ``line`` of :attr:`text`, in the cell."""
+        return column + (self.offsets[line - 1] if 1 <= line <= len(self.offsets) else 0)
+
+
+def cell_code(cell: Cell) -> CellCode:
+    """IPython's order: leading blank lines are skipped, the first other
+    line's indentation is removed from every line that starts with it,
+    then magics and shell escapes are replaced."""
+    lines = split_lines(cell.source)
+    first = next((line for line in lines if line.strip()), "")
+    indent = first[: len(first) - len(first.lstrip(" \t"))]
+    offsets = [len(indent) if indent and line.startswith(indent) else 0 for line in lines]
+    dedented = [line[offset:] for line, offset in zip(lines, offsets)]
+    return CellCode(cell, python_lines("\n".join(dedented)) if dedented else [], offsets)
+
+
+@dataclasses.dataclass
+class Program:
+    """Code cells joined, in order, into one Python module."""
+
+    text: str
+    #: For line ``n`` (1-based) of ``text``: (cell number, line within the cell).
+    line_map: List[Tuple[int, int]]
+    cells: List[CellCode]
+
+    def _offset(self, line: int) -> int:
+        if not 1 <= line <= len(self.line_map):
+            return 0
+        cell, cell_line = self.line_map[line - 1]
+        code = next(c for c in self.cells if c.number == cell)
+        return code.offsets[cell_line - 1]
+
+    def locate(self, line: int) -> Tuple[Optional[int], int]:
+        """(cell number, line within the cell) of a program line."""
+        if 1 <= line <= len(self.line_map):
+            return self.line_map[line - 1]
+        if self.line_map and line > len(self.line_map):
+            cell, last = self.line_map[-1]
+            return cell, last + (line - len(self.line_map))
+        return None, line
+
+    def position(self, line: int, column: int) -> Tuple[Optional[int], int, int]:
+        """(cell number, line, column) in the cell of a program position."""
+        cell, cell_line = self.locate(line)
+        return cell, cell_line, column + self._offset(line)
+
+    def label(self, line: int) -> str:
+        """A program line as messages name it: ``3 of cell 7``."""
+        cell, cell_line = self.locate(line)
+        return f"{cell_line} of cell {cell}" if cell is not None else str(line)
+
+
+def program(cells: Sequence[CellCode]) -> Program:
     lines: List[str] = []
     line_map: List[Tuple[int, int]] = []
-    for cell in cells:
-        for number, line in enumerate(python_lines(cell.source), start=1):
+    for code in cells:
+        for number, line in enumerate(code.lines, start=1):
             lines.append(line)
-            line_map.append((cell.number, number))
+            line_map.append((code.number, number))
     text = "\n".join(lines) + ("\n" if lines else "")
     return Program(text, line_map, list(cells))
-
-
-# -- linting ----------------------------------------------------------------
-
-
-def _locate(prog: Program, line: int) -> Tuple[Optional[int], int]:
-    if 1 <= line <= len(prog.line_map):
-        return prog.line_map[line - 1]
-    if prog.line_map and line > len(prog.line_map):
-        cell, last = prog.line_map[-1]
-        return cell, last + (line - len(prog.line_map))
-    return None, line
-
-
-def _label(prog: Program, line: int) -> str:
-    """``{line0}`` in messages: ``3 of cell 7``."""
-    cell, cell_line = _locate(prog, line)
-    return f"{cell_line} of cell {cell}" if cell is not None else str(line)
-
-
-def _to_cells(prog: Program, finding: Finding) -> Finding:
-    cell, line = _locate(prog, finding.line)
-    end_cell, end_line = _locate(prog, finding.end_line)
-    if end_cell != cell:  # cannot happen for one node; keep the range in the start cell
-        end_line, end_column = line, finding.column
-    else:
-        end_column = finding.end_column
-    return dataclasses.replace(finding, cell=cell, line=line, end_line=end_line, end_column=end_column)
-
-
-def _parsed_program(cells: List[Cell], path: str) -> Tuple[Program, Optional["cst.Module"], List[Finding]]:
-    """The program of the cells that parse, its tree (None when none is
-    left), and an LT000 finding for each cell left out."""
-    findings: List[Finding] = []
-    while True:
-        prog = program(cells)
-        module = source.parse(prog.text)
-        if not isinstance(module, source.SourceError):
-            return prog, module, findings
-        # Leave the cell that does not parse out, as Jupyter still runs the others.
-        cell, line = _locate(prog, module.line)
-        reason = _PARSER_POSITION_RE.sub("", module.reason)  # a position in the joined cells
-        error = engine.error_finding(path, source.SourceError(reason, line, module.column))
-        message = f"cannot analyse this cell, left out (the other cells were analysed): {reason}"
-        findings.append(dataclasses.replace(error, cell=cell, end_line=line, message=message))
-        remaining = [c for c in cells if c.number != cell]
-        if cell is None or len(remaining) == len(cells):
-            return prog, None, findings
-        cells = remaining
-
-
-def program_tree(data: bytes, path: str):
-    """``(text, tree, line label)`` of a notebook's code, for another file's
-    analysis that imports nothing from it but is called from it; None when
-    it cannot be read."""
-    cells = load(data)
-    if isinstance(cells, source.SourceError):
-        return None
-    prog, module, _ = _parsed_program(cells, path)
-    return (prog.text, module, lambda n: _label(prog, n)) if module is not None else None
-
-
-def lint_notebook_bytes(
-    data: bytes,
-    path: str,
-    rules: Sequence[Rule],
-    *,
-    apply_noqa: bool = True,
-    debug: bool = False,
-    project=None,
-) -> List[Finding]:
-    cells = load(data)
-    if isinstance(cells, source.SourceError):
-        return [engine.error_finding(path, cells)]
-    candidates = engine.could_trigger(program(cells).text.encode("utf-8"), rules)
-    if project is not None and len(candidates) < len(rules):
-        candidates = project.could_trigger(path, candidates, rules)
-    if not candidates:
-        return []
-    prog, module, findings = _parsed_program(cells, path)
-    if module is None:
-        return findings
-    found = engine.lint_module(
-        module, prog.text, path, candidates, apply_noqa=apply_noqa, debug=debug, line_label=lambda n: _label(prog, n),
-        project=project,
-    )
-    findings.extend(_to_cells(prog, finding) for finding in found)
-    findings.sort(key=lambda f: (f.cell or 0, f.line, f.column, f.code))
-    return findings
 
 
 def cell_lines(data: bytes) -> Dict[int, List[str]]:
@@ -345,13 +323,54 @@ def cell_lines(data: bytes) -> Dict[int, List[str]]:
     return {cell.number: split_lines(cell.source) for cell in cells}
 
 
-# -- fixing -----------------------------------------------------------------
+def cell_sources(prog: Program, new_text: str) -> Optional[Dict[int, List[str]]]:
+    """Cell number -> new lines, for the cells whose lines changed when the
+    program became ``new_text``; None when a change cannot be put back (it
+    spans cells or touches a line rewritten from IPython syntax)."""
+    import difflib
+
+    old_lines = prog.text.split("\n")[:-1] if prog.text else []
+    new_lines = split_lines(new_text)
+    originals = {code.number: split_lines(code.cell.source) for code in prog.cells}
+    indents = {code.number: _indent(code) for code in prog.cells}
+    result: Dict[int, List[str]] = {code.number: [] for code in prog.cells}
+    changed = set()
+    matcher = difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            for i in range(i1, i2):
+                cell, line = prog.line_map[i]
+                result[cell].append(originals[cell][line - 1])
+            continue
+        old = [prog.line_map[i] for i in range(i1, i2)]
+        cells = {cell for cell, _ in old}
+        if not cells:  # a pure insertion belongs to the line before it
+            anchor = prog.line_map[i1 - 1] if i1 > 0 else prog.line_map[0]
+            cells = {anchor[0]}
+        if len(cells) != 1:
+            return None
+        offset = prog._offset
+        if any(originals[cell][line - 1][offset(i + 1):] != old_lines[i] for (cell, line), i in zip(old, range(i1, i2))):
+            return None  # the edit touches a line rewritten from IPython syntax
+        (cell,) = cells
+        result[cell].extend(indents[cell] + line if line.strip() else line for line in new_lines[j1:j2])
+        changed.add(cell)
+    return {number: lines for number, lines in result.items() if number in changed}
+
+
+def _indent(code: CellCode) -> str:
+    """The indentation :func:`cell_code` removed from the cell's lines."""
+    for line, offset in zip(split_lines(code.cell.source), code.offsets):
+        if offset:
+            return line[:offset]
+    return ""
+
+
+# -- rewriting the .ipynb file ----------------------------------------------------
 #
-# Fixes are computed on the joined program (a fix may need several cells'
-# context) and the changed lines are put back into their cells. The notebook
-# is rewritten only when its JSON layout is one json.dumps reproduces byte for
-# byte (nbformat and Jupyter write indent=1 with sorted keys), so nothing but
-# the edited cells' sources changes in the file.
+# A notebook is rewritten only when its JSON layout is one json.dumps
+# reproduces byte for byte (nbformat and Jupyter write indent=1 with sorted
+# keys), so nothing but the edited cells' sources changes in the file.
 
 _LAYOUTS = [
     {"indent": indent, "sort_keys": sort_keys, "ensure_ascii": ascii_only, "separators": (",", ": ")}
@@ -376,70 +395,32 @@ def _code_cell_dicts(document: dict) -> Tuple[List[dict], str]:
     return cells, "input"
 
 
-def _cell_sources(prog: Program, new_text: str) -> Optional[Dict[int, List[str]]]:
-    """Cell number -> new lines, for the cells whose lines changed; None when
-    a change cannot be put back (it spans cells or touches IPython syntax)."""
-    import difflib
-
-    old_lines = prog.text.split("\n")[:-1] if prog.text else []
-    new_lines = split_lines(new_text)
-    originals = {cell.number: split_lines(cell.source) for cell in prog.cells}
-    result: Dict[int, List[str]] = {cell.number: [] for cell in prog.cells}
-    changed = set()
-    matcher = difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag == "equal":
-            for i in range(i1, i2):
-                cell, line = prog.line_map[i]
-                result[cell].append(originals[cell][line - 1])
-            continue
-        old = [prog.line_map[i] for i in range(i1, i2)]
-        cells = {cell for cell, _ in old}
-        if not cells:  # a pure insertion belongs to the line before it
-            anchor = prog.line_map[i1 - 1] if i1 > 0 else prog.line_map[0]
-            cells = {anchor[0]}
-        if len(cells) != 1:
-            return None
-        if any(originals[cell][line - 1] != old_lines[i] for (cell, line), i in zip(old, range(i1, i2))):
-            return None  # the edit touches a line rewritten from IPython syntax
-        (cell,) = cells
-        result[cell].extend(new_lines[j1:j2])
-        changed.add(cell)
-    return {number: lines for number, lines in result.items() if number in changed}
-
-
-def fix_notebook_bytes(data: bytes, path: str, rules: Sequence[Rule], *, unsafe: bool = False, keep=None, debug=False):
-    """Fix a notebook's code cells; see :func:`lintorch.fix.fix_bytes`."""
-    from lintorch import fix
-
-    outcome = fix.FixOutcome(path, data)
-    keep = keep or (lambda finding: True)
-
-    def lint_only(reason: Optional[str] = None):
-        outcome.remaining = [f for f in lint_notebook_bytes(data, path, rules, debug=debug) if keep(f)]
-        if reason is not None and any(f.code != registry.UNPARSABLE_CODE for f in outcome.remaining):
-            outcome.skipped = reason
-        return outcome
-
-    cells = load(data)
-    if isinstance(cells, source.SourceError) or not cells:
-        return lint_only()
-    text = data.decode("utf-8-sig")
-    outcome.has_bom = data.startswith(b"\xef\xbb\xbf")
-    document = json.loads(text)
+def _document(data: bytes) -> Optional[Tuple[str, dict, dict]]:
+    """(text, document, layout) of a notebook lintorch can rewrite, or None."""
+    try:
+        text = data.decode("utf-8-sig")
+        document = json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(document, dict):
+        return None
     layout = _layout(text, document)
-    if layout is None:
-        return lint_only("notebook not fixed: its JSON layout is not one lintorch can rewrite unchanged")
-    prog = program(cells)
-    if isinstance(source.parse(prog.text), source.SourceError):
-        return lint_only("notebook not fixed: a code cell does not parse")
-    fixed = fix.fix_bytes(prog.text.encode("utf-8"), path, rules, unsafe=unsafe, keep=keep, debug=debug)
-    outcome.dropped = [(_to_cells(prog, f), reason) for f, reason in fixed.dropped]
-    if not fixed.changed:
-        return lint_only()
-    new_sources = _cell_sources(prog, fixed.text)
-    if new_sources is None:
-        return lint_only("notebook not fixed: a fix spans cells or IPython syntax")
+    return None if layout is None else (text, document, layout)
+
+
+def rewritable(data: bytes) -> bool:
+    """Whether :func:`with_cell_sources` can rewrite this notebook."""
+    return _document(data) is not None
+
+
+def with_cell_sources(data: bytes, cells: Sequence[Cell], new_sources: Dict[int, List[str]]) -> Optional[str]:
+    """The notebook's text with the given cells' sources replaced (each a
+    list of lines), in the file's own JSON layout; None if its layout is
+    not one lintorch can reproduce."""
+    loaded = _document(data)
+    if loaded is None:
+        return None
+    text, document, layout = loaded
     raw_cells, key = _code_cell_dicts(document)
     by_number = {cell.number: cell for cell in cells}
     for number, lines in new_sources.items():
@@ -448,25 +429,7 @@ def fix_notebook_bytes(data: bytes, path: str, rules: Sequence[Rule], *, unsafe:
         joined = "\n".join(lines) + ending
         field_name = key if key in raw else "source"
         raw[field_name] = joined if isinstance(raw.get(field_name), str) else joined.splitlines(keepends=True)
-    new_text = json.dumps(document, **layout) + ("\n" if text.endswith("\n") else "")
-    outcome.original_text, outcome.text = text, new_text
-    outcome.applied = [_to_cells(prog, f) for f in fixed.applied]
-    outcome.cell_diff = _cells_diff(path, by_number, new_sources)
-    new_data = outcome.new_bytes()
-    outcome.remaining = [f for f in lint_notebook_bytes(new_data, path, rules, debug=debug) if keep(f)]
-    return outcome
-
-
-def _cells_diff(path: str, cells: Dict[int, Cell], new_sources: Dict[int, List[str]]) -> str:
-    import difflib
-
-    out = []
-    for number in sorted(new_sources):
-        before = [line + "\n" for line in split_lines(cells[number].source)]
-        after = [line + "\n" for line in new_sources[number]]
-        name = f"{path}:cell {number}"
-        out.extend(difflib.unified_diff(before, after, fromfile=f"a/{name}", tofile=f"b/{name}"))
-    return "".join(out)
+    return json.dumps(document, **layout) + ("\n" if text.endswith("\n") else "")
 
 
 # -- positions in the .ipynb file itself -------------------------------------
@@ -502,19 +465,10 @@ class FilePositions:
 
 def file_positions(data: bytes) -> Optional[FilePositions]:
     """Positions in the file, when its layout is nbformat's (else None)."""
-    import copy
-
-    try:
-        text = data.decode("utf-8-sig")
-        document = json.loads(text)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+    loaded = _document(data)
+    if loaded is None:
         return None
-    if not isinstance(document, dict):
-        return None
-    layout = _layout(text, document)
-    if layout is None:
-        return None
-    marked = copy.deepcopy(document)
+    text, marked, layout = loaded
     raw_cells, key = _code_cell_dicts(marked)
     for number, cell in enumerate(raw_cells, start=1):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":

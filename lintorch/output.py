@@ -2,10 +2,10 @@
 
 import json
 from collections import Counter
-from typing import IO, Dict, Iterable, List, Sequence
+from typing import IO, Dict, Iterable, List, Sequence, Tuple
 
 from lintorch import registry
-from lintorch.rule import Finding
+from lintorch.rule import Finding, Severity
 
 
 def format_text(finding: Finding) -> str:
@@ -47,6 +47,79 @@ def severity_label(cls) -> str:
     return f"{cls.severity.value} ({cls.severity_cases})" if cls.severity_cases else cls.severity.value
 
 
+class EngineCode:
+    """LT000 and LT001: reported by the engine, not by a rule module, and
+    documented like a rule (``lintorch rule LT000``, the README table, SARIF)."""
+
+    severity = Severity.ERROR
+    severity_cases = ""
+    bad: Tuple = ()
+    good: Tuple = ()
+
+    def __init__(self, code: str, name: str, summary: str, symptom: str, explanation: str):
+        self.code, self.name, self.summary, self.symptom = code, name, summary, symptom
+        self._explanation = explanation
+
+    def explanation(self) -> str:
+        return self._explanation
+
+
+ENGINE_CODES = (
+    EngineCode(
+        registry.UNPARSABLE_CODE,
+        registry.UNPARSABLE_NAME,
+        "a file that cannot be read, decoded or parsed",
+        "none: the file is skipped",
+        """\
+**What it does.** Reports a file that lintorch could not analyse, with the
+reason and its position: a syntax error (CPython's message and position),
+bytes that are not valid in the file's encoding (PEP 263), a null byte, a
+file or directory that cannot be read, a broken symlink, a FIFO or device
+named `*.py`, code nested too deeply, a file over 2 MiB. Every file is
+checked for syntax, including those no rule needs to parse. In a notebook,
+a cell that does not parse is reported with its cell number and left out;
+the other cells are analysed.
+
+**Why is this bad?** No rule looked at the file (or the cell), so its
+bugs, if it has any, are not reported. A syntax error stops Python too.
+
+**Fix.** Correct the error the message names, or exclude the file
+(`exclude`, `--extend-exclude`) when it is not Python (a template,
+generated data).
+
+**Fix safety.** `--fix` never changes such a file.""",
+    ),
+    EngineCode(
+        registry.INTERNAL_ERROR_CODE,
+        registry.INTERNAL_ERROR_NAME,
+        "a bug inside lintorch while checking a file (please report it)",
+        "none",
+        """\
+**What it does.** Reports an exception raised inside one of lintorch's
+rules while it checked this file, naming the rule. The other rules still
+ran, and their findings are reported.
+
+**Why is this bad?** The named rule did not check this file, so a bug it
+looks for may be missed there. The fault is lintorch's, not your code's.
+
+**Fix.** Please report it with the file (or a small file that triggers
+it): `lintorch --debug FILE` shows the traceback. Meanwhile, ignore the
+named rule for that file (`per-file-ignores`) to keep CI green.
+
+**Fix safety.** No fix.""",
+    ),
+)
+
+
+def documented_code(selector: str):
+    """The rule class, or the :class:`EngineCode`, for a code or name;
+    raises :class:`registry.UnknownSelector`."""
+    for doc in ENGINE_CODES:
+        if selector.upper() == doc.code or selector.lower() == doc.name:
+            return doc
+    return registry.rule_by_selector(selector)
+
+
 def rule_text(cls) -> str:
     lines = [f"{cls.code} {cls.name} ({severity_label(cls)})", "", cls.summary, ""]
     lines.append(f"Symptom: {cls.symptom}")
@@ -76,15 +149,7 @@ def rule_markdown(cls) -> str:
 def rule_table_markdown(classes: Iterable[type]) -> str:
     """The README's rule table, generated from rule metadata."""
     rows = ["| code | name | severity | symptom | what it flags |", "|---|---|---|---|---|"]
-    rows.append(
-        f"| {registry.UNPARSABLE_CODE} | {registry.UNPARSABLE_NAME} | error | none: the file is skipped | "
-        "a file that cannot be read, decoded or parsed |"
-    )
-    rows.append(
-        f"| {registry.INTERNAL_ERROR_CODE} | {registry.INTERNAL_ERROR_NAME} | error | none | "
-        "a bug inside lintorch while checking a file (please report it) |"
-    )
-    for cls in classes:
+    for cls in (*ENGINE_CODES, *classes):
         rows.append(f"| {cls.code} | {cls.name} | {severity_label(cls)} | {cls.symptom} | {cls.summary} |")
     return "\n".join(rows) + "\n"
 

@@ -65,13 +65,13 @@ class FileLinter:
     @property
     def project(self):
         if self._project is None:
-            from lintorch import notebook
+            from lintorch import engine
             from lintorch.project import BYTES_PER_CHAR, DEFAULT_BUDGET_CHARS, Project
 
             budget = DEFAULT_BUDGET_CHARS
             if self.project_memory_mb is not None:
                 budget = self.project_memory_mb * 1024 * 1024 // BYTES_PER_CHAR
-            self._project = Project(budget_chars=budget, notebook_loader=notebook.program_tree)
+            self._project = Project(budget_chars=budget, notebook_loader=engine.notebook_tree)
         return self._project
 
     def _key(self, data: bytes, display: str, codes: FrozenSet[str]) -> str:
@@ -104,7 +104,10 @@ class FileLinter:
         project = self.project
         project.begin(display)
         try:
-            found = engine.lint_bytes(data, display, self.rules.rules_for(codes), debug=self.debug, project=project)
+            found = engine.lint_bytes(
+                data, display, self.rules.rules_for(codes), debug=self.debug,
+                check_syntax=registry.UNPARSABLE_CODE in codes, project=project,
+            )
         finally:
             dependencies = project.end()
         findings = [f for f in found if f.code in codes]

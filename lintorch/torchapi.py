@@ -63,6 +63,17 @@ BCE_FUNCS = frozenset(
 )
 ONE_HOT_FUNCS = frozenset({"torch.nn.functional.one_hot"})
 
+#: Single-label classification datasets of torchvision whose items are
+#: ``(image, class index)``, with their number of classes.
+CLASSIFICATION_DATASET_CLASSES = {
+    "torchvision.datasets." + name: classes
+    for name, classes in (
+        ("MNIST", 10), ("FashionMNIST", 10), ("KMNIST", 10), ("QMNIST", 10), ("USPS", 10), ("SVHN", 10),
+        ("CIFAR10", 10), ("CIFAR100", 100), ("STL10", 10), ("GTSRB", 43), ("EuroSAT", 10), ("DTD", 47),
+        ("Food101", 101), ("Flowers102", 102), ("StanfordCars", 196), ("Country211", 211), ("ImageNet", 1000),
+    )
+}
+
 # Containers and layers ------------------------------------------------------
 
 SEQUENTIAL = frozenset({"torch.nn.Sequential"})

@@ -14,7 +14,8 @@ class LogOfSoftmax(Rule):
     `torch.log(probs)` where `probs` is the output of `softmax`, of an
     `nn.Softmax` layer, or of a model whose last layer is `nn.Softmax`;
     also of selected probabilities (`torch.log(probs.gather(1, a))`,
-    `torch.log(probs[:, -1])`).
+    `-torch.log(torch.gather(probs, 1, a))`, `torch.log(probs[:, -1])`,
+    directly or through a variable holding the selection).
 
     **Why is this bad?** `softmax` rounds the probabilities of unlikely
     classes to exactly 0 in float32 (any logit gap above ~104), and
@@ -33,8 +34,9 @@ class LogOfSoftmax(Rule):
 
     **Fix safety.** `--fix` rewrites `torch.log(torch.softmax(x, dim))` and
     `x.softmax(dim).log()` to `torch.log_softmax(x, dim)` /
-    `x.log_softmax(dim)` when the softmax is written inside the log call
-    (same value, computed stably): a safe fix.
+    `x.log_softmax(dim)` when the softmax call is the log's whole operand
+    (same value, computed stably): a safe fix. A log of selected
+    probabilities is reported without a fix.
     """
 
     code = "LT105"
@@ -89,8 +91,7 @@ class LogOfSoftmax(Rule):
                 continue
             if operand is None:
                 continue
-            operand = _strip_selection(operand)
-            activation = analysis.models.activation(operand, call.scope, call.order)
+            activation = analysis.losses.probability_activation(operand, call.scope, call.order)
             if activation is None or activation.kind != "softmax":
                 continue
             inline = any(node is activation.node for node in iter_nodes(operand))
@@ -130,24 +131,3 @@ def _log_softmax_fix(index, call, operand, activation):
         last = new.args[-1].with_changes(whitespace_after_arg=outer.whitespace_after_arg)
         new = new.with_changes(whitespace_before_args=call.node.whitespace_before_args, args=[*new.args[:-1], last])
     return Fix(call.node, edits.keep_outer_parens(call.node, new), safe=True, description="use log_softmax")
-
-
-#: Tensor methods that pick some of the probabilities without changing them.
-_SELECTING_METHODS = frozenset({"gather", "index_select", "masked_select", "take_along_dim", "select", "narrow"})
-
-
-def _strip_selection(node):
-    """``probs[:, -1]``, ``probs.gather(1, actions)`` -> ``probs``: the log
-    of selected softmax probabilities underflows just the same."""
-    for _ in range(8):
-        if isinstance(node, cst.Subscript):
-            node = node.value
-        elif (
-            isinstance(node, cst.Call)
-            and isinstance(node.func, cst.Attribute)
-            and node.func.attr.value in _SELECTING_METHODS
-        ):
-            node = node.func.value
-        else:
-            return node
-    return node

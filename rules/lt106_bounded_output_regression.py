@@ -20,13 +20,17 @@ class BoundedOutputRegression(Rule):
     Target ranges are read from the script itself: literals and
     `torch.tensor([[...]])`, `torch.randn` (typical values taken as one
     standard deviation, [-1, 1]), `torch.rand`, `randint`, `linspace`,
-    `arange`, `sin`, `MinMaxScaler`, combined with `+ - * /` and powers,
-    followed through variables, indexing and `DataLoader(TensorDataset(X,
-    y))` batches. So `y = 2 * X + 1` with `X = torch.randn(...)` (about
-    [-1, 3]) is flagged under a sigmoid. When the range is not visible (data
-    read from files, targets divided by a statistic such as
-    `(y - y.min()) / (y.max() - y.min())`, `/ 255`, in-place changes) nothing
-    is reported: precision first. Images and autoencoder inputs normalised
+    `arange`, `sin`, `MinMaxScaler`, combined with `+ - * /`, powers, their
+    method and function spellings (`x.mul(500)`, `torch.add(a, b)`), sums,
+    means and matrix products (`X.sum(dim=1)`, `X @ w`, counting the summed
+    elements when the sizes are literal), followed through variables,
+    indexing and the batches of a `DataLoader` over a `TensorDataset(X, y)`
+    or a dataset class whose `__getitem__` returns `self.x[i], self.y[i]`.
+    So `y = 2 * X + 1` with `X = torch.randn(...)` (about [-1, 3]) and
+    `price = torch.rand(n) * 500 + ...` are flagged under a sigmoid. When the
+    range is not visible (data read from files, targets divided by a
+    statistic such as `(y - y.min()) / (y.max() - y.min())` or `y / y.sum()`,
+    `/ 255`, in-place changes) nothing is reported: precision first. Images and autoencoder inputs normalised
     to the activation's range, and targets from `torch.rand`, are fine.
 
     **Why is this bad?** A sigmoid or tanh output can never reach a target

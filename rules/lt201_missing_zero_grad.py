@@ -5,6 +5,10 @@ from lintorch.index import dotted_name
 from lintorch.rule import Example, Fix, Rule, Severity
 from lintorch.analyze.optim import STEP, ZERO_GRAD
 
+#: A loop that stops itself within this many iterations is a timing or smoke
+#: run, not training: reported as info.
+_FEW_ITERATIONS = 10
+
 
 class MissingZeroGrad(Rule):
     """
@@ -13,6 +17,11 @@ class MissingZeroGrad(Rule):
     module such as `train_one_epoch()`, or through an AMP `scaler.step`),
     in which gradients are never cleared: no `optimizer.zero_grad()`,
     `model.zero_grad()`, `p.grad = None` or `p.grad.zero_()` in the loop.
+    With several optimizers (a GAN), each one that steps must be cleared:
+    a loop that calls only `optimizer_E.zero_grad()` but steps
+    `optimizer_D` as well is flagged at `optimizer_D.step()`. A loop that
+    stops itself after a few batches (`if i == 3: break`: a timing or smoke
+    run) is reported as info.
 
     **Why is this bad?** `backward()` adds to `.grad`; it does not overwrite
     it. Without clearing, every step uses the sum of the gradients of all
@@ -37,6 +46,7 @@ class MissingZeroGrad(Rule):
     code = "LT201"
     name = "missing-zero-grad"
     severity = Severity.ERROR
+    severity_cases = "info in a loop that stops itself after a few batches"
     summary = "training loop calls backward() and optimizer.step() but never clears the gradients"
     symptom = "loss not changing, oscillating or diverging; model not learning"
     triggers = ("backward",)
@@ -86,17 +96,34 @@ class MissingZeroGrad(Rule):
     def check(self, analysis):
         for loop in analysis.optim.innermost_training_loops():
             witnesses = analysis.optim.loop_witnesses(loop)
-            if ZERO_GRAD in witnesses:
+            limit = analysis.optim.iteration_limit(loop)
+            # A loop that stops itself after a few batches (timing, smoke
+            # run) accumulates a few gradients and trains nothing that lasts.
+            severity = Severity.INFO if limit is not None and limit <= _FEW_ITERATIONS else None
+            if ZERO_GRAD not in witnesses:
+                yield self.report(
+                    witnesses[STEP],
+                    "optimizer step in a training loop (line {line0}) that never clears gradients: "
+                    "backward() accumulates into .grad, so each step applies the sum of all past "
+                    "gradients and the loss stops improving or diverges. Call optimizer.zero_grad() "
+                    "once per iteration (before backward() or after step()).",
+                    related=(loop.node,),
+                    fix=_zero_grad_fix(analysis, loop, witnesses[STEP]),
+                    severity=severity,
+                )
                 continue
-            yield self.report(
-                witnesses[STEP],
-                "optimizer step in a training loop (line {line0}) that never clears gradients: "
-                "backward() accumulates into .grad, so each step applies the sum of all past "
-                "gradients and the loss stops improving or diverges. Call optimizer.zero_grad() "
-                "once per iteration (before backward() or after step()).",
-                related=(loop.node,),
-                fix=_zero_grad_fix(analysis, loop, witnesses[STEP]),
-            )
+            for step in analysis.optim.uncleared_steps(loop):
+                name = dotted_name(analysis.optim.stepped_optimizer(step)) or "this optimizer"
+                yield self.report(
+                    step.node,
+                    f"{name} steps in a training loop (line {{line0}}) that clears the gradients of other "
+                    f"optimizers only: {name}.zero_grad() never runs, so backward() keeps adding into its "
+                    "parameters' .grad and each step applies the sum of all past gradients (including those "
+                    "of the other losses); its loss stops improving or diverges. Call "
+                    f"{name}.zero_grad() before the backward() whose gradients it should step on.",
+                    related=(loop.node,),
+                    severity=severity,
+                )
 
 
 def _zero_grad_fix(analysis, loop, step_node):

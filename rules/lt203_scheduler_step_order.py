@@ -3,7 +3,7 @@ import libcst as cst
 from lintorch import torchapi as api
 from lintorch.index import dotted_name
 from lintorch.rule import Example, Rule, Severity
-from lintorch.analyze.branches import exclusive_branches
+from lintorch.analyze.branches import exclusive_branches, fixed_across, separating_if
 from lintorch.analyze.optim import BACKWARD, SCHEDULER_STEP, STEP
 
 #: Scheduler factories outside torch that return a torch ``LambdaLR``.
@@ -13,9 +13,16 @@ _SCHEDULER_FACTORIES = ("transformers.", "diffusers.optimization.")
 class SchedulerStepOrder(Rule):
     """
     **What it does.** Flags a learning-rate scheduler's `step()` that runs
-    before the optimizer's `step()` in the same pass of a loop (warning),
-    and, as an error, `scheduler.step()` in a loop that runs `backward()`
-    but never an optimizer `step()` anywhere in the file.
+    before the optimizer's `step()` in the same pass of a loop, or at the
+    start of a function called once per epoch (`train(epoch)`) before the
+    optimizer steps of its batch loop (warning). As an error: a
+    `scheduler.step()` in a loop that runs `backward()` but never an
+    optimizer `step()` anywhere in the file, or one on a path of the loop
+    where the optimizer never steps (`if flag: scheduler.step() else:
+    optimizer.step()`, with a flag that does not change between
+    iterations). A scheduler that is `None` when not configured
+    (`if scheduler is not None: scheduler.step()`) is judged by the one it
+    is when configured.
 
     **Why is this bad?** Since PyTorch 1.1 the scheduler must be stepped
     *after* the optimizer: stepping it first skips the first value of the
@@ -26,8 +33,9 @@ class SchedulerStepOrder(Rule):
     `optimizer.step()` trains nothing.
 
     **Symptom.** Order: the first epoch(s) run at the wrong learning rate
-    and accuracy improves less than expected. Missing optimizer step: the
-    loss does not change at all and the model is not learning.
+    and accuracy improves less than expected. Missing optimizer step (or a
+    path without one): the loss does not change at all and the model is not
+    learning.
 
     **Fix.** Call `optimizer.step()` after `backward()` and
     `scheduler.step()` after `optimizer.step()` (per batch for per-step
@@ -40,6 +48,7 @@ class SchedulerStepOrder(Rule):
     code = "LT203"
     name = "scheduler-step-order"
     severity = Severity.WARNING
+    severity_cases = "error when no optimizer step runs on the scheduler's path"
     summary = "scheduler.step() before optimizer.step(), or without any optimizer.step()"
     symptom = "first learning-rate value skipped; or loss not changing, model not learning"
     triggers = ("lr_scheduler", "_schedule_with_warmup", "get_scheduler")
@@ -75,7 +84,7 @@ class SchedulerStepOrder(Rule):
         index = analysis.index
         any_step = None
         for call in index.method_calls("step"):
-            if SCHEDULER_STEP not in analysis.optim.call_effects(call) or call.loop is None:
+            if SCHEDULER_STEP not in analysis.optim.call_effects(call):
                 continue
             found = analysis.optim.scheduler_constructor(call)
             if found is None:
@@ -83,16 +92,21 @@ class SchedulerStepOrder(Rule):
             qualname, ctor = found
             if not (qualname.startswith(api.LR_SCHEDULER_PREFIX) or qualname.startswith(_SCHEDULER_FACTORIES)):
                 continue
+            if call.loop is None:
+                if qualname != api.REDUCE_ON_PLATEAU:
+                    report = self._before_step_in_each_call(analysis, call, ctor)
+                    if report is not None:
+                        yield report
+                continue
             if any_step is None:
                 any_step = any(STEP in analysis.optim.call_effects(c) for c in index.calls) or any(
                     STEP in analysis.optim.loop_witnesses(loop) for loop in index.loops
                 )
-            if not any_step:
-                report = self._missing_step(analysis, call)
-                if report is not None:
-                    yield report
+            report = self._missing_step(analysis, call) if not any_step else self._step_on_other_path(analysis, call)
+            if report is not None:
+                yield report
                 continue
-            if qualname == api.REDUCE_ON_PLATEAU:
+            if not any_step or qualname == api.REDUCE_ON_PLATEAU:
                 continue
             report = self._before_step(analysis, call, ctor)
             if report is not None:
@@ -128,6 +142,76 @@ class SchedulerStepOrder(Rule):
                 related=(later.call.node,),
             )
         return None
+
+    def _before_step_in_each_call(self, analysis, call, ctor):
+        """``scheduler.step()`` at the top of a function run once per epoch
+        (``train(epoch)`` called in the epoch loop), before the optimizer
+        steps of that function's batch loop."""
+        function = analysis.index.enclosing_function(call.scope)
+        if function is None or function.scope is not call.scope or ctor.scope is call.scope:
+            return None
+        if not any(caller.loop is not None for caller in analysis.values.callers(function)):
+            return None
+        sequence = analysis.optim.scope_effects(call.scope)
+        position = next(i for i, e in enumerate(sequence) if e.call is call)
+        if any(STEP in earlier.effects for earlier in sequence[:position]):
+            return None
+        target = _scheduler_optimizer(ctor)
+        for later in sequence[position + 1:]:
+            if STEP not in later.effects or not _steps_target(analysis, later, target, ctor):
+                continue
+            if exclusive_branches(function.node, [call.node, later.call.node]):
+                continue
+            return self.report(
+                call.node,
+                f"{dotted_name(call.node.func) or 'scheduler.step'}() runs at the start of {function.name}(), "
+                "which is called once per epoch, before that call's optimizer steps (line {line0}): the first "
+                "learning-rate value of the schedule is skipped (PyTorch warns about this order), so warm-up "
+                "and decay come one period early and accuracy improves less than it should. Call "
+                f"scheduler.step() after the batch loop, at the end of {function.name}().",
+                related=(later.call.node,),
+            )
+        return None
+
+    def _step_on_other_path(self, analysis, call):
+        """``if use_scheduler: scheduler.step() else: optimizer.step()`` in a
+        loop that runs backward(): with the flag set, no optimizer step runs."""
+        outermost = call.loop
+        for loop in call.loop.ancestors():
+            if loop.scope is call.scope:
+                outermost = loop
+        for loop in (call.loop, *call.loop.ancestors()):
+            if loop.scope is not call.scope:
+                return None
+            if BACKWARD in analysis.optim.loop_witnesses(loop):
+                break
+        else:
+            return None
+        steps = [
+            effect.call for effect in analysis.optim.scope_effects(call.scope)
+            if STEP in effect.effects and effect.call.loop is not None and loop.contains(effect.call.loop)
+        ]
+        if not steps:
+            return None
+        branch = None
+        for step in steps:
+            branch = separating_if(loop.node, call.node, step.node)
+            if branch is None or not fixed_across(analysis.index, outermost, branch.test):
+                return None
+        for other in loop.calls:
+            if other.scope is not call.scope or exclusive_branches(loop.node, [call.node, other.node]):
+                continue
+            if other.method == "step" and analysis.optim.receiver_kind(other) is None:
+                return None  # engine.step(): may step the optimizer on this path
+        return self.report(
+            call.node,
+            f"{dotted_name(call.node.func) or 'scheduler.step'}() replaces the optimizer step on one path of "
+            "this loop (the if at line {line0}): when that branch is taken, backward() runs but the optimizer "
+            "never steps, and a scheduler only changes the learning rate, so the weights never change and the "
+            "model is not learning. Step the optimizer on every path and the scheduler after it.",
+            related=(branch,),
+            severity=Severity.ERROR,
+        )
 
     def _missing_step(self, analysis, call):
         for loop in (call.loop, *call.loop.ancestors()):

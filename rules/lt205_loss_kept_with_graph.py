@@ -1,18 +1,22 @@
+from typing import NamedTuple
+
 import libcst as cst
 
-from lintorch.index import dotted_name
+from lintorch.index import dotted_name, iter_nodes
 from lintorch.rule import Example, Rule, Severity
 from lintorch.analyze.optim import BACKWARD, STEP, backward_target
-
-#: Calls that turn a loss tensor into a graph-free value.
-_SCALARISING = frozenset({"item", "detach", "tolist", "numpy", "cpu", "data"})
 
 
 class LossKeptWithGraph(Rule):
     """
     **What it does.** Flags a loss that is backpropagated in a loop and
-    also accumulated as a tensor: `total += loss`, `total = total + loss`
-    or `losses.append(loss)`, without `.item()` or `.detach()`.
+    also accumulated as a tensor: `total += loss`, `total = total + loss`,
+    `self.total += loss`, `losses.append(loss)` or
+    `log["loss"].append(loss)`, without `.item()` or `.detach()`, in the
+    batch loop or after it in the epoch loop (the last batch's loss, also in
+    a `for ... else:` clause). Also flags a loss that is never
+    backpropagated but computed with autograd on (an evaluation loss
+    outside `torch.no_grad()`) and stored as a tensor across iterations.
 
     **Why is this bad?** `loss` carries its autograd graph (`grad_fn`).
     Summing it into a running total builds a new graph node per batch that
@@ -78,72 +82,155 @@ class LossKeptWithGraph(Rule):
     def check(self, analysis):
         index = analysis.index
         for scope in index.scopes:
+            accumulations = list(_accumulations(index, scope))
+            if not accumulations or analysis.in_test_code(scope):
+                continue
             backwards = [
                 (c, _loss_name(c)) for c in scope.calls
                 if c.loop is not None and BACKWARD in analysis.optim.call_effects(c)
             ]
             backwards = [(c, n) for c, n in backwards if n is not None]
-            if not backwards or analysis.in_test_code(scope):
-                continue
-            kept = analysis.optim.backpropagated_names(scope)
+            reported = set()
+            kept = analysis.optim.backpropagated_names(scope) if backwards else set()
             for backward, loss in backwards:
-                name = loss.value
-                loss_defs = {id(v.expr) for v in analysis.values.definitions(loss, scope, backward.order)}
-                if not loss_defs:
-                    continue
-                for node, target, value in _accumulations(index, scope, name):
-                    if target in kept:
+                region = _outermost_loop(backward.loop, scope)
+                for item in accumulations:
+                    if item.value.value != loss.value or id(item.node) in reported or item.root in kept:
                         continue
-                    if not analysis.index.loop_contains(backward.loop, node):
+                    # in the batch loop, or after it in the epoch loop (the last batch's loss)
+                    if not index.loop_contains(region, item.node):
                         continue
-                    order = _order_of(analysis, scope, node)
-                    if order is None:
+                    if not _same_value(analysis, scope, loss, backward.order, item.order):
                         continue
-                    defs = {id(v.expr) for v in analysis.values.definitions(value, scope, order)}
-                    if not defs or defs != loss_defs:
+                    if _reset_every_step(analysis, scope, backward, item) or _reset_per_iteration(analysis, scope, item):
                         continue
-                    if _reset_every_step(analysis, scope, backward, target, node):
-                        continue
+                    reported.add(id(item.node))
+                    where = "" if index.loop_contains(backward.loop, item.node) else " after the batch loop"
                     yield self.report(
-                        value,
-                        f"{name} is backpropagated (line {{line0}}) and also accumulated as a tensor into "
-                        f"{target}: every batch's autograd graph stays reachable, so memory grows every "
-                        f"batch until out-of-memory. Accumulate {name}.item() (or {name}.detach()) instead.",
+                        item.value,
+                        f"{loss.value} is backpropagated (line {{line0}}) and also accumulated as a tensor into "
+                        f"{item.target}{where}: every stored loss keeps its batch's autograd graph reachable, so "
+                        f"memory grows until out-of-memory. Accumulate {loss.value}.item() (or "
+                        f"{loss.value}.detach()) instead.",
                         related=(backward.node,),
                     )
+            for item in accumulations:
+                if id(item.node) not in reported:
+                    report = self._unbackpropagated_loss(analysis, scope, item)
+                    if report is not None:
+                        yield report
+
+    def _unbackpropagated_loss(self, analysis, scope, item):
+        """A loss computed with autograd on but never backpropagated (an
+        evaluation loss outside no_grad) and stored as a tensor in a loop."""
+        if _innermost_loop(analysis.index, scope, item.node) is None:
+            return None
+        if item.root in analysis.optim.backpropagated_names(scope):
+            return None  # the stored losses are summed and backpropagated later
+        found = analysis.losses.loss_value(item.value, scope, item.order)
+        if found is None:
+            return None
+        loss, chain = found
+        backpropagated = analysis.optim.backpropagated_bindings(scope)
+        if any(id(binding) in backpropagated for binding in chain):
+            return None
+        if scope.function is not None and any(
+            isinstance(node, cst.Name) and node.value == binding.name
+            for ret, _ in scope.function.returns
+            for node in iter_nodes(ret)
+            for binding in chain
+        ):
+            return None  # returned: the caller may backpropagate it
+        prediction = loss.arg(0, "input")
+        output = analysis.losses.model_output(prediction, loss.scope, loss.order) if prediction is not None else None
+        if output is None or analysis.modes.under_no_grad(output) is not False:
+            return None
+        if _reset_per_iteration(analysis, scope, item):
+            return None
+        name = item.value.value
+        return self.report(
+            item.value,
+            f"{name} is a loss computed with autograd on (the model call at line {{line0}} runs outside "
+            f"torch.no_grad()) and is stored as a tensor into {item.target}: each stored value keeps its "
+            "batch's autograd graph and activations alive, so memory grows until out-of-memory. Store "
+            f"{name}.item() (and run evaluation under torch.no_grad()).",
+            related=(output.node,),
+        )
 
 
-def _accumulations(index, scope, name):
-    """(statement node, accumulator name, the Name ``name`` added) in ``scope``."""
+class _Accumulation(NamedTuple):
+    node: cst.CSTNode  # the statement or append call
+    target: str  # what grows: ``total``, ``self.total``, ``log``
+    root: str  # its first name, for the names backward() reads
+    value: cst.Name  # the loss added
+    order: int
+
+
+def _accumulations(index, scope):
+    """Every ``total += x``, ``total = total + x``, ``self.total += x`` and
+    ``xs.append(x)`` / ``log['loss'].append(x)`` in ``scope`` (also with
+    ``x`` scaled: ``x * n``, ``x / n``)."""
     for bindings in scope.bindings.values():
         for binding in bindings:
             value = binding.value
             if binding.kind == "augassign" and isinstance(binding.node, cst.AugAssign):
-                added = _scaled_name(value, name)
+                added = _scaled_name(value)
                 if isinstance(binding.node.operator, cst.AddAssign) and added is not None:
-                    yield binding.node, binding.name, added
+                    yield _Accumulation(binding.node, binding.name, binding.name, added, binding.order)
             elif binding.kind == "assign" and isinstance(value, cst.BinaryOperation) and isinstance(value.operator, cst.Add):
                 sides = (value.left, value.right)
                 if any(isinstance(s, cst.Name) and s.value == binding.name for s in sides):
                     for side in sides:
-                        if isinstance(side, cst.Name) and side.value == name and name != binding.name:
-                            yield binding.node, binding.name, side
+                        if isinstance(side, cst.Name) and side.value != binding.name:
+                            yield _Accumulation(binding.node, binding.name, binding.name, side, binding.order)
+    for assign in index.attr_assigns_in(scope):
+        node = assign.node
+        if isinstance(node, cst.AugAssign) and isinstance(node.operator, cst.AddAssign):
+            added = _scaled_name(assign.value)
+            target = dotted_name(assign.target)
+            if added is not None and target is not None:
+                yield _Accumulation(node, target, target.split(".")[-1], added, assign.order)
     for call in scope.calls:
         if call.method == "append" and len(call.node.args) == 1:
-            arg = call.node.args[0].value
-            if isinstance(arg, cst.Name) and arg.value == name:
-                target = dotted_name(call.receiver)
-                if target:
-                    yield call.node, target.split(".")[0], arg
+            added = _scaled_name(call.node.args[0].value)
+            root = _root_name(call.receiver)
+            if added is not None and root is not None:
+                target = dotted_name(call.receiver) or index.module.code_for_node(call.receiver)
+                yield _Accumulation(call.node, target, root, added, call.order)
 
 
-def _order_of(analysis, scope, node):
-    for bindings in scope.bindings.values():
-        for binding in bindings:
-            if binding.node is node:
-                return binding.order
-    call = analysis.index.call_at(node)
-    return call.order if call is not None else None
+def _root_name(node):
+    """``log`` for ``log['loss']``, ``self.history.losses``, ``log``."""
+    while isinstance(node, (cst.Attribute, cst.Subscript)):
+        if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) and node.value.value == "self":
+            return node.attr.value
+        node = node.value
+    return node.value if isinstance(node, cst.Name) else None
+
+
+def _same_value(analysis, scope, name, order, later) -> bool:
+    """Whether ``name`` holds the same value at both points: the same
+    bindings reach them (``loss += reg`` included), or the same definitions."""
+    index = analysis.index
+    before = [id(b) for b in index.lookup(name.value, scope, order)]
+    if before and before == [id(b) for b in index.lookup(name.value, scope, later)]:
+        return True
+    defs = {id(v.expr) for v in analysis.values.definitions(name, scope, order)}
+    return bool(defs) and defs == {id(v.expr) for v in analysis.values.definitions(name, scope, later)}
+
+
+def _outermost_loop(loop, scope):
+    while loop.parent is not None and loop.parent.scope is scope:
+        loop = loop.parent
+    return loop
+
+
+def _innermost_loop(index, scope, node):
+    found = None
+    for loop in index.loops:
+        if loop.scope is scope and index.loop_contains(loop, node) and (found is None or found.contains(loop)):
+            found = loop
+    return found
 
 
 def _loss_name(call):
@@ -151,7 +238,27 @@ def _loss_name(call):
     ``accelerator.backward(loss)``."""
     target = backward_target(call)
     return target if isinstance(target, cst.Name) else None
-def _reset_every_step(analysis, scope, backward, target, accumulation) -> bool:
+
+
+def _resets(analysis, scope, item, loop) -> bool:
+    """``item.target`` re-initialised (``losses = []``, ``self.total = 0``)
+    somewhere in ``loop``."""
+    index = analysis.index
+    for binding in scope.bindings.get(item.target, ()):
+        if binding.node is item.node or binding.kind not in ("assign", "annassign"):
+            continue
+        if isinstance(binding.value, cst.BinaryOperation):
+            continue  # total = total + loss: the accumulation itself
+        if index.loop_contains(loop, binding.node):
+            return True
+    for assign in index.attr_assigns_in(scope):
+        if isinstance(assign.node, cst.Assign) and dotted_name(assign.target) == item.target:
+            if index.loop_contains(loop, assign.node):
+                return True
+    return False
+
+
+def _reset_every_step(analysis, scope, backward, item) -> bool:
     """The accumulator is re-initialised inside the loop that steps the
     optimizer (``losses = []`` per batch, summed over micro-batches): it
     holds one step's graphs at most, so memory does not grow."""
@@ -160,22 +267,22 @@ def _reset_every_step(analysis, scope, backward, target, accumulation) -> bool:
         loop = loop.parent
     if loop is None or loop.scope is not scope:
         return False
-    for binding in scope.bindings.get(target, ()):
-        if binding.node is accumulation or binding.kind not in ("assign", "annassign"):
-            continue
-        if isinstance(binding.value, cst.BinaryOperation):
-            continue  # total = total + loss: the accumulation itself
-        if analysis.index.loop_contains(loop, binding.node):
-            return True
-    return False
+    return _resets(analysis, scope, item, loop)
 
 
-def _scaled_name(value, name):
-    """The Name ``name`` in ``loss``, ``loss * x.size(0)``, ``loss / n``."""
+def _reset_per_iteration(analysis, scope, item) -> bool:
+    """Re-initialised in the innermost loop around the accumulation: it holds
+    one iteration's value at most."""
+    loop = _innermost_loop(analysis.index, scope, item.node)
+    return loop is not None and _resets(analysis, scope, item, loop)
+
+
+def _scaled_name(value):
+    """The Name in ``loss``, ``loss * x.size(0)``, ``loss / n``."""
     if isinstance(value, cst.Name):
-        return value if value.value == name else None
+        return value
     if isinstance(value, cst.BinaryOperation) and isinstance(value.operator, (cst.Multiply, cst.Divide)):
         for side in (value.left, value.right):
-            if isinstance(side, cst.Name) and side.value == name:
+            if isinstance(side, cst.Name):
                 return side
     return None

@@ -109,25 +109,25 @@ class BackwardWithoutGrad(Rule):
     def _requires_grad_hacks(self, analysis):
         index = analysis.index
         for scope in index.scopes:
-            backwarded = {}
-            for call in scope.calls:
-                target = backward_target(call) if BACKWARD in analysis.optim.call_effects(call) else None
-                if isinstance(target, cst.Name):
-                    backwarded.setdefault(target.value, []).append(call)
-            if not backwarded:
-                continue
-            # loss.requires_grad = True
+            backwarded = _backwarded(analysis, scope)
+            # loss.requires_grad = True, self.d_loss.requires_grad = True
             for assign in index.attr_assigns_in(scope):
                 if assign.attr != "requires_grad":
                     continue
                 target = assign.target.value
-                if not (isinstance(target, cst.Name) and target.value in backwarded):
+                name = dotted_name(target)
+                if not (isinstance(assign.value, cst.Name) and assign.value.value == "True") or name is None:
                     continue
-                if not (isinstance(assign.value, cst.Name) and assign.value.value == "True"):
-                    continue
-                backward = _next_after(backwarded[target.value], assign.order)
+                backward = _next_after(backwarded.get(name, ()), assign.order)
+                if backward is None and name.startswith("self.") and scope.function is not None and scope.function.klass:
+                    # self.g_loss set up in forward(), backpropagated in another method
+                    for method in scope.function.klass.methods.values():
+                        if method.scope is not scope:
+                            backward = backward or next(iter(_backwarded(analysis, method.scope).get(name, ())), None)
                 if backward is not None and self._computed_loss(analysis, target, scope, assign.order):
-                    yield self._hack_report(assign.node, target.value, backward)
+                    yield self._hack_report(assign.node, name, backward)
+            if not backwarded:
+                continue
             # loss.requires_grad_() / loss = loss.requires_grad_()
             for call in scope.calls:
                 if call.method != "requires_grad_" or not isinstance(call.receiver, cst.Name):
@@ -173,7 +173,8 @@ class BackwardWithoutGrad(Rule):
     def _computed_loss(analysis, name_node, scope, order) -> bool:
         """The name holds a computed value (a call result, an expression),
         not a freshly made leaf tensor such as ``torch.zeros(...)``."""
-        values = analysis.values.definitions(name_node, scope, order)
+        # ``self.loss = None`` in __init__ is a placeholder, not a value
+        values = [v for v in analysis.values.definitions(name_node, scope, order) if not _is_none(v.expr)]
         if not values:
             return False
         for value in values:
@@ -203,3 +204,17 @@ class BackwardWithoutGrad(Rule):
 
 def _next_after(calls, order):
     return next((c for c in calls if c.order > order), None)
+
+
+def _is_none(node) -> bool:
+    return isinstance(node, cst.Name) and node.value == "None"
+
+
+def _backwarded(analysis, scope):
+    """Dotted name -> the backward() calls in ``scope`` on it (``loss``, ``self.d_loss``)."""
+    out = {}
+    for call in scope.calls:
+        target = backward_target(call) if BACKWARD in analysis.optim.call_effects(call) else None
+        if isinstance(target, (cst.Name, cst.Attribute)) and dotted_name(target):
+            out.setdefault(dotted_name(target), []).append(call)
+    return out

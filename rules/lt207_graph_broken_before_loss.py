@@ -14,6 +14,8 @@ _BREAKING_FUNCS = frozenset(
     }
 )
 _PASS_THROUGH_METHODS = (api.VALUE_PRESERVING_METHODS - {"detach", "requires_grad_"}) | {"squeeze_", "round"}
+#: In-place fills: ``Tensor(n, 1).fill_(1.0)`` holds constants, data.
+_FILLING_METHODS = frozenset({"fill_", "zero_", "uniform_", "normal_"})
 _ACTIVATIONS = api.SOFTMAX_FUNCS | api.SIGMOID_FUNCS | api.LOG_SOFTMAX_FUNCS
 _MAX_DEPTH = 8
 
@@ -138,7 +140,7 @@ class GraphBrokenBeforeLoss(Rule):
         if qualname in _BREAKING_FUNCS and expr.args:
             inner = expr.args[0].value
             if self._model_output(analysis, inner, scope, order, depth + 1) or self._break_in(
-                index, inner, scope, order, depth + 1
+                analysis, inner, scope, order, depth + 1
             ):
                 return expr, f"{qualname.rsplit('.', 1)[-1]}(...)"
             return None
@@ -206,7 +208,7 @@ class GraphBrokenBeforeLoss(Rule):
             return self._is_data(analysis, expr.value, scope, order, depth + 1)
         if isinstance(expr, cst.BinaryOperation):
             return self._is_data(analysis, expr.left, scope, order, depth + 1) and self._is_data(
-                index, expr.right, scope, order, depth + 1
+                analysis, expr.right, scope, order, depth + 1
             )
         if isinstance(expr, cst.Call):
             qualname = index.qualname_of(expr.func, scope, order)
@@ -215,6 +217,6 @@ class GraphBrokenBeforeLoss(Rule):
                     self._is_data(analysis, arg.value, scope, order, depth + 1) for arg in expr.args
                     if arg.keyword is None
                 ) and not self._model_output(analysis, expr, scope, order, depth + 1)
-            if isinstance(expr.func, cst.Attribute) and expr.func.attr.value in _PASS_THROUGH_METHODS:
+            if isinstance(expr.func, cst.Attribute) and expr.func.attr.value in _PASS_THROUGH_METHODS | _FILLING_METHODS:
                 return self._is_data(analysis, expr.func.value, scope, order, depth + 1)
         return False

@@ -6,6 +6,7 @@ from lintorch import torchapi as api
 from lintorch.index import dotted_name
 from lintorch.rule import Example, Rule, Severity
 from lintorch.analyze.branches import enclosing_if_tests
+from lintorch.analyze.values import Value
 
 _GROWING_METHODS = frozenset({"append", "extend", "insert", "add_param_group"})
 _HEAD_REPLACING = re.compile(r"add_module|register_module|setattr\(|reset_classifier|replace_|get_peft_model|LoraConfig")
@@ -14,10 +15,15 @@ _HEAD_REPLACING = re.compile(r"add_module|register_module|setattr\(|reset_classi
 class NothingToOptimise(Rule):
     """
     **What it does.** Flags an optimizer built over `model.parameters()`
-    after every parameter of `model` was frozen (`for p in
-    model.parameters(): p.requires_grad = False` or
-    `model.requires_grad_(False)`) with nothing unfrozen or replaced in
-    between, and an optimizer built over an empty list.
+    (also filtered: `filter(lambda p: p.requires_grad, ...)`, `[p for p in
+    model.parameters() if p.requires_grad]`) after every parameter of
+    `model` was frozen (`for p in model.parameters(): p.requires_grad =
+    False` or `model.requires_grad_(False)`) with nothing unfrozen or
+    replaced in between, an optimizer built over an empty list, and a layer
+    replaced after the optimizer was built over the model's parameters
+    (`optimizer = SGD(model.parameters())` then `model.fc =
+    nn.Linear(...)`, or a new `nn.Parameter`): the optimizer holds the old
+    layer, and the new one is never updated.
 
     **Why is this bad?** Frozen parameters get no gradient, so the optimizer
     has nothing to update; `backward()` raises "element 0 of tensors does
@@ -42,7 +48,7 @@ class NothingToOptimise(Rule):
     severity = Severity.ERROR
     summary = "optimizer over parameters that are all frozen, or over an empty list"
     symptom = "loss not changing; model not learning; RuntimeError 'does not require grad'"
-    triggers = ("requires_grad = False", "requires_grad=False", "requires_grad_(False)", "([],")
+    triggers = ("requires_grad = False", "requires_grad=False", "requires_grad_(False)", "([],", "parameters()")
 
     bad = [
         Example(
@@ -90,9 +96,20 @@ class NothingToOptimise(Rule):
                     "model.parameters() or the list of parameters to train.",
                 )
                 continue
-            model = _parameters_of(params)
+            model = analysis.optim.optimized_module(params)
             if model is None:
                 continue
+            replaced = self._replaced_later(analysis, call, model, optimizers)
+            if replaced is not None:
+                yield self.report(
+                    replaced.node,
+                    f"{dotted_name(replaced.target)} is replaced by a new module or parameter after the optimizer (line "
+                    "{line0}) was built over the parameters of "
+                    f"{model}: the optimizer still holds the old layer's parameters, so the new layer never "
+                    "gets an update and the model is not learning (the head keeps its random weights). Replace "
+                    "the layer first, then build the optimizer.",
+                    related=(call.node,),
+                )
             if freezes is None:
                 freezes = list(_freezes(index))
             for freeze_node, frozen, order, scope in freezes:
@@ -109,6 +126,38 @@ class NothingToOptimise(Rule):
                     related=(freeze_node,),
                 )
                 break
+
+    @staticmethod
+    def _replaced_later(analysis, call, model, optimizers):
+        """``model.fc = nn.Linear(...)`` after ``optimizer = SGD(model.parameters())``
+        in the same scope, with no optimizer built over the model (or the new
+        layer) afterwards and no ``add_param_group``."""
+        index = analysis.index
+        for assign in index.attr_assigns_in(call.scope):
+            target = dotted_name(assign.target)
+            if target is None or assign.order < call.order or assign.value is None:
+                continue
+            if not (target == model or target.startswith(model + ".")):
+                continue
+            value = Value(assign.value, assign.scope, assign.order)
+            if not analysis.models.is_module_constructor(value) and analysis.values.constructor(value)[0] != (
+                "torch.nn.Parameter"
+            ):
+                continue
+            root = model.split(".")[0]
+            if [id(b) for b in index.lookup(root, call.scope, call.order)] != [
+                id(b) for b in index.lookup(root, assign.scope, assign.order)
+            ]:
+                continue  # the model was rebound in between: another object
+            rebuilt = any(
+                other.order > assign.order
+                and ((analysis.optim.optimized_module(other.arg(0, "params")) or "") + ".").startswith(root + ".")
+                for other in optimizers
+            )
+            if rebuilt or any(other.order > assign.order for other in index.method_calls("add_param_group")):
+                continue
+            return assign
+        return None
 
     @staticmethod
     def _empty_list(analysis, params, call) -> bool:
@@ -149,20 +198,6 @@ class NothingToOptimise(Rule):
         before = index.lookup(root, scope, freeze_order)
         after = index.lookup(root, optimizer_call.scope, optimizer_call.order)
         return [id(b) for b in before] == [id(b) for b in after]
-
-
-def _parameters_of(params):
-    """``model`` for ``model.parameters()`` / ``filter(f, model.parameters())``."""
-    if isinstance(params, cst.Call) and isinstance(params.func, cst.Name) and params.func.value == "filter":
-        params = params.args[1].value if len(params.args) == 2 else None
-    if (
-        isinstance(params, cst.Call)
-        and not params.args
-        and isinstance(params.func, cst.Attribute)
-        and params.func.attr.value == "parameters"
-    ):
-        return dotted_name(params.func.value)
-    return None
 
 
 def _freezes(index):

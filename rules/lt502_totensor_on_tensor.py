@@ -1,4 +1,4 @@
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple, Union
 
 import libcst as cst
 
@@ -13,9 +13,10 @@ class ToTensorOnTensor(Rule):
     **What it does.** Flags `transforms.ToTensor()` (alone or first in a
     `transforms.Compose([...])`) applied to data that is already a torch
     tensor: called on `torch.rand(...)`/`torch.tensor(...)` data or an
-    element of it, or set as the transform of a dataset class whose
-    `__getitem__` applies it to an element of tensor data (a
-    `TensorDataset`, tensors built with `torch.tensor`).
+    element of it, or applied by a dataset class's `__getitem__` (as its
+    `self.transform`, written inline as `ToTensor()(x)`, or a module-level
+    transform) to an element of tensor data stored on `self` in `__init__`
+    (a `TensorDataset`, tensors built with `torch.tensor`/`from_numpy`).
 
     **Why is this bad?** `ToTensor` converts a PIL image or an `HxWxC` numpy
     array into a `CxHxW` float tensor scaled to [0, 1]. Given a tensor it
@@ -111,14 +112,14 @@ class ToTensorOnTensor(Rule):
             getitem = analysis.values.method_of(klass, "__getitem__")
             if getitem is None:
                 continue
-            applications = _transform_applications(index, getitem)
+            applications = _transform_applications(analysis, getitem)
             if not applications:
                 continue
             for instance in analysis.values.instances_of(klass):
-                for transform_attr, data_attr in applications:
-                    found = None
-                    for transform in _attr_sources(analysis, klass, transform_attr, instance):
-                        found = _to_tensor_value(analysis, transform)
+                for transform, data_attr in applications:
+                    found = transform if isinstance(transform, cst.Call) else None
+                    for source in _attr_sources(analysis, klass, transform, instance) if found is None else ():
+                        found = _to_tensor_value(analysis, source)
                         if found is not None:
                             break
                     if found is None:
@@ -165,22 +166,36 @@ def _to_tensor_value(analysis, value: Value) -> Optional[cst.Call]:
     return None
 
 
-def _transform_applications(index, getitem) -> List[Tuple[str, str]]:
-    """(transform attribute, data attribute) for ``self.t(x)`` in __getitem__
-    where ``x`` is ``self.data[i]`` (directly or through a variable)."""
+def _transform_applications(analysis, getitem) -> List[Tuple[Union[str, cst.Call], str]]:
+    """(transform, data attribute) for each ``t(x)`` in __getitem__ where
+    ``x`` is ``self.data[i]`` (directly or through variables and
+    value-preserving methods). The transform is the name of a ``self``
+    attribute (``self.transform``: resolved per instance), or the ToTensor()
+    call itself when ``t`` is written inline (``ToTensor()(x)``) or is a
+    module-level transform."""
     out = []
     for call in getitem.scope.calls:
         func = call.node.func
-        if not (_is_self_attr(func) and len(call.node.args) == 1):
+        if len(call.node.args) != 1 or call.node.args[0].keyword is not None:
+            continue
+        if _is_self_attr(func):
+            transform = func.attr.value
+        elif isinstance(func, cst.Call):
+            transform = _to_tensor_value(analysis, Value(func, call.scope, call.order))
+        elif isinstance(func, cst.Name):
+            transform = _to_tensor_of(analysis, func, call.scope, call.order)
+        else:
+            continue
+        if transform is None:
             continue
         arg = call.arg(0)
-        data_attr = _subscripted_self_attr(arg)
-        if data_attr is None and isinstance(arg, cst.Name):
-            bindings = index.lookup(arg.value, call.scope, call.order)
-            if len(bindings) == 1 and bindings[0].kind == "assign":
-                data_attr = _subscripted_self_attr(bindings[0].value)
+        values = analysis.values.definitions(arg, call.scope, call.order)
+        sources = [analysis.values.strip_value_preserving(v).expr for v in values]
+        if isinstance(arg, cst.Name):  # x, y = self.base[i]: an element of an item
+            sources += [b.value for b in analysis.index.lookup(arg.value, call.scope, call.order) if b.kind == "assign"]
+        data_attr = next(filter(None, map(_subscripted_self_attr, sources)), None)
         if data_attr is not None:
-            out.append((func.attr.value, data_attr))
+            out.append((transform, data_attr))
     return out
 
 

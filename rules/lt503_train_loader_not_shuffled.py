@@ -7,8 +7,8 @@ from lintorch.analyze import names
 from lintorch.index import dotted_name, iter_nodes
 from lintorch.rule import Example, Rule, Severity
 
-#: Samplers and loaders that order data themselves.
-_ORDERING_KEYWORDS = ("shuffle", "sampler", "batch_sampler")
+#: Samplers order the data themselves.
+_SAMPLER_KEYWORDS = ("sampler", "batch_sampler")
 
 
 class TrainLoaderNotShuffled(Rule):
@@ -32,10 +32,16 @@ class TrainLoaderNotShuffled(Rule):
     `RandomSampler`, `WeightedRandomSampler`, `DistributedSampler`).
     Validation/test loaders, loaders over an `IterableDataset`, loaders with
     any `sampler=`, and `shuffle=` set to a value that is not a literal are
-    not flagged; nor is an explicit `shuffle=False`, which says the order is
-    deliberate (sequences, curriculum), nor a dataset that is shuffled
-    itself (`.shuffle()`) or whose `__getitem__` ignores the index or picks
-    samples at random.
+    not flagged; nor is data already put in a random order once
+    (`random_split`, `train_test_split`, rows indexed by `torch.randperm` or
+    `np.random.permutation`, `df.sample(frac=1)`: batches are mixed even if
+    their order repeats), a dataset that is shuffled itself (`.shuffle()`),
+    or one whose `__getitem__` ignores the index or picks samples at random,
+    nor a loader only used to draw one batch (`next(iter(train_loader))`).
+    An explicit `shuffle=False` is flagged only on a loader that visibly
+    feeds a training loop (in the labelled real code it was an oversight
+    every time); add `# noqa: LT503` where the order is deliberate
+    (stateful sequences, curriculum).
     """
 
     code = "LT503"
@@ -97,8 +103,12 @@ class TrainLoaderNotShuffled(Rule):
             node = call.node
             if any(a.star for a in node.args):
                 continue
-            if any(a.keyword is not None and a.keyword.value in _ORDERING_KEYWORDS for a in node.args):
+            if any(a.keyword is not None and a.keyword.value in _SAMPLER_KEYWORDS for a in node.args):
                 continue
+            shuffle = call.arg(None, "shuffle")
+            explicit = isinstance(shuffle, cst.Name) and shuffle.value == "False"
+            if shuffle is not None and not explicit:
+                continue  # shuffle=True, or a value decided at run time
             if len([a for a in node.args if a.keyword is None]) > 2:
                 continue  # shuffle/sampler passed positionally
             dataset = call.arg(0, "dataset")
@@ -114,18 +124,25 @@ class TrainLoaderNotShuffled(Rule):
             kind = _dataset_kind(analysis, dataset, call)
             if kind in ("iterable", "random"):
                 continue
+            if analysis.data.permuted_once(dataset, call.scope, call.order) is not None:
+                continue  # rows already in a random order (random_split, train_test_split, randperm)
             loop = feeding.get(id(node))
+            if explicit and loop is None:
+                continue  # an explicit shuffle=False is only judged against a visible training loop
             named = any(names.is_training_loader_name(n) for n in bound) and names.is_training_name(dataset_name)
             if loop is None and not named:
                 continue
+            if loop is None and analysis.data.drawn_once(bound):
+                continue  # only next(iter(loader)): one batch for a demonstration, no epochs
             if kind is None and not (loop is not None and named):
                 continue  # the dataset might be iterable (no shuffle possible)
             where = " feeds the training loop at line {line0}" if loop is not None else " is the training loader"
+            how = "shuffle=False" if explicit else "no shuffle=True, no sampler"
             yield self.report(
                 node,
-                f"this DataLoader{where} but never shuffles (no shuffle=True, no sampler): every epoch "
-                "sees the samples in the same order, and data stored by class or time gives one-class "
-                "batches and biased steps (loss oscillating and plateauing, identical predictions, "
+                f"this DataLoader{where} but never shuffles ({how}) and nothing shuffled its data before: "
+                "every epoch sees the samples in the same order, and data stored by class or time gives "
+                "one-class batches and biased steps (loss oscillating and plateauing, identical predictions, "
                 "accuracy not improving). Pass shuffle=True (or a RandomSampler/DistributedSampler).",
                 related=(loop.node,) if loop is not None else (),
             )
@@ -133,14 +150,7 @@ class TrainLoaderNotShuffled(Rule):
 
 def _dataset_kind(analysis, dataset, call) -> Optional[str]:
     """``map`` (indexable), ``iterable`` or None (unknown)."""
-    index = analysis.index
     kinds = set()
-    if isinstance(dataset, cst.Name):
-        for binding in index.lookup(dataset.value, call.scope, call.order):
-            if binding.unpack and isinstance(binding.value, cst.Call):
-                qualname = index.qualname_of(binding.value.func, binding.scope, binding.order)
-                if qualname in ("torch.utils.data.random_split", "sklearn.model_selection.train_test_split"):
-                    kinds.add("map")
     values = analysis.values.definitions(dataset, call.scope, call.order)
     for value in values:
         value = analysis.values.strip_value_preserving(value)

@@ -41,6 +41,17 @@ def expected_severities(text: str) -> Dict[Tuple[int, str], str]:
     return out
 
 
+def analysis_of(code: str):
+    """The Analysis of a dedented snippet, for tests of domain facts."""
+    import libcst as cst
+
+    from lintorch.analysis import Analysis
+    from lintorch.index import ModuleIndex
+
+    text = textwrap.dedent(code)
+    return Analysis(ModuleIndex(cst.parse_module(text), "t.py", text))
+
+
 def lint_text(text: str, path: str = "example.py", select: List[str] = None):
     from lintorch import engine, registry
 

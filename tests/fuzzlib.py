@@ -75,7 +75,7 @@ def fix_problems(data: bytes, path: str = "fuzz.py") -> List[str]:
 
     try:
         if path.endswith(".ipynb"):
-            outcome = notebook.fix_notebook_bytes(data, path, RULES, unsafe=True)
+            outcome = fix.fix_notebook_bytes(data, path, RULES, unsafe=True)
         else:
             outcome = fix.fix_bytes(data, path, RULES, unsafe=True)
         if not outcome.changed:

@@ -119,3 +119,121 @@ def test_loss_and_model_call_recognition():
     assert not analysis.losses.looks_like_loss_call(by_name["helper"])
     assert analysis.models.is_model_call(by_name["net"])
     assert not analysis.models.is_model_call(by_name["criterion"])
+
+
+def test_separating_if_and_conditions_fixed_across_a_loop():
+    from lintorch.analyze.branches import fixed_across, separating_if
+
+    analysis = build(
+        """
+        for epoch in range(10):
+            for i, (x, y) in enumerate(loader):
+                loss.backward()
+                if args.flag and isinstance(sched, Plateau):
+                    sched.step()
+                else:
+                    opt.step()
+                if i % 4 == 0:
+                    sched.step()
+                else:
+                    opt.step()
+                if epoch > 3:
+                    opt.step()
+        """
+    )
+    index = analysis.index
+    steps = [c for c in index.calls if c.method == "step"]
+    outer = index.loops[0]
+    first = separating_if(outer.node, steps[0].node, steps[1].node)
+    second = separating_if(outer.node, steps[2].node, steps[3].node)
+    assert first is not None and fixed_across(index, outer, first.test)
+    assert second is not None and not fixed_across(index, outer, second.test)  # i changes every batch
+    third = index.loops[1].node.body.body[-1]
+    assert not fixed_across(index, outer, third.test)  # epoch is the outer loop's variable
+    assert separating_if(outer.node, steps[0].node, steps[4].node) is None
+
+
+def test_scheduler_constructor_skips_none_when_not_configured():
+    analysis = build(
+        """
+        import torch
+
+        def fit(cfg):
+            if cfg.milestones:
+                sched = torch.optim.lr_scheduler.MultiStepLR(opt, cfg.milestones)
+            else:
+                sched = None
+            for epoch in range(3):
+                if sched is not None:
+                    sched.step()
+        """
+    )
+    step = next(c for c in analysis.index.calls if c.method == "step")
+    qualname, _ = analysis.optim.scheduler_constructor(step)
+    assert qualname == "torch.optim.lr_scheduler.MultiStepLR"
+
+
+def test_uncleared_steps_are_judged_per_optimizer():
+    analysis = build(
+        """
+        import torch
+        opt_a = torch.optim.Adam(a.parameters())
+        opt_b = torch.optim.SGD(b.parameters(), lr=0.1)
+        for x in loader:
+            opt_a.zero_grad()
+            loss(x).backward()
+            opt_a.step()
+            opt_b.step()
+        for x in loader:
+            opt_a.zero_grad()
+            b.zero_grad()
+            loss(x).backward()
+            opt_a.step()
+            opt_b.step()
+        for x in loader:
+            opt_a.zero_grad()
+            loss(x).backward()
+            opt_a.step()
+            some_optimizer.step()
+        """
+    )
+    first, second, third = analysis.index.loops
+    assert [c.dotted for c in analysis.optim.uncleared_steps(first)] == ["opt_b.step"]
+    assert analysis.optim.uncleared_steps(second) == []  # b.zero_grad() may clear opt_b's parameters
+    assert analysis.optim.uncleared_steps(third) == []  # an optimizer whose construction is not visible
+
+
+def test_iteration_limit():
+    analysis = build(
+        """
+        for i, (x, y) in enumerate(loader):
+            train_step(x, y)
+            if i == 3:
+                break
+        for i, batch in enumerate(loader):
+            if i >= 100: break
+        for i, (x, y) in enumerate(loader):
+            if i == 3 and debug:
+                break
+        for x, y in loader:
+            pass
+        """
+    )
+    assert [analysis.optim.iteration_limit(loop) for loop in analysis.index.loops] == [4, 101, None, None]
+
+
+def test_optimized_module():
+    from lintorch.analyze.optim import Optimization
+
+    expressions = {
+        "model.parameters()": "model",
+        "self.net.fc.parameters()": "self.net.fc",
+        "filter(lambda p: p.requires_grad, model.parameters())": "model",
+        "[p for p in enc.parameters() if p.requires_grad]": "enc",
+        "(p for p in enc.parameters())": "enc",
+        "[p.weight for p in enc.parameters()]": None,
+        "model.named_parameters()": None,
+        "[w, b]": None,
+    }
+    for source, expected in expressions.items():
+        assert Optimization.optimized_module(cst.parse_expression(source)) == expected, source

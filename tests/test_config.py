@@ -1,5 +1,7 @@
 """[tool.lintorch] in pyproject.toml."""
 
+import json
+import os
 import textwrap
 
 import pytest
@@ -106,3 +108,101 @@ def test_missing_config_file(project, run_cli):
     write(project / "train.py", BUGGY)
     code, _, err = run_cli("--config", "nope.toml", "train.py")
     assert code == 2 and "nope.toml: config file not found" in err
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '[tool."lintorch"]\nignore = ["LT102"]\n',
+        '[ tool.lintorch ]\nignore = ["LT102"]\n',
+        '[ "tool" . \'lintorch\' ]\nignore = ["LT102"]\n',
+        '[tool]\nlintorch = { ignore = ["LT102"] }\n',
+        'tool.lintorch.ignore = ["LT102"]\n',
+        'tool = { lintorch = { ignore = ["LT102"] } }\n',
+        '["\\u0074ool".lintorch]\nignore = ["LT102"]\n',  # an escape: the bytes never say "tool"
+        '[project]\nname = "x"\n\n[tool.black]\nline-length = 100\n\n[tool."lintorch"]\nignore = ["LT102"]\n',
+    ],
+    ids=["quoted", "spaces", "quoted-both", "inline-table", "dotted-keys", "top-inline", "escape", "among-others"],
+)
+def test_every_toml_spelling_of_the_table_is_found(project, run_cli, body):
+    pyproject(project, body)
+    write(project / "train.py", BUGGY)
+    assert run_cli("train.py")[0] == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "# [tool.lintorch] is not here\n[tool.black]\nline-length = 100\n",
+        '[project]\nname = "lintorch"\ndescription = "[tool.lintorch]"\n',
+        "[tool.lintorch-extra]\nx = 1\n",
+    ],
+    ids=["comment", "string", "other-table"],
+)
+def test_text_that_only_looks_like_the_table_is_not_it(project, run_cli, body):
+    pyproject(project, '[tool.lintorch]\nignore = ["LT102"]\n')
+    pyproject(project / "sub", body)
+    write(project / "sub" / "train.py", BUGGY)
+    assert run_cli("sub/train.py")[0] == 0  # the parent's table applies, not an empty config
+
+
+def test_invalid_toml_that_cannot_be_ours_is_passed_over(project, run_cli):
+    pyproject(project, '[tool.lintorch]\nignore = ["LT102"]\n')
+    pyproject(project / "sub", "[tool.black\nline-length = 100\n")
+    write(project / "sub" / "train.py", BUGGY)
+    assert run_cli("sub/train.py")[0] == 0
+    pyproject(project / "sub", "[tool.lintorch\nignore = []\n")
+    code, _, err = run_cli("sub/train.py")
+    assert code == 2 and "invalid TOML" in err and "sub" in err
+
+
+def test_force_exclude_applies_to_stdin_filename(project, run_cli, monkeypatch):
+    import io
+    import sys
+
+    pyproject(project, '[tool.lintorch]\nexclude = ["generated"]\n')
+
+    def lint_stdin(*argv):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(BUGGY.encode())))
+        return run_cli("-", "--stdin-filename", "generated/train.py", *argv)
+
+    assert lint_stdin()[0] == 1  # named (through stdin): linted, as a named file is
+    code, out, err = lint_stdin("--force-exclude")
+    assert (code, out) == (0, "") and "nothing was checked" in err
+    pyproject(project, '[tool.lintorch]\nexclude = ["generated"]\nforce-exclude = true\n')
+    assert lint_stdin()[0] == 0
+
+
+def test_extend_ignore_and_extend_exclude_add_to_the_lists(project, run_cli):
+    pyproject(
+        project,
+        '[tool.lintorch]\nignore = ["LT2"]\nextend-ignore = ["LT102"]\n'
+        'exclude = ["old"]\nextend-exclude = ["generated"]\n',
+    )
+    for directory in ("old", "generated", "src"):
+        write(project / directory / "train.py", BUGGY + "for x in loader:\n    loss.backward()\n    optimizer.step()\n")
+    assert run_cli(".") == (0, "All checks passed (1 file checked).\n", "")
+
+
+def test_exclude_and_extend_exclude_on_the_command_line(project, run_cli):
+    pyproject(project, '[tool.lintorch]\nexclude = ["old"]\n')
+    for directory in ("old", "generated", "src"):
+        write(project / directory / "train.py", BUGGY)
+
+    def linted(*argv):
+        code, out, _ = run_cli("--format", "json", *argv, ".")
+        return sorted({item["path"].split(os.sep)[0] for item in json.loads(out)})
+
+    assert linted() == ["generated", "src"]
+    assert linted("--extend-exclude", "generated") == ["src"]
+    assert linted("--exclude", "generated,src/*.py") == ["old"]  # replaces the config's exclude
+    assert linted("--exclude", "") == ["generated", "old", "src"]
+
+
+def test_command_line_exclude_is_relative_to_the_working_directory(project, run_cli, monkeypatch):
+    pyproject(project, "[tool.lintorch]\n")
+    write(project / "pkg" / "gen" / "sub" / "train.py", BUGGY)
+    write(project / "pkg" / "src" / "train.py", BUGGY)
+    monkeypatch.chdir(project / "pkg")
+    code, out, _ = run_cli("--format", "json", "--exclude", "gen/sub", ".")
+    assert [item["path"] for item in json.loads(out)] == [os.path.join("src", "train.py")]

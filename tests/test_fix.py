@@ -106,7 +106,7 @@ def test_cli_fix_diff_and_second_run(project, run_cli):
     assert "Would apply 1 fix in 1 file." in err
 
     code, out, err = run_cli("--isolated", "--fix", "--unsafe-fixes", "train.py")
-    assert code == 0 and out == ""
+    assert code == 0 and out == "All checks passed (1 file checked).\n"
     assert path.read_text() == FIXED
     assert "Fixed 1 finding in 1 file." in err
 
@@ -228,6 +228,28 @@ def test_dropped_fix_is_reported_by_the_cli(project, run_cli, monkeypatch):
     assert "t.py:1:10: LT999 fix dropped: the fixed code would not parse" in err
     assert (project / "t.py").read_text() == "answer = 42\n"
     assert code == 1
+    # the summary does not advise --fix for a fix --fix just failed to apply
+    assert out.endswith("Found 1 finding in 1 file (1 checked).\n")
+    code, out, _ = run_cli("--isolated", "t.py")  # a plain check cannot know it yet
+    assert "1 fixable" in out and "Run with --fix" in out
+
+
+def test_fix_advice_after_fixing_counts_only_fixes_that_can_apply(project, run_cli):
+    import json as json_module
+
+    from lintorch import notebook
+
+    (project / "safe.py").write_text("import torch\ny = torch.log(torch.softmax(x, dim=1))\n", encoding="utf-8")
+    (project / "unsafe.py").write_text(BUGGY, encoding="utf-8")
+    lines = ["import torch\n", "criterion = torch.nn.CrossEntropyLoss()\n", "loss = criterion(torch.softmax(z, 1), y)\n"]
+    cells = [{"cell_type": "code", "metadata": {}, "source": lines, "outputs": [], "execution_count": None}]
+    document = {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    (project / "compact.ipynb").write_text(json_module.dumps(document, separators=(",", ":")), encoding="utf-8")
+    assert not notebook.rewritable((project / "compact.ipynb").read_bytes())
+    code, out, err = run_cli("--isolated", "--fix", "safe.py", "unsafe.py", "compact.ipynb")
+    assert code == 1 and "Fixed 1 finding in 1 file." in err
+    # unsafe.py's fix can still apply with --unsafe-fixes; the notebook's cannot at all
+    assert out.splitlines()[-1] == "Found 2 findings in 2 files (3 checked). 1 more fixable with --unsafe-fixes."
 
 
 def test_fixes_preserve_formatting_outside_the_edit():

@@ -58,3 +58,23 @@ def test_flake8_default_selection_includes_lintorch(tmp_path):
     (tmp_path / "b.py").write_bytes((FIXTURES / "LT102" / "bad_inline_softmax.py").read_bytes())
     result = run(["-m", "flake8", "b.py"], tmp_path)
     assert "LT102" in result.stdout
+
+
+def test_noqa_with_a_rule_name_means_the_same_to_flake8_and_the_cli(tmp_path):
+    """flake8's `# noqa:` syntax takes codes only: a rule name after it makes
+    a blanket `# noqa` (flake8 reads it so; the CLI uses flake8's pattern).
+    The README says so; both tools must agree line for line."""
+    lines = [
+        "import torch",
+        "import torch.nn as nn",
+        "criterion = nn.CrossEntropyLoss()",
+        "a = criterion(torch.softmax(x, dim=1), y)  # noqa: activation-before-cross-entropy",
+        "b = criterion(torch.softmax(x, dim=1), y)  # noqa: missing-zero-grad",
+        "c = criterion(torch.softmax(x, dim=1), y)  # noqa: LT201",
+        "d = criterion(torch.softmax(x, dim=1), y)",
+    ]
+    (tmp_path / "n.py").write_text("\n".join(lines) + "\n")
+    flake8 = parse(run(["-m", "flake8", "--select", "LT", "n.py"], tmp_path).stdout)
+    cli = run(["-m", "lintorch", "--isolated", "--quiet", "n.py"], tmp_path)
+    assert flake8 == parse(cli.stdout)
+    assert sorted(row[1] for row in flake8) == [6, 7]

@@ -269,3 +269,98 @@ def test_file_positions_map_cell_positions_into_the_json(tmp_path):
     # a notebook whose JSON is not in nbformat's layout has no file positions
     compact = json.dumps(json.loads(data), separators=(",", ":")).encode()
     assert notebook.file_positions(compact) is None
+
+
+# -- a cell that does not parse, IPython's indentation, the module's place ------
+
+
+def test_an_unfinished_cell_does_not_hide_the_cells_after_it(tmp_path):
+    """Jupyter compiles each cell on its own. Joined first, a cell ending in
+    `def forward(self, x):` and a comment used to move its error onto the
+    next cell, and then the next, hiding every later finding."""
+    path = write_notebook(
+        tmp_path / "todo.ipynb",
+        "import torch\nimport torch.nn as nn\ncriterion = nn.CrossEntropyLoss()",
+        "class Net(nn.Module):\n    def forward(self, x):\n        # TODO",
+        "model = nn.Linear(4, 3)\noptimizer = torch.optim.SGD(model.parameters(), lr=0.1)",
+        "md:training",
+        "for x, y in loader:\n    loss = criterion(torch.softmax(model(x), dim=1), y)\n"
+        "    loss.backward()\n    optimizer.step()",
+    )
+    findings = lint_path(path)
+    assert [(f.code, f.cell, f.line) for f in findings] == [
+        ("LT000", 2, 3), ("LT102", 5, 2), ("LT201", 5, 4),
+    ]
+    assert "expected an indented block" in findings[0].message
+    assert "other cells were analysed" in findings[0].message
+
+
+def test_cells_that_only_parse_joined_are_each_reported(tmp_path):
+    path = write_notebook(
+        tmp_path / "split.ipynb",
+        "import torch.nn as nn\ncriterion = nn.CrossEntropyLoss()",
+        "sizes = (1,",
+        "2)",
+        "loss = criterion(out.softmax(1), y)",
+    )
+    assert [(f.code, f.cell) for f in lint_path(path)] == [("LT000", 2), ("LT000", 3), ("LT102", 4)]
+
+
+def test_a_syntax_error_is_reported_in_a_notebook_no_rule_needs_parsed(tmp_path):
+    path = write_notebook(tmp_path / "plain.ipynb", "x = 1", "def f(:\n    pass")
+    [finding] = lint_path(path)
+    assert (finding.code, finding.cell, finding.line, finding.column) == ("LT000", 2, 1, 7)
+
+
+def test_common_indentation_is_removed_as_ipython_does(tmp_path):
+    path = write_notebook(
+        tmp_path / "indented.ipynb",
+        "  import torch.nn as nn\n  criterion = nn.CrossEntropyLoss()",
+        "\n    probs = out.softmax(1)\n\n    loss = criterion(out.softmax(1), y)  # the finding\n",
+        "\tx = 1",
+    )
+    [finding] = lint_path(path)
+    assert (finding.code, finding.cell, finding.line) == ("LT102", 2, 4)
+    line = notebook.cell_lines(path.read_bytes())[2][3]
+    assert line[finding.column - 1 : finding.end_column - 1] == "out.softmax(1)"
+    code = notebook.cell_code(notebook.Cell(1, " if x:\n     y = 1\n z = '''\nkept\n '''"))
+    assert code.lines == ["if x:", "    y = 1", "z = '''", "kept", "'''"]
+    assert code.offsets == [1, 1, 1, 0, 1]
+
+
+def test_fix_in_an_indented_cell_keeps_its_indentation(tmp_path):
+    from lintorch import fix
+
+    path = write_notebook(
+        tmp_path / "indented.ipynb",
+        "  import torch\n  y = torch.log(torch.softmax(x, dim=1))\n",
+    )
+    outcome = fix.fix_file(str(path), "indented.ipynb", all_rules())
+    assert [f.code for f in outcome.applied] == ["LT105"]
+    cell = nbformat.read(str(path), as_version=4).cells[0]
+    assert cell.source == "  import torch\n  y = torch.log_softmax(x, dim=1)\n"
+
+
+def test_no_fix_is_offered_for_a_notebook_lintorch_cannot_rewrite(tmp_path):
+    nb = write_notebook(tmp_path / "nb.ipynb", "import torch\ny = torch.log(torch.softmax(x, dim=1))")
+    [finding] = lint_path(nb)
+    assert finding.fix is not None and finding.fix.safe
+    compact = tmp_path / "compact.ipynb"
+    compact.write_text(json.dumps(json.loads(nb.read_text()), separators=(",", ":")))
+    [finding] = lint_path(compact)
+    assert finding.code == "LT105" and finding.fix is None
+
+
+def test_notebook_module_maps_and_does_not_lint():
+    """notebook.py is the mapping between cells, program and file positions:
+    it imports none of the modules that lint or fix (no import circle)."""
+    import ast
+
+    tree = ast.parse((REPO / "lintorch" / "notebook.py").read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lintorch"):
+            imported.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names if alias.name.startswith("lintorch"))
+    assert imported == {"lintorch.source"}

@@ -35,3 +35,35 @@ def test_wheel_ships_rules_inside_lintorch(tmp_path):
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "lintorch = lintorch.cli:main" in text
     assert "LT = lintorch.flake8_plugin:LintorchFlake8" in text
+
+
+def test_the_version_lives_in_one_place_and_the_changelog_has_it():
+    """pyproject.toml reads lintorch.__version__; no other file of the
+    package states a version; CHANGELOG.md has a section for it."""
+    import re
+
+    from lintorch import __version__
+
+    from lintorch.config import tomllib
+
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "version" not in pyproject["project"] and pyproject["project"]["dynamic"] == ["version"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "lintorch.__version__"}
+    stated = [
+        path for path in (REPO / "lintorch").rglob("*.py")
+        if path.name != "__init__.py" and __version__ in path.read_text(encoding="utf-8")
+    ]
+    assert stated == []
+    changelog = (REPO / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert re.search(rf"(?m)^## {re.escape(__version__)}\b", changelog)
+
+
+def test_ci_builds_and_checks_the_release_before_the_tests():
+    """.ci/run: sdist + wheel through `python -m build`, `twine check`, the
+    wheel installed alone; pytest last (its summary closes the log) and a
+    run that collects no test (exit 5) fails."""
+    script = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    for step in ("-m build", "twine check --strict", "wheel-venv/bin/pip\" install", "lintorch $version"):
+        assert step in script
+    assert script.index("-m build") < script.index("-m pytest")
+    assert '"$status" -eq 5' in script

@@ -115,14 +115,14 @@ def test_flake8_plugin_reads_the_other_files():
 def test_trigger_words_of_related_files_never_hide_a_finding(root, monkeypatch):
     """The prefilter looks at the files a module takes facts from: running
     every rule on every file regardless finds nothing more."""
-    from lintorch import engine, notebook, registry
+    from lintorch import engine, registry
     from lintorch.project import Project
 
     rules = registry.instantiate(registry.known_codes(), registry.known_codes())
     monkeypatch.chdir(root)
 
     def run_all(unfiltered):
-        project = Project(notebook_loader=notebook.program_tree)
+        project = Project(notebook_loader=engine.notebook_tree)
         out = set()
         if unfiltered:
             monkeypatch.setattr(engine, "could_trigger", lambda data, rules: list(rules))

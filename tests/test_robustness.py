@@ -787,13 +787,13 @@ def test_fix_that_cannot_be_encoded_is_not_written(monkeypatch):
 def test_notebook_cell_with_an_unpaired_surrogate_is_lt000():
     """Found by bench/fuzz.py: JSON may escape a lone surrogate, which is not
     text; encoding the cell used to raise UnicodeEncodeError."""
-    from lintorch import notebook
+    from lintorch import fix
 
     data = json.dumps({"cells": [{"cell_type": "code", "source": "import torch\nloss.backward()\nx = '\udcff'\n"}]}).encode()
     finding = only_lt000(lint(data, "nb.ipynb"))
     assert "cell 1 holds an unpaired surrogate (U+DCFF)" in finding.message
     rules = registry.instantiate(registry.resolve_enabled(["ALL"], []))
-    outcome = notebook.fix_notebook_bytes(data, "nb.ipynb", rules, unsafe=True)
+    outcome = fix.fix_notebook_bytes(data, "nb.ipynb", rules, unsafe=True)
     assert not outcome.changed and [f.code for f in outcome.remaining] == ["LT000"]
 
 

@@ -1,14 +1,16 @@
 """Which branches of ``if``/``try`` statements a node sits in.
 
 Syntax-only helpers for rules that must not pair two calls that never run in
-the same pass (``if flag: scheduler.step() else: optimizer.step()``).
+the same pass (``if flag: scheduler.step() else: optimizer.step()``), and
+that tell a condition fixed for a whole loop (a configuration flag) from one
+that changes between iterations.
 """
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import libcst as cst
 
-from lintorch.index import child_nodes
+from lintorch.index import LoopInfo, ModuleIndex, child_nodes, iter_nodes
 
 
 def branch_paths(root: cst.CSTNode, targets) -> Dict[int, Tuple[Tuple[int, int], ...]]:
@@ -53,6 +55,44 @@ def exclusive_branches(root: cst.CSTNode, nodes) -> bool:
                 if key in branches_a and branches_a[key] != branch:
                     return True
     return False
+
+
+def separating_if(root: cst.CSTNode, a: cst.CSTNode, b: cst.CSTNode) -> Optional[cst.If]:
+    """The ``if`` statement under ``root`` with ``a`` and ``b`` in different
+    branches (``if flag: a else: b``), or None."""
+    paths = branch_paths(root, [a, b])
+    if id(a) not in paths or id(b) not in paths:
+        return None
+    branches_b = dict(paths[id(b)])
+    for key, branch in paths[id(a)]:
+        if key in branches_b and branches_b[key] != branch:
+            for node in iter_nodes(root):
+                if id(node) == key:
+                    return node if isinstance(node, cst.If) else None
+    return None
+
+
+#: Calls in a condition that do not make it vary between iterations.
+_PURE_TEST_CALLS = frozenset({"isinstance", "hasattr", "getattr", "callable", "len"})
+
+
+def fixed_across(index: ModuleIndex, loop: LoopInfo, test: cst.BaseExpression) -> bool:
+    """Whether the condition ``test`` has the same value in every iteration
+    of ``loop``: no name in it is bound inside the loop (by the loop, an
+    assignment, a nested loop) and it calls nothing but ``isinstance`` and
+    the like (``if args.use_scheduler:``, ``if scheduler is not None:``)."""
+    names = set()
+    for node in iter_nodes(test):
+        if isinstance(node, cst.Call):
+            if not (isinstance(node.func, cst.Name) and node.func.value in _PURE_TEST_CALLS):
+                return False
+        elif isinstance(node, cst.Name):
+            names.add(node.value)
+    for name in names:
+        for binding in loop.scope.bindings.get(name, ()):
+            if index.loop_contains(loop, binding.node) or binding.node is loop.node:
+                return False
+    return True
 
 
 def enclosing_if_tests(root: cst.CSTNode, target: cst.CSTNode) -> List[cst.BaseExpression]:

@@ -14,7 +14,7 @@ from lintorch import torchapi as api
 from lintorch.analyze import names
 from lintorch.analyze.data import Data
 from lintorch.analyze.values import Value, Values
-from lintorch.index import AttrAssign, CallSite, FunctionInfo, LoopInfo, Scope, dotted_name, iter_nodes
+from lintorch.index import AttrAssign, CallSite, FunctionInfo, LoopInfo, Scope, dotted_name, int_value, iter_nodes
 
 BACKWARD = "backward"
 STEP = "step"
@@ -208,6 +208,74 @@ class Optimization:
                         return True
         return False
 
+    def uncleared_steps(self, loop: LoopInfo) -> List[CallSite]:
+        """The optimizer steps in ``loop`` whose optimizer no gradient clearing
+        in the loop covers, when every clearing in it is visibly
+        ``other_optimizer.zero_grad()``: in a GAN that clears only
+        ``optimizer_E``, ``optimizer_D.step()`` applies ever-growing
+        gradients. Empty when any clearing could cover every parameter
+        (``model.zero_grad()``, ``p.grad = None``, a helper)."""
+        if any(_clears_grad(assign) for assign in loop.attr_assigns):
+            return []
+        cleared: List[Set[int]] = []
+        steps: List[Tuple[CallSite, Set[int]]] = []
+        for call in loop.calls:
+            if any(ZERO_GRAD in self.function_effects(f) for f in self.values.functions_run_by(call)):
+                return []
+            own = self.call_effects(call)
+            if ZERO_GRAD in own:
+                constructions = self._optimizer_constructions(call.receiver, call) if call.method == "zero_grad" else None
+                if not constructions:
+                    return []  # model.zero_grad(), p.grad.zero_(), an unknown receiver: may clear everything
+                cleared.append(constructions)
+            if STEP in own:
+                optimizer = self.stepped_optimizer(call)
+                constructions = self._optimizer_constructions(optimizer, call) if optimizer is not None else None
+                if constructions:
+                    steps.append((call, constructions))
+        if not cleared:
+            return []
+        return [call for call, built in steps if not any(built & other for other in cleared)]
+
+    def _optimizer_constructions(self, expr: Optional[cst.BaseExpression], call: CallSite) -> Optional[Set[int]]:
+        """Ids of the ``torch.optim`` constructor calls ``expr`` may be; None
+        unless every definition visibly is one."""
+        if expr is None:
+            return None
+        out: Set[int] = set()
+        for value in self.values.definitions(expr, call.scope, call.order):
+            qualname, _ = self.values.constructor(value)
+            if qualname is None or not qualname.startswith(api.OPTIMIZER_PREFIX) or qualname.startswith(
+                api.LR_SCHEDULER_PREFIX
+            ):
+                return None
+            out.add(id(value.expr))
+        return out or None
+
+    def iteration_limit(self, loop: LoopInfo) -> Optional[int]:
+        """How many iterations a ``for`` loop visibly runs at most when it
+        stops itself after a literal count: ``for i, batch in
+        enumerate(loader): ... if i == 3: break`` (a timing or smoke run)."""
+        node = loop.node
+        if not isinstance(node, cst.For) or not isinstance(node.body, cst.IndentedBlock):
+            return None
+        iterable, target = node.iter, node.target
+        if not (
+            isinstance(iterable, cst.Call)
+            and dotted_name(iterable.func) == "enumerate"
+            and len(iterable.args) == 1
+            and isinstance(target, cst.Tuple)
+            and target.elements
+            and isinstance(target.elements[0].value, cst.Name)
+        ):
+            return None
+        counter = target.elements[0].value.value
+        for statement in node.body.body:
+            limit = _break_at_count(statement, counter)
+            if limit is not None:
+                return limit
+        return None
+
     def is_batch_loop(self, loop: LoopInfo) -> bool:
         """A loop whose iterations are mini-batches: it steps the optimizer
         once per iteration and either runs inside another loop (the epoch
@@ -225,18 +293,82 @@ class Optimization:
 
     def scheduler_constructor(self, call: CallSite) -> Optional[Tuple[str, Value]]:
         """For ``scheduler.step()``: the torch scheduler class and the
-        constructor call that built the receiver, when unique and visible."""
+        constructor call that built the receiver, when unique and visible
+        (a ``None`` for "no scheduler configured" does not count)."""
         receiver = call.receiver
         if receiver is None:
             return None
         found = []
-        for value in self.values.definitions(receiver, call.scope, call.order):
+        values = self.values.definitions(receiver, call.scope, call.order)
+        if isinstance(receiver, cst.Name) and values and all(_is_none(v.expr) for v in values):
+            # ``scheduler = MultiStepLR(...)`` in one branch, ``scheduler = None``
+            # in the other: the step (guarded by ``if scheduler``) runs on the first.
+            for scope in (call.scope, *([call.scope.parent] if call.scope.parent else [])):
+                for binding in scope.bindings.get(receiver.value, ()):
+                    if binding.kind == "assign" and binding.value is not None and not binding.unpack:
+                        values.extend(self.values.definitions(binding.value, binding.scope, binding.order))
+        for value in values:
+            if _is_none(value.expr):
+                continue
             value = self.values.strip_value_preserving(value)
             qualname, _ = self.values.constructor(value)
             found.append((qualname, value))
         if len(found) != 1 or found[0][0] is None:
             return None
         return found[0]
+
+    def backpropagated_bindings(self, scope: Scope) -> Set[int]:
+        """Ids of the bindings in ``scope`` whose value flows into a
+        ``backward()`` call there (``loss = ...`` before ``loss.backward()``,
+        and what that assignment reads), binding by binding: a training
+        ``loss`` and an evaluation ``loss`` later in the same notebook are
+        told apart."""
+        cache = self.__dict__.setdefault("_backprop_bindings", {})
+        cached = cache.get(scope)
+        if cached is not None:
+            return cached
+        found: Set[int] = set()
+        todo: List[Tuple[cst.CSTNode, int]] = []
+        for call in scope.calls:
+            if BACKWARD in self.call_effects(call):
+                todo.append((call.receiver if call.receiver is not None and call.method else call.node, call.order))
+        while todo and len(found) < 64:
+            root, order = todo.pop()
+            for node in iter_nodes(root):
+                if not isinstance(node, cst.Name):
+                    continue
+                for binding in self.index.lookup(node.value, scope, order):
+                    if binding.scope is scope and id(binding) not in found:
+                        found.add(id(binding))
+                        if binding.value is not None:
+                            todo.append((binding.value, binding.order))
+                        if binding.kind == "augassign":
+                            todo.append((cst.Name(binding.name), binding.order))
+        cache[scope] = found
+        return found
+
+    @staticmethod
+    def optimized_module(params: Optional[cst.BaseExpression]) -> Optional[str]:
+        """The dotted name of the module whose parameters an optimizer's
+        ``params`` argument holds: ``model.parameters()``,
+        ``filter(lambda p: p.requires_grad, model.parameters())``,
+        ``[p for p in model.parameters() if p.requires_grad]``."""
+        if isinstance(params, cst.Call) and isinstance(params.func, cst.Name) and params.func.value == "filter":
+            params = params.args[1].value if len(params.args) == 2 else None
+        if isinstance(params, (cst.ListComp, cst.GeneratorExp)) and params.for_in.inner_for_in is None:
+            element, target = params.elt, params.for_in.target
+            if isinstance(element, cst.Name) and isinstance(target, cst.Name) and element.value == target.value:
+                params = params.for_in.iter
+            else:
+                return None
+        if (
+            isinstance(params, cst.Call)
+            and not params.args
+            and isinstance(params.func, cst.Attribute)
+            and params.func.attr.value == "parameters"
+        ):
+            return dotted_name(params.func.value)
+        return None
 
     def backpropagated_names(self, scope: Scope) -> Set[str]:
         """Names in ``scope`` whose value flows into a ``backward()`` call in
@@ -265,6 +397,35 @@ class Optimization:
                             todo.append(binding.value)
         cache[scope] = names
         return names
+
+
+def _break_at_count(statement: cst.CSTNode, counter: str) -> Optional[int]:
+    """``if i == 3: break`` / ``if i >= 3: break`` at the top level of a loop
+    body: the number of iterations the loop runs (4 here)."""
+    if not isinstance(statement, cst.If) or statement.orelse is not None:
+        return None
+    first = statement.body.body[0] if statement.body.body else None  # a suite or an indented block
+    if isinstance(first, cst.SimpleStatementLine):
+        first = first.body[0] if first.body else None
+    if not isinstance(first, cst.Break):
+        return None
+    test = statement.test
+    if not (isinstance(test, cst.Comparison) and len(test.comparisons) == 1):
+        return None
+    if not (isinstance(test.left, cst.Name) and test.left.value == counter):
+        return None
+    operator, count = test.comparisons[0].operator, int_value(test.comparisons[0].comparator)
+    if count is None or count < 0:
+        return None
+    if isinstance(operator, (cst.Equal, cst.GreaterThanEqual)):
+        return count + 1
+    if isinstance(operator, cst.GreaterThan):
+        return count + 2
+    return None
+
+
+def _is_none(node: cst.CSTNode) -> bool:
+    return isinstance(node, cst.Name) and node.value == "None"
 
 
 def _is_grad_attr(node: Optional[cst.BaseExpression]) -> bool:

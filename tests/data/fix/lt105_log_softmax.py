@@ -2,7 +2,7 @@ import torch
 import torch.nn.functional as F
 
 
-def log_probs(model, x):
+def log_probs(model, x, y):
     a = torch.log(torch.softmax(model(x), dim=1))
     b = model(x).softmax(1).log()  # method spelling
     c = torch.log(  # spread over lines
@@ -10,4 +10,6 @@ def log_probs(model, x):
     )
     probs = F.softmax(model(x), dim=1)
     d = torch.log(probs)  # through a variable: no fix
-    return a, b, c, d
+    e = torch.log(F.softmax(model(x), dim=1).gather(1, y))  # a selection: no fix
+    f = torch.log(torch.softmax(model(x), dim=1)[:, -1])  # a selection: no fix
+    return a, b, c, d, e, f
