@@ -271,17 +271,21 @@ def _fix_main(args: argparse.Namespace, config: config_mod.Config) -> int:
         status = EXIT_ERROR
     findings: List[Finding] = []
     fixed = fixed_files = 0
+    project = runner.new_project(args.module_memory) if discovery.files else None
     for path in formats.progress(discovery.files if config.enabled_codes() else []):
         codes = rules.codes_for(runner.display_path(path))
+        project.begin(runner.display_path(path))
         try:
             outcome = fix.fix_file(
                 path, runner.display_path(path), rules.rules_for(codes), unsafe=args.unsafe_fixes,
-                keep=lambda f: f.code in codes, write=not args.diff, debug=args.debug,
+                keep=lambda f: f.code in codes, write=not args.diff, debug=args.debug, project=project,
             )
         except (OSError, fix.FileChangedError) as exc:
             print(f"lintorch: error: {path}: not fixed: {exc}", file=sys.stderr)
             status = EXIT_ERROR
             continue
+        finally:
+            project.end()
         for finding, reason in outcome.dropped:
             cell = f"cell {finding.cell}:" if finding.cell is not None else ""
             print(

@@ -65,13 +65,7 @@ class FileLinter:
     @property
     def project(self):
         if self._project is None:
-            from lintorch import engine
-            from lintorch.project import BYTES_PER_CHAR, DEFAULT_BUDGET_CHARS, Project
-
-            budget = DEFAULT_BUDGET_CHARS
-            if self.project_memory_mb is not None:
-                budget = self.project_memory_mb * 1024 * 1024 // BYTES_PER_CHAR
-            self._project = Project(budget_chars=budget, notebook_loader=engine.notebook_tree)
+            self._project = new_project(self.project_memory_mb)
         return self._project
 
     def _key(self, data: bytes, display: str, codes: FrozenSet[str]) -> str:
@@ -123,6 +117,16 @@ class FileLinter:
         if isinstance(data, Finding):
             return [data] if data.code in self.rules.codes_for(display) else []
         return self.lint_data(data, display)
+
+
+def new_project(memory_mb: Optional[int] = None):
+    """A project for one process: the modules other files take facts from,
+    parsed once and kept within ``memory_mb`` (``--module-memory``)."""
+    from lintorch import engine
+    from lintorch.project import BYTES_PER_CHAR, DEFAULT_BUDGET_CHARS, Project
+
+    budget = DEFAULT_BUDGET_CHARS if memory_mb is None else memory_mb * 1024 * 1024 // BYTES_PER_CHAR
+    return Project(budget_chars=budget, notebook_loader=engine.notebook_tree)
 
 
 def display_path(path: str) -> str:

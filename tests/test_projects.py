@@ -230,3 +230,12 @@ def test_a_run_served_from_the_cache_does_not_import_libcst(tmp_path):
     result = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True)
     assert {(f["path"], f["line"], f["code"]) for f in json.loads(result.stdout)} == cold
     assert result.stderr.strip() == "False"
+
+
+@pytest.mark.parametrize("root", PROJECTS, ids=lambda p: p.name)
+def test_fix_reports_what_the_check_reports(root, lint, tmp_path):
+    """`--fix` lints with the same cross-file facts: what it reports as left
+    is what a check reports (no safe fix applies in these projects)."""
+    copy = tmp_path / root.name
+    shutil.copytree(root, copy)
+    assert found(lint(copy, "--fix", ".")) == expected(root)
