@@ -109,14 +109,14 @@ def jobs_scaling(lintorch: List[str], dirs: Sequence[str], cores: int) -> List[T
 
 
 _COUNT_PARSES = """
-import collections, json, sys
-from lintorch import cli, engine, project, source
-texts = collections.Counter()
-original = source.parse
-def parse(text):
-    texts[text] += 1
-    return original(text)
-source.parse = parse
+import collections, json, os, sys
+from lintorch import cli, engine, index
+indexed = collections.Counter()
+original = index.ModuleIndex.__init__
+def counted_index(self, module, path="<unknown>", text=""):
+    indexed[os.path.abspath(path)] += 1  # one per parsed file (a reused tree is not indexed again)
+    original(self, module, path, text)
+index.ModuleIndex.__init__ = counted_index
 linted = []
 lint_bytes = engine.lint_bytes
 def counted(data, path, *args, **kwargs):
@@ -124,8 +124,8 @@ def counted(data, path, *args, **kwargs):
     return lint_bytes(data, path, *args, **kwargs)
 engine.lint_bytes = counted
 cli.main(["--exit-zero", "--isolated", "--no-cache", "-j1", "--format", "json", "-o", sys.argv[1], *sys.argv[2:]])
-json.dump({"parses": sum(texts.values()), "distinct": len(texts), "linted": len(linted),
-           "repeated": sum(1 for n in texts.values() if n > 1)}, sys.stderr)
+json.dump({"parses": sum(indexed.values()), "distinct": len(indexed), "linted": len(linted),
+           "repeated": sum(1 for n in indexed.values() if n > 1)}, sys.stderr)
 """
 
 
