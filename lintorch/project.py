@@ -222,6 +222,8 @@ class Project(ImportResolver):
         if not related:
             return list(triggered)
         present = frozenset().union(*(self._words_in(other) for other in related))
+        for other in related:
+            self._record(other)  # a word added there may let a rule run here
         chosen = {id(rule) for rule in triggered}
         return [rule for rule in rules if id(rule) in chosen or any(word in present for word in rule.trigger_bytes())]
 
@@ -229,8 +231,9 @@ class Project(ImportResolver):
         """The rules' trigger words occurring in a file (read once per run)."""
         words = self._words.get(path)
         if words is None:
-            data = imports.read_bytes(path) or b""
-            words = self._words[path] = frozenset(w for w in _vocabulary() if w in data)
+            data = imports.read_bytes(path)
+            self._digests.setdefault(path, imports.digest(data))
+            words = self._words[path] = frozenset(w for w in _vocabulary() if w in (data or b""))
         return words
 
     # -- messages -----------------------------------------------------------

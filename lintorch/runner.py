@@ -145,7 +145,11 @@ def _init_worker(config: config_mod.Config, cache_dir: Optional[str], debug: boo
 
 def _lint_chunk(paths: Sequence[str]) -> List[Tuple[str, List[Finding]]]:
     assert _WORKER is not None
-    return [(path, _WORKER.lint_path(path)) for path in paths]
+    out = []
+    for path in paths:
+        out.append((path, _WORKER.lint_path(path)))
+        _settle()
+    return out
 
 
 def _tune_gc() -> None:
@@ -250,8 +254,17 @@ def _lint_serially(linter: FileLinter, paths: Sequence[str], misses: Sequence[in
     try:
         for i in misses:
             yield i, linter.lint_path(paths[i])
+            _settle()
     finally:
         gc.set_threshold(*old_threshold)
+
+
+def _settle() -> None:
+    """Between two files: what survives is the project's parsed modules
+    (a linted file's analysis is freed by reference counting, a dropped
+    module by ``ModuleIndex.release``). Frozen, the collector no longer
+    rescans them; left young, one collection of them cost seconds."""
+    gc.freeze()
 
 
 def _lint_in_pool(

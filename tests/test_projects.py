@@ -239,3 +239,14 @@ def test_fix_reports_what_the_check_reports(root, lint, tmp_path):
     copy = tmp_path / root.name
     shutil.copytree(root, copy)
     assert found(lint(copy, "--fix", ".")) == expected(root)
+
+
+def test_a_trigger_word_appearing_in_a_helper_invalidates_the_caller(tmp_path):
+    """main.py never says `backward`: whether LT201 runs on it depends on
+    engine.py's words, so engine.py is part of main.py's cache entry."""
+    root = _copy("step_helper_without_zero_grad", tmp_path)
+    engine = root / "engine.py"
+    engine.write_text(engine.read_text().replace("loss.backward()", "loss.retain_grad()"))
+    assert _cached_lint(root, "main.py") == set()
+    engine.write_text((PROJECTS_DIR / "step_helper_without_zero_grad" / "engine.py").read_text())
+    assert _cached_lint(root, "main.py") == {("main.py", 14, "LT201")}
