@@ -10,31 +10,38 @@ lazily on first use and memoised:
   activation, train/eval-dependent layers;
 * ``losses``: loss calls and what feeds them;
 * ``ranges``: typical value ranges of tensors (regression targets);
-* ``shapes``: the number of dimensions of tensors, when visible;
+* ``shapes``: the number of dimensions of tensors and their batch axis, when visible;
 * ``data``: loaders, datasets, batches;
 * ``optim``: optimizers, steps, schedulers, training loops;
-* ``modes``: train/eval mode, gradient recording, evaluation passes.
+* ``forwards``: calls that run a model (also through helpers), training forwards;
+* ``modes``: train/eval mode, gradient recording;
+* ``passes``: evaluation passes (blocks that run a model without training it);
+* ``statements``: comprehensions, conditional arms and discarded values around calls.
 
 Rules ask these questions ("is this value a model?", "which loss consumes
 this tensor?", "is this loop an evaluation pass?") instead of re-deriving
 the answers. The domain modules in ``lintorch.analyze`` import downwards
-only (values <- models <- losses, values <- data <- optim <- modes; ranges
-and losses also read data); name heuristics live in
-``lintorch.analyze.names`` alone.
+only (values <- models <- losses, values <- data <- optim <- forwards <-
+modes <- passes; ranges,
+losses and shapes also read data); name heuristics live
+in ``lintorch.analyze.names`` alone.
 """
 
-from typing import Optional
+from typing import Dict, Optional
 
 from lintorch.analyze import names
 from lintorch.analyze.data import Data
+from lintorch.analyze.forwards import Forwards
 from lintorch.analyze.losses import Losses
 from lintorch.analyze.models import Models
 from lintorch.analyze.modes import Modes
 from lintorch.analyze.optim import Optimization
+from lintorch.analyze.passes import Passes
 from lintorch.analyze.ranges import Ranges
 from lintorch.analyze.shapes import Shapes
+from lintorch.analyze.statements import Statements
 from lintorch.analyze.values import Values
-from lintorch.index import ModuleIndex, Scope
+from lintorch.index import CallSite, ModuleIndex, Scope
 
 
 class Analysis:
@@ -48,6 +55,10 @@ class Analysis:
         self._data: Optional[Data] = None
         self._optim: Optional[Optimization] = None
         self._modes: Optional[Modes] = None
+        self._forwards: Optional[Forwards] = None
+        self._passes: Optional[Passes] = None
+        self._statements: Optional[Statements] = None
+        self._others: Dict[int, "Analysis"] = {}
 
     @property
     def values(self) -> Values:
@@ -76,7 +87,7 @@ class Analysis:
     @property
     def shapes(self) -> Shapes:
         if self._shapes is None:
-            self._shapes = Shapes(self.values, self.models)
+            self._shapes = Shapes(self.values, self.models, self.data)
         return self._shapes
 
     @property
@@ -92,10 +103,48 @@ class Analysis:
         return self._optim
 
     @property
+    def statements(self) -> Statements:
+        if self._statements is None:
+            self._statements = Statements(self.index)
+        return self._statements
+
+    @property
+    def forwards(self) -> Forwards:
+        if self._forwards is None:
+            self._forwards = Forwards(self.values, self.models, self.optim)
+        return self._forwards
+
+    @property
     def modes(self) -> Modes:
         if self._modes is None:
-            self._modes = Modes(self.values, self.models, self.optim, self.data)
+            self._modes = Modes(self.values, self.models, self.optim, self.forwards, self.statements)
         return self._modes
+
+    @property
+    def passes(self) -> Passes:
+        if self._passes is None:
+            self._passes = Passes(self.values, self.models, self.optim, self.data, self.modes, self.forwards, self.statements)
+        return self._passes
+
+    def of_module(self, index: ModuleIndex) -> "Analysis":
+        """The analysis of ``index``: this one, or that of another module of
+        the project a fact led to (built on first use, kept for this
+        module's analysis only)."""
+        if index is self.index:
+            return self
+        other = self._others.get(id(index))
+        if other is None:
+            other = self._others[id(index)] = Analysis(index)
+        return other
+
+    def evaluated_in_own_module(self, call: CallSite) -> bool:
+        """Whether a model call of another module (a helper's ``model(x)``
+        reached from a pass here) lies in an evaluation pass of its own
+        module: that module's analysis reports on it, with every caller."""
+        other = self.of_module(call.scope.index)
+        return other is not self and any(
+            other.forwards.model_call_in(forward) is call for found in other.passes.evaluation_passes() for forward in found.forwards
+        )
 
     def in_test_code(self, scope: Scope) -> bool:
         """Unit-test code (``test_*.py``/``*_test.py`` files, ``test*``

@@ -3,6 +3,7 @@
     lintorch [check] [PATH ...] [options]   lint files and directories
     lintorch rule CODE | --all              print rule documentation
     lintorch probe SCRIPT [options]         run the script under instrumentation
+    lintorch diagnose SCRIPT --symptom S    rank the likely causes of a symptom
 
 Exit status (ruff's contract): 0 no findings, 1 findings, 2 usage,
 configuration or path errors.
@@ -29,7 +30,8 @@ def _check_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lintorch",
         description="Find the bugs that make a PyTorch training script silently fail to learn.",
-        epilog="Other commands: `lintorch rule CODE|--all`, `lintorch probe SCRIPT` (see --help of each).",
+        epilog="Other commands: `lintorch rule CODE|--all`, `lintorch probe SCRIPT`, "
+        "`lintorch diagnose SCRIPT --symptom NAME` (see --help of each).",
     )
     parser.add_argument("paths", nargs="*", metavar="PATH", help="files or directories; - reads stdin (default: .)")
     parser.add_argument(
@@ -375,7 +377,13 @@ def probe_main(argv: Sequence[str]) -> int:
     return probe(list(argv))
 
 
-COMMANDS = {"rule": rule_main, "probe": probe_main, "check": check_main}
+def diagnose_main(argv: Sequence[str]) -> int:
+    from lintorch.diagnose.cli import main as diagnose
+
+    return diagnose(list(argv))
+
+
+COMMANDS = {"rule": rule_main, "probe": probe_main, "diagnose": diagnose_main, "check": check_main}
 
 
 def _tolerant_output() -> None:

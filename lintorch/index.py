@@ -8,7 +8,8 @@ over dataclass fields directly and records, in statement order:
 * scopes (module, class, function) and their name bindings,
 * imports, as bindings whose value is a qualified name,
 * every call, with its scope, innermost loop and enclosing ``with`` items,
-* every assignment to an attribute (``self.fc = ...``, ``p.grad = None``),
+* every assignment to an attribute (``self.fc = ...``, ``p.grad = None``) or an
+  item (``state[key] = ...``),
 * loops, functions and classes.
 
 These are syntax facts only: what each value *is* (a model, a loader, an
@@ -171,6 +172,19 @@ class AttrAssign:
         self.value: Optional[cst.BaseExpression] = value
         self.scope: Scope = scope
         self.loop: Optional[LoopInfo] = loop
+        self.order: int = order
+        self.node: cst.CSTNode = node
+
+
+class ItemAssign:
+    """``x[key] = value`` (``state_dict()["fc.weight"][:] = 1.0``)."""
+
+    __slots__ = ("target", "value", "scope", "order", "node")
+
+    def __init__(self, target, value, scope, order, node):
+        self.target: cst.Subscript = target
+        self.value: Optional[cst.BaseExpression] = value
+        self.scope: Scope = scope
         self.order: int = order
         self.node: cst.CSTNode = node
 
@@ -394,6 +408,7 @@ class ModuleIndex:
         self.calls: List[CallSite] = []
         self.loops: List[LoopInfo] = []
         self.attr_assigns: List[AttrAssign] = []
+        self.item_assigns: List[ItemAssign] = []
         self.functions: List[FunctionInfo] = []
         self.classes: List[ClassInfo] = []
         self.function_of: Dict[cst.FunctionDef, FunctionInfo] = {}
@@ -895,6 +910,8 @@ class _Walker:
                     loop.attr_assigns.append(assign)
             if self.klass is not None and isinstance(target.value, cst.Name) and target.value.value == "self":
                 self.klass.self_attrs.setdefault(assign.attr, []).append(assign)
+        elif isinstance(target, cst.Subscript):
+            self.index.item_assigns.append(ItemAssign(target, value if not unpack else None, self.scope, order, node))
         elif isinstance(target, cst.StarredElement):
             self.bind_target(target.value, None, kind, node, order)
 

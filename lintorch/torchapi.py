@@ -79,6 +79,15 @@ CLASSIFICATION_DATASET_CLASSES = {
 SEQUENTIAL = frozenset({"torch.nn.Sequential"})
 LINEAR = frozenset({"torch.nn.Linear", "torch.nn.LazyLinear"})
 MODULE_BASES = frozenset({"torch.nn.Module"})
+#: Lightning's module class: an ``nn.Module`` whose ``self(x)`` runs ``forward``.
+LIGHTNING_MODULES = frozenset(
+    {
+        "pytorch_lightning.LightningModule", "pytorch_lightning.core.LightningModule",
+        "pytorch_lightning.core.module.LightningModule", "lightning.LightningModule",
+        "lightning.pytorch.LightningModule", "lightning.pytorch.core.LightningModule",
+        "lightning.pytorch.core.module.LightningModule",
+    }
+)
 
 # Data ---------------------------------------------------------------------
 
@@ -256,6 +265,24 @@ MODULE_WRAPPERS = frozenset(
         "torch.nn.utils.spectral_norm", "torch.nn.utils.parametrizations.weight_norm",
         "torch.nn.utils.parametrizations.spectral_norm", "torch.nn.utils.parametrizations.orthogonal",
         "torch.nn.SyncBatchNorm.convert_sync_batchnorm", "torch.jit.script",
+    }
+)
+#: Methods that hand back the objects they are given, in order, ready for
+#: the device or precision (``model, opt = accelerator.prepare(model, opt)``),
+#: keyed by the class of their receiver.
+ARGUMENT_RETURNING_METHODS = {
+    "accelerate.Accelerator": "prepare",
+    "lightning.Fabric": "setup",
+    "lightning.fabric.Fabric": "setup",
+    "lightning_fabric.Fabric": "setup",
+}
+#: Functions that do the same (``model, opt = amp.initialize(model, opt)``).
+ARGUMENT_RETURNING_FUNCS = frozenset({"apex.amp.initialize"})
+#: Wrappers whose own ``forward`` does their work (scatter, gather, sync).
+DATA_PARALLEL = frozenset(
+    {
+        "torch.nn.DataParallel", "torch.nn.parallel.DataParallel", "torch.nn.parallel.DistributedDataParallel",
+        "torch.nn.DistributedDataParallel",
     }
 )
 MODEL_ZOO_PREFIXES = ("torchvision.models.", "timm.", "transformers.", "torch.hub.load")

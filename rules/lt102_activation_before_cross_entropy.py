@@ -9,8 +9,15 @@ class ActivationBeforeCrossEntropy(Rule):
     """
     **What it does.** Flags a `CrossEntropyLoss` / `F.cross_entropy` whose
     input has already been through `softmax` or `sigmoid`: inline, through a
-    variable, as the last layer of an `nn.Sequential`, or returned by the
-    model's `forward`.
+    variable, as the last layer of an `nn.Sequential` (also one built with
+    `add_module`, an `OrderedDict` or a list grown in a loop), returned by
+    the model's `forward` (also as one element of a returned tuple:
+    `validity, label = D(x)`), or by a local helper. The model is followed
+    through rebinding (`.to()`, `.cuda()`, `DataParallel`/DDP,
+    `torch.compile`, `accelerator.prepare`), factories (`build_model()`,
+    every return path of `get_model(name)`), attributes (`self.net`,
+    `trainer.model`, `model.module`) and calls (`model.forward(x)`,
+    `self(x)` in a `LightningModule`).
 
     **Why is this bad?** Cross-entropy applies `log_softmax` to its input
     itself. Feeding it probabilities squashes the logits into [0, 1], so the

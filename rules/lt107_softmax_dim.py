@@ -19,19 +19,25 @@ class SoftmaxDim(Rule):
       `nn.LogSoftmax()`, `nn.Softmin()` without `dim=` (or with
       `dim=None`). (`torch.softmax(x)` and `x.softmax()` require `dim` and
       fail loudly, so they are not this rule's business.)
-    * `dim=0` on what is visibly a `[batch, classes]` model output:
-      `F.softmax(model(x), dim=0)` / `model(x).softmax(0)` where `model` is a
-      module instance called on a batch from a `DataLoader` (or on a tensor
-      such as `torch.randn(64, 10)`) whose output visibly has more than one
-      column (a final `nn.Linear(h, C)` with `C > 1`), and an
-      `nn.Softmax(dim=0)` / `nn.LogSoftmax(dim=0)` ending an `nn.Sequential`
-      right after such a linear layer, called on such batches.
+    * `dim=0` (a wrong dim, distinct from a missing one) on what is
+      visibly a `[batch, classes]` model output: `F.softmax(model(x),
+      dim=0)` / `model(x).log_softmax(0)` where `model` is a module instance
+      called on a batch from a `DataLoader` (or on a tensor such as
+      `torch.randn(64, 10)`) whose output visibly has more than one column
+      (a final `nn.Linear(h, C)` with `C > 1`), and a model whose own output
+      activation is a softmax over dim 0 (`nn.Softmax(dim=0)` ending an
+      `nn.Sequential`, `F.softmax(self.fc(h), dim=0)` returned by
+      `forward`, also through factories and wrappers) called on such
+      batches. The tensor's rank comes from the shapes domain (factories,
+      `view`, `flatten`, `squeeze`, indexing, `torch.cat`, layers and the
+      call sites of a module such as `nn.Softmax()`).
 
     `dim=0` on anything else is not flagged: attention weights over a 1-D
     sequence, `F.softmax(output[0], dim=0)` for one sample's scores,
     `[n, 1]` scores normalised over a set of items (attention pooling,
-    ListNet ranking), and anything inside a module's own methods, where the
-    tensor layout is not visible.
+    ListNet ranking), and a softmax inside a module's methods that is not
+    the output activation of a model called on batches, where the tensor
+    layout is not visible.
 
     **Why is this bad?** Without `dim`, PyTorch guesses (and warns that the
     implicit choice is deprecated): `dim=0` for 0-, 1- and 3-D input, `dim=1`
@@ -126,31 +132,52 @@ class SoftmaxDim(Rule):
                 data, dim = call.arg(0, "input"), call.arg(1, "dim")
             elif qualname is None and call.method in _DIM0_METHODS:
                 data, dim = call.receiver, call.arg(0, "dim")
-            elif qualname in api.SEQUENTIAL:
-                report = self._sequential_dim0(analysis, call)
-                if report is not None:
-                    yield report
-                continue
             else:
                 continue
             if data is None or analysis.values.int_values(dim, call.scope, call.order) != [0]:
                 continue
             klass = analysis.values.enclosing_class(call.scope)
             if klass is not None and analysis.models.is_module_class(klass):
+                continue  # the model's own output activation: see _dim0_output_activations
+            model_call = analysis.shapes.batched_model_output(data, call.scope, call.order)
+            if model_call is not None:
+                yield self._batch_axis(dim, model_call)
+        yield from self._dim0_output_activations(analysis)
+
+    def _dim0_output_activations(self, analysis):
+        """A model whose output activation is a softmax over dim 0
+        (``nn.Softmax(dim=0)`` ending an ``nn.Sequential``, ``F.softmax(h,
+        dim=0)`` returned by ``forward``), called on batches: its output is
+        ``[batch, classes]``, so dim 0 is the batch."""
+        reported = set()
+        for use in analysis.index.calls:
+            if not use.node.args:
                 continue
-            model_call = _batched_model_output(analysis, Value(data, call.scope, call.order))
-            if model_call is None:
+            klass = analysis.values.enclosing_class(use.scope)
+            if klass is not None and analysis.models.is_module_class(klass):
                 continue
-            yield self.report(
-                dim,
-                severity=Severity.ERROR,
-                message="softmax over dim=0 of a model output computed on a batch (line {line0}): dim 0 is the "
-                "batch axis of [batch, classes] logits, so each class is normalised across the samples "
-                "instead of each sample across its classes; probabilities do not sum to 1 per sample and "
-                "predictions depend on the rest of the batch (accuracy not improving). Use dim=1 (or -1).",
-                related=(model_call,),
-                fix=_dim1_fix(dim),
-            )
+            if analysis.shapes.batched_model_output(use.node, use.scope, use.order) is None:
+                continue
+            activation = analysis.models.activation(use.node, use.scope, use.order)
+            node = activation.node if activation is not None and activation.kind in ("softmax", "log_softmax") else None
+            site = analysis.index.call_at(node) if isinstance(node, cst.Call) else None
+            dim = _activation_dim(site) if site is not None else None
+            if dim is None or id(dim) in reported or analysis.values.int_values(dim, site.scope, site.order) != [0]:
+                continue
+            reported.add(id(dim))
+            yield self._batch_axis(dim, use.node)
+
+    def _batch_axis(self, dim, model_call):
+        return self.report(
+            dim,
+            severity=Severity.ERROR,
+            message="softmax over dim=0 of a model output computed on a batch (line {line0}): dim 0 is the "
+            "batch axis of [batch, classes] logits, so each class is normalised across the samples "
+            "instead of each sample across its classes; probabilities do not sum to 1 per sample and "
+            "predictions depend on the rest of the batch (accuracy not improving). Use dim=1 (or -1).",
+            related=(model_call,),
+            fix=_dim1_fix(dim),
+        )
 
     def _no_dim(self, node: cst.Call, qualname: str, rank: Optional[int]):
         short = qualname.replace("torch.nn.functional.", "F.").replace("torch.nn.", "nn.")
@@ -188,47 +215,6 @@ class SoftmaxDim(Rule):
             ),
         )
 
-    def _sequential_dim0(self, analysis, call):
-        index = analysis.index
-        positional = [a for a in call.node.args if a.keyword is None]
-        if len(positional) < 2 or any(a.star for a in positional):
-            return None
-        last, before = positional[-1].value, positional[-2].value
-        if not isinstance(last, cst.Call) or not isinstance(before, cst.Call):
-            return None
-        if index.qualname_of(last.func, call.scope, call.order) not in (
-            api.SOFTMAX_MODULES | api.LOG_SOFTMAX_MODULES
-        ) or index.qualname_of(before.func, call.scope, call.order) not in api.LINEAR:
-            return None
-        dim = _arg(last, 0, "dim")
-        if analysis.values.int_values(dim, call.scope, call.order) != [0]:
-            return None
-        width = analysis.values.int_values(_arg(before, 1, "out_features"), call.scope, call.order)
-        if len(width) != 1 or width[0] < 2:
-            return None  # a softmax over the items of a set of [n, 1] scores (attention pooling)
-        for use in index.calls:
-            if not isinstance(use.node.func, (cst.Name, cst.Attribute)) or not use.node.args:
-                continue
-            ctor = analysis.models.module_instance(use.node.func, use.scope, use.order)
-            if ctor is None or ctor.expr is not call.node:
-                continue
-            klass = analysis.values.enclosing_class(use.scope)
-            if klass is not None and analysis.models.is_module_class(klass):
-                continue
-            if analysis.data.batch_source(use.node.args[0].value, use.scope, use.order) is not None:
-                return self.report(
-                    dim,
-                    severity=Severity.ERROR,
-                    message="softmax layer over dim=0 at the end of an nn.Sequential that is called on batches "
-                    "(line {line0}): dim 0 is the batch axis of the linear layer's [batch, classes] "
-                    "output, so each class is normalised across the samples; probabilities do not sum to "
-                    "1 per sample and the model does not learn properly. Use dim=1 (or -1).",
-                    related=(use.node,),
-                    fix=_dim1_fix(dim),
-                )
-        return None
-
-
 def _arg(call: cst.Call, position: int, keyword: str) -> Optional[cst.BaseExpression]:
     from lintorch.index import call_arg
 
@@ -242,31 +228,13 @@ def _dim_missing(node: cst.Call, position: int) -> bool:
     return dim is None or (isinstance(dim, cst.Name) and dim.value == "None")
 
 
-def _batched_model_output(analysis, data: Value) -> Optional[cst.Call]:
-    """The model call producing ``data`` when it is a module instance (not a
-    ``self.<layer>``) applied to a visible batch."""
-    found = None
-    values = analysis.values.definitions(data.expr, data.scope, data.order)
-    if not values:
-        return None
-    for value in values:
-        value = analysis.values.strip_value_preserving(value)
-        expr = value.expr
-        if not isinstance(expr, cst.Call) or not expr.args or not isinstance(expr.func, (cst.Name, cst.Attribute)):
-            return None
-        func = expr.func
-        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self":
-            return None
-        ctor = analysis.models.module_instance(func, value.scope, value.order)
-        if ctor is None:
-            return None
-        width = analysis.models.output_width(ctor)
-        if width is None or width < 2:
-            return None  # [batch, classes] not visible; [n, 1] scores (ListNet, attention pooling)
-        if analysis.data.batch_source(expr.args[0].value, value.scope, value.order) is None:
-            return None
-        found = found or expr
-    return found
+def _activation_dim(call) -> Optional[cst.BaseExpression]:
+    """The ``dim`` argument of a softmax-family call or module."""
+    if call.qualname in _DIM0_FUNCS:
+        return call.arg(1, "dim")
+    if call.qualname in api.SOFTMAX_MODULES | api.LOG_SOFTMAX_MODULES or (call.qualname is None and call.method in _DIM0_METHODS):
+        return call.arg(0, "dim")
+    return None
 
 
 def _dim1_fix(dim: cst.BaseExpression) -> Fix:

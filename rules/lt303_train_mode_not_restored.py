@@ -1,6 +1,7 @@
 import libcst as cst
 
 from lintorch.analyze import names
+from lintorch.analyze.modes import MODE_UNKNOWN
 from lintorch.index import dotted_name, iter_nodes
 from lintorch.rule import Example, Rule, Severity
 
@@ -11,7 +12,11 @@ class TrainModeNotRestored(Rule):
     in eval mode) inside a training loop when no `model.train()` runs
     between it and the next optimizer step: the loop is followed in the
     order it executes, through functions of the same module, so a
-    `model.train()` at the top of `train_one_epoch()` is recognised.
+    `model.train()` at the top of `train_one_epoch()` is recognised. A
+    helper that sets the mode from an argument (`if train: net.train() else:
+    net.eval()`) is read with the arguments of each call: `net_mode(False)`
+    puts the model in eval mode, `net_mode(True)` back in training mode, and
+    `net_mode(flag)` may do either (nothing is claimed after it).
 
     **Why is this bad?** After the first validation pass the model stays in
     eval mode for every later epoch: dropout is off (no regularisation) and
@@ -27,13 +32,18 @@ class TrainModeNotRestored(Rule):
     training function), or at the end of the evaluation function. Models put
     in eval mode on purpose (names like `teacher`, `ema_model`,
     `target_net`) and models visibly without dropout or batch norm are not
-    flagged. The finding is an error when the model visibly has dropout or
-    batch norm, and a warning when its layers are not visible in the file.
+    flagged.
+
+    **Severity.** An error when the model visibly has dropout or batch norm:
+    every later epoch trains without dropout and with frozen batch-norm
+    statistics, which silently degrades learning. A warning when its layers
+    are not visible in the file (eval() may change nothing).
     """
 
     code = "LT303"
     name = "train-mode-not-restored"
     severity = Severity.ERROR
+    severity_cases = "error when the model visibly has dropout or batch norm; warning when its layers are not visible"
     summary = "model.eval() in the epoch loop and no model.train() before the next training step"
     symptom = "accuracy not improving after the first epoch; training silently degraded"
     triggers = (".eval(", ".train(")
@@ -104,8 +114,10 @@ class TrainModeNotRestored(Rule):
                 if _alternative_to_train(loop, call, events):
                     continue
                 following = events[i + 1:] + events[:i]
-                nxt = next((k for k, _ in following if k in ("train", "step")), None)
-                if nxt != "step":
+                nxt = next(((k, c) for k, c in following if k in ("train", "step", MODE_UNKNOWN)), None)
+                if nxt is None or nxt[0] != "step" or nxt[1] is call:
+                    # a helper that steps the optimizer itself after eval() (a validation
+                    # pass that also trains) is not a mode left behind by this call
                     continue
                 reported.add(id(call.node))
                 direct = call.method in ("eval", "train")

@@ -1,49 +1,46 @@
-import re
 from typing import Optional, Tuple
 
 import libcst as cst
 
 from lintorch import torchapi as api
-from lintorch.index import dotted_name, int_value
+from lintorch.analyze import names
+from lintorch.analyze.models import subscript_int
+from lintorch.index import CallSite, dotted_name, number_value
 from lintorch.rule import Example, Rule, Severity
-
-#: Name parts that mark an output or residual projection, where zero or
-#: constant initialisation is a deliberate, well-known technique.
-_FINAL_WORDS = frozenset(
-    {
-        "last", "out", "output", "outputs", "head", "proj", "projection", "final", "classifier",
-        "logits", "logit", "cls", "pred", "predictor", "prediction", "readout", "zero", "gate", "adaln",
-        "modulation", "residual", "skip", "fc_out", "to_out",
-    }
-)
-_LAYER_NAMES = {q: q.rsplit(".", 1)[-1] for q in api.WEIGHT_LAYERS}
 
 
 class ConstantWeightInit(Rule):
     """
     **What it does.** Flags constant initialisation (`nn.init.constant_`,
-    `zeros_`, `ones_`, `.fill_(c)`, `.zero_()`, also on `.weight.data`) of
-    the weights of *hidden* layers:
+    `zeros_`, `ones_`, `.fill_(c)`, `.zero_()`, `w[:] = c`, also on
+    `.weight.data`) of the weights of *hidden* layers:
 
-    * a loop over `model.parameters()` / `model.named_parameters()` with no
-      bias/norm filter, on a model with at least two linear/conv layers;
     * `init_fn(m)` guarded by `isinstance(m, nn.Linear)` (or a convolution)
-      and applied with `model.apply(init_fn)` or a loop over
-      `model.modules()`, when the model has at least two such layers;
+      over the submodules of a model with at least two such layers: applied
+      with `model.apply(init_fn)` / `self.apply(self._init_weights)`, in a
+      loop over `model.modules()`/`self.modules()`/`children()`, or called
+      from such a loop; also in a models file that never trains;
     * `self.fc1.weight` (or `model.fc1.weight`, `model[0].weight`) when
-      `forward` visibly feeds that layer's output into another layer.
+      `forward` visibly feeds that layer's output into another layer;
+    * two or more weight entries of one model's `state_dict()` set to
+      constants (`model.state_dict()["fc1.weight"][:] = 1.0`);
+    * a loop over `model.parameters()` / `model.named_parameters()` with no
+      bias/norm filter, on a model with at least two linear/conv layers, in
+      a file that trains (builds an optimizer or calls `backward()`).
 
-    Not flagged: biases, norm layers (`BatchNorm`/`LayerNorm`/`GroupNorm`
-    weight 1, bias 0), the final layer and residual projections (layers
-    whose output `forward` returns or adds to a residual, layers named like
-    `head`, `out`, `proj`, `last`, `final`, `classifier`, `[-1]` of a
-    `Sequential`: zero-init there is a known technique), loops with a filter
-    (`if "bias" in name`, `if p.dim() > 1`), parameters that are
-    overwritten afterwards (`load_state_dict`, `copy_`, `p.data += ...`:
-    model averaging, EMA), and whole-model constant loops in files that
-    never train (no optimizer, no `backward()`): tests that compare two
-    implementations or probe receptive fields set constant weights on
-    purpose.
+    Models are followed through rebinding, wrappers and factories, and
+    their layers through `nn.Sequential`, `nn.ModuleList` and lists built
+    in loops. Not flagged: biases, norm layers (`BatchNorm`/`LayerNorm`/
+    `GroupNorm` weight 1, bias 0), the final layer and residual projections
+    (layers whose output `forward` returns or adds to a residual, layers
+    named like `head`, `out`, `proj`, `last`, `final`, `classifier`, `[-1]`
+    of a `Sequential`, a Glow-style zero convolution that is its module's
+    output: zero-init there is a known technique), loops with a filter
+    (`if "bias" in name`, `if p.dim() > 1`), models whose weights are
+    loaded afterwards (`load_state_dict`), and whole-model parameter loops
+    in files that never train or copy parameters (`copy_`, `p.data +=
+    ...`): tests that compare two implementations, model averaging and EMA
+    set constant values on purpose.
 
     **Why is this bad?** When every weight of a hidden layer has the same
     value, every unit of the layer computes the same output and receives the
@@ -67,7 +64,10 @@ class ConstantWeightInit(Rule):
     summary = "hidden-layer weights initialised to a constant: symmetry is never broken"
     symptom = "identical outputs for every input; model not learning"
     # "zeros_(" rather than "zeros_": "zeros_like" and "zero_grad" are everywhere.
-    triggers = ("constant_(", "zeros_(", "ones_(", "fill_(", "zero_()", "init.constant", "init.zeros", "init.ones")
+    triggers = (
+        "constant_(", "zeros_(", "ones_(", "fill_(", "zero_()", "init.constant", "init.zeros", "init.ones",
+        "state_dict()[", ".weight[", ".weight.data[",
+    )
 
     bad = [
         Example(
@@ -137,83 +137,131 @@ class ConstantWeightInit(Rule):
     ]
 
     def check(self, analysis):
-        index = analysis.index
-        for call in index.calls:
-            found = _constant_init(call)
-            if found is None:
-                continue
-            tensor, how = found
+        trains = None
+        entries = {}  # state_dict() entries set to constants, per model
+        for node, tensor, how, call in _constant_writes(analysis.index):
             tensor = _strip_data(tensor)
+            entry = _state_dict_entry(tensor)
+            if entry is not None:
+                entries.setdefault(entry[0], {}).setdefault(entry[1], (node, how))
+                continue
             if isinstance(tensor, cst.Attribute) and tensor.attr.value == "weight":
-                reason = self._hidden_layer_weight(analysis, call, tensor.value)
-            elif isinstance(tensor, cst.Name):
-                if not _trains(index) or _copies_parameters(index):
-                    continue  # a test comparing implementations, model averaging
-                reason = self._parameter_loop(analysis, call, tensor)
+                reason = _hidden_layer_weight(analysis, call, tensor.value)
+            elif isinstance(tensor, cst.Name) and isinstance(call, CallSite):
+                if trains is None:
+                    trains = _trains(analysis.index) and not _copies_parameters(analysis.index)
+                reason = _parameter_loop(analysis, call, tensor.value) if trains else None
             else:
                 continue
-            if reason is None:
-                continue
-            what, related = reason
-            yield self.report(
-                call.node,
-                f"{how} sets {what} to a constant: every unit of a hidden layer then computes "
-                "the same output and gets the same gradient, so symmetry is never broken and the "
-                "model produces identical outputs for every input (loss stops changing, model not "
-                "learning). Keep the default random init or use nn.init.kaiming_uniform_/xavier_uniform_; "
-                "constants are only for biases, norm layers and a zero-initialised final/residual projection.",
-                related=related,
-            )
+            if reason is not None:
+                yield self._finding(node, how, *reason)
+        for owner, keys in entries.items():
+            hidden = [key for key in keys if key.endswith(".weight") and not names.is_output_layer_name(key.split(".")[-2])]
+            if len(hidden) >= 2:  # two layers of one model: at least one of them is hidden
+                node, how = keys[hidden[0]]
+                yield self._finding(node, how, f"the state_dict weights {', '.join(hidden)} of {owner}", ())
 
-    # -- <layer>.weight ----------------------------------------------------
+    def _finding(self, node, how, what, related):
+        return self.report(
+            node,
+            f"{how} sets {what} to a constant: every unit of a hidden layer then computes "
+            "the same output and gets the same gradient, so symmetry is never broken and the "
+            "model produces identical outputs for every input (loss stops changing, model not "
+            "learning). Keep the default random init or use nn.init.kaiming_uniform_/xavier_uniform_; "
+            "constants are only for biases, norm layers and a zero-initialised final/residual projection.",
+            related=related,
+        )
 
-    def _hidden_layer_weight(self, analysis, call, layer):
-        if _final_by_name(layer):
-            return None
-        if isinstance(layer, cst.Subscript):
-            return _sequential_element(analysis, call, layer)
-        if isinstance(layer, cst.Attribute):
-            return _class_attribute_layer(analysis, call, layer)
-        if isinstance(layer, cst.Name):
-            return _guarded_module_variable(analysis, call, layer)
+
+def _constant_writes(index):
+    """(where, tensor, how, context) for every constant written into a
+    tensor: ``nn.init.constant_(t, c)``, ``t.fill_(c)``, ``t.zero_()``
+    (context: the call) and ``t[...] = 1.0`` (context: the assignment)."""
+    for call in index.calls:
+        found = _constant_init(call)
+        if found is not None:
+            yield call.node, found[0], found[1], call
+    for assign in index.item_assigns:
+        if isinstance(assign.node, cst.Assign) and number_value(assign.value) is not None:
+            yield assign.node, assign.target.value, "an item assignment of a number", assign
+
+
+def _state_dict_entry(tensor) -> Optional[Tuple[str, str]]:
+    """``model.state_dict()["hidden.0.weight"]``: ("model", "hidden.0.weight")."""
+    if not (isinstance(tensor, cst.Subscript) and len(tensor.slice) == 1 and isinstance(tensor.slice[0].slice, cst.Index)):
         return None
+    key, owner = tensor.slice[0].slice.value, tensor.value
+    if not (isinstance(key, cst.SimpleString) and isinstance(owner, cst.Call) and isinstance(owner.func, cst.Attribute)):
+        return None
+    model = dotted_name(owner.func.value)
+    if owner.func.attr.value != "state_dict" or model is None or not isinstance(key.evaluated_value, str):
+        return None
+    return model, key.evaluated_value
 
-    # -- for p in model.parameters() -----------------------------------------
 
-    def _parameter_loop(self, analysis, call, name: cst.Name):
-        index = analysis.index
-        bindings = index.lookup(name.value, call.scope, call.order)
-        if len(bindings) != 1 or bindings[0].kind != "for":
-            return None
-        binding = bindings[0]
-        iterable = binding.value
-        if not (
-            isinstance(iterable, cst.Call)
-            and isinstance(iterable.func, cst.Attribute)
-            and not any(a.keyword is not None and a.keyword.value != "recurse" for a in iterable.args)
-        ):
-            return None
-        method = iterable.func.attr.value
-        if not (
-            (method == "parameters" and binding.unpack == ())
-            or (method == "named_parameters" and binding.unpack == (1,))
-        ):
-            return None
-        loop = binding.node
-        blocks = analysis.values.enclosing_blocks(call)
-        inside = [b for b in _after(blocks, loop)]
-        for node, branch in inside:
-            if isinstance(node, cst.If) and not (branch == "body" and _weight_name_filter(node.test)):
-                return None  # a filter we do not read: bias/norm/dim checks
-        if _written_again(index, call, name.value, loop):
-            return None
-        owner = iterable.func.value
-        if _final_by_name(owner) or _loaded_later(index, owner):
-            return None  # zero_module(self.out), for p in self.head.parameters()
-        count, label = _model_weight_layers(analysis, owner, call.scope, call.order, api.WEIGHT_LAYERS)
-        if count < 2:
-            return None
-        return f"every parameter of {label} ({count} weight layers, hidden ones included)", ()
+def _hidden_layer_weight(analysis, call, layer):
+    """``<layer>.weight``: a named hidden layer (``self.fc1``, ``model[0]``)
+    or the loop variable of an init over submodules guarded by
+    ``isinstance(m, nn.Linear)``."""
+    if _output_by_name(layer):
+        return None
+    if isinstance(layer, cst.Name):
+        return _submodule_init(analysis, call, layer.value)
+    position = analysis.models.layer_position(layer, call.scope, call.order)
+    if position is None or not position.hidden or position.kind not in api.WEIGHT_LAYERS:
+        return None
+    kind = _short(position.kind)
+    if position.container == "nn.Sequential":
+        what = f"the weights of {dotted_name(layer.value) or 'the model'}[{subscript_int(layer)}] (an {kind} followed by more layers)"
+    else:
+        what = (
+            f"the weights of the hidden layer {dotted_name(layer) or layer.attr.value} (an {kind} whose output "
+            f"{position.container}.forward feeds into another layer)"
+        )
+    return what, (position.where,)
+
+
+def _submodule_init(analysis, call, name: str):
+    """``if isinstance(m, nn.Linear): init.zeros_(m.weight)`` over the
+    submodules of a model with at least two such layers (one is hidden)."""
+    kinds = analysis.values.guarded_types(call, name, api.WEIGHT_LAYERS)
+    if not kinds or not kinds <= api.WEIGHT_LAYERS:
+        return None
+    for owner in analysis.models.submodules_iterated(name, call):
+        count, label = _weight_layers(analysis, owner, kinds)
+        if count >= 2 and not analysis.models.weights_restored(owner):
+            layers = "/".join(sorted(_short(k) for k in kinds))
+            return f"the weights of every {layers} layer of {label} (at least {count}, hidden ones included)", ()
+    return None
+
+
+def _parameter_loop(analysis, call, name: str):
+    """``for p in model.parameters(): nn.init.constant_(p, c)`` with no
+    filter on the parameter, over a model with at least two weight layers."""
+    found = analysis.models.parameters_iterated(name, call)
+    if found is None:
+        return None
+    owner, loop = found
+    for node, branch in _inside(analysis.values.enclosing_blocks(call), loop):
+        if isinstance(node, cst.If) and not (branch == "body" and _weight_name_filter(node.test)):
+            return None  # a filter we do not read: bias/norm/dim checks
+    if _written_again(analysis.index, call, name, loop):
+        return None
+    if _output_by_name(owner.expr) or analysis.models.weights_restored(owner):
+        return None  # zero_module(self.out), for p in self.head.parameters()
+    count, label = _weight_layers(analysis, owner, api.WEIGHT_LAYERS)
+    if count < 2:
+        return None
+    return f"every parameter of {label} (at least {count} weight layers, hidden ones included)", ()
+
+
+def _weight_layers(analysis, owner, kinds) -> Tuple[int, str]:
+    ctor = analysis.models.module_instance(owner.expr, owner.scope, owner.order)
+    if ctor is None:
+        return 0, ""
+    _, klass = analysis.values.constructor(ctor)
+    label = klass.name if dotted_name(owner.expr) == "self" else dotted_name(owner.expr) or "the model"
+    return analysis.models.weight_layer_count(ctor, 0, kinds), label
 
 
 def _constant_init(call) -> Optional[Tuple[cst.BaseExpression, str]]:
@@ -248,166 +296,25 @@ def _strip_data(node: cst.BaseExpression) -> cst.BaseExpression:
     return node
 
 
-def _words(name: str):
-    lowered = name.lower()
-    return {lowered} | set(filter(None, re.split(r"[_\d]+", lowered)))
-
-
-def _final_by_name(layer: cst.BaseExpression) -> bool:
+def _output_by_name(layer: cst.BaseExpression) -> bool:
+    """``self.head``, ``out_proj``, ``model[-1]``, ``self.adaLN_modulation[-1]``."""
     node = layer
-    while True:
-        if isinstance(node, cst.Subscript):
-            index = _subscript_int(node)
-            if index is not None and index < 0:
-                return True  # model[-1], self.adaLN_modulation[-1]
-            node = node.value
-            continue
-        if isinstance(node, cst.Attribute):
-            if _words(node.attr.value) & _FINAL_WORDS:
-                return True
-            return False
-        if isinstance(node, cst.Name):
-            return bool(_words(node.value) & _FINAL_WORDS)
-        return False
+    while isinstance(node, cst.Subscript):
+        index = subscript_int(node)
+        if index is not None and index < 0:
+            return True
+        node = node.value
+    if isinstance(node, cst.Attribute):
+        return names.is_output_layer_name(node.attr.value)
+    return isinstance(node, cst.Name) and names.is_output_layer_name(node.value)
 
 
-def _subscript_int(node: cst.Subscript) -> Optional[int]:
-    if len(node.slice) != 1 or not isinstance(node.slice[0].slice, cst.Index):
-        return None
-    return int_value(node.slice[0].slice.value)
+def _short(qualname: str) -> str:
+    return "nn." + qualname.rsplit(".", 1)[-1]
 
 
-def _sequential_element(analysis, call, layer: cst.Subscript):
-    position = _subscript_int(layer)
-    if position is None or position < 0:
-        return None
-    ctor = analysis.models.module_instance(layer.value, call.scope, call.order)
-    if ctor is None or analysis.values.constructor(ctor)[0] not in api.SEQUENTIAL:
-        return None
-    layers = analysis.models.sequential_layers(ctor)
-    if layers is None or position >= len(layers):
-        return None
-    qualname, _ = analysis.values.constructor(layers[position])
-    if qualname not in api.WEIGHT_LAYERS:
-        return None
-    if not any(analysis.models.weight_layer_count(later) for later in layers[position + 1:]):
-        return None  # the last weight layer: the output layer
-    name = dotted_name(layer.value) or "the model"
-    return f"the weights of {name}[{position}] (an nn.{_LAYER_NAMES[qualname]} followed by more layers)", (ctor.expr,)
-
-
-def _class_attribute_layer(analysis, call, layer: cst.Attribute):
-    owner, attr = layer.value, layer.attr.value
-    if isinstance(owner, cst.Name) and owner.value == "self":
-        klass = analysis.values.enclosing_class(call.scope)
-    else:
-        ctor = analysis.models.module_instance(owner, call.scope, call.order)
-        klass = analysis.values.constructor(ctor)[1] if ctor is not None else None
-    if klass is None or not analysis.models.is_module_class(klass):
-        return None
-    assigns = [a for a in analysis.values.self_attr_assigns(klass, attr) if a.value is not None]
-    if len(assigns) != 1:
-        return None
-    values = analysis.values.definitions(assigns[0].value, assigns[0].scope, assigns[0].order)
-    if len(values) != 1:
-        return None
-    qualname, _ = analysis.values.constructor(analysis.values.strip_value_preserving(values[0]))
-    if qualname not in api.WEIGHT_LAYERS:
-        return None
-    if not _called_in_class(analysis, klass, attr):
-        return None
-    finals = analysis.models.final_layer_attrs(klass)
-    if finals is None or not finals or attr in finals:
-        return None
-    return (
-        f"the weights of the hidden layer {dotted_name(layer) or attr} (an nn.{_LAYER_NAMES[qualname]} whose output "
-        f"{klass.name}.forward feeds into another layer)",
-        (assigns[0].node,),
-    )
-
-
-def _called_in_class(analysis, klass, attr: str) -> bool:
-    wanted = f"self.{attr}"
-    for cls in analysis.values.local_bases(klass):
-        for method in cls.methods.values():
-            for scope in [method.scope] + list(method.scope.children):
-                if any(c.dotted == wanted for c in scope.calls):
-                    return True
-    return False
-
-
-def _guarded_module_variable(analysis, call, layer: cst.Name):
-    """``if isinstance(m, nn.Linear): nn.init.zeros_(m.weight)`` in a
-    function given to ``model.apply`` or in ``for m in model.modules()``."""
-    index = analysis.index
-    kinds = analysis.values.guarded_types(call, layer.value, api.WEIGHT_LAYERS)
-    if not kinds or not kinds <= api.WEIGHT_LAYERS:
-        return None
-    if not _trains(index) or _copies_parameters(index):
-        return None  # constant weights to test or probe a model (receptive fields)
-    bindings = index.lookup(layer.value, call.scope, call.order)
-    if len(bindings) != 1:
-        return None
-    binding = bindings[0]
-    owners = []
-    if binding.kind == "for":
-        iterable = binding.value
-        if (
-            isinstance(iterable, cst.Call)
-            and isinstance(iterable.func, cst.Attribute)
-            and (
-                (iterable.func.attr.value in ("modules", "children") and binding.unpack == ())
-                or (iterable.func.attr.value in ("named_modules", "named_children") and binding.unpack == (1,))
-            )
-        ):
-            owners.append((iterable.func.value, binding.scope, binding.order))
-    elif binding.kind == "param":
-        function = index.enclosing_function(call.scope)
-        if function is None or function.scope is not binding.scope:
-            return None
-        for apply in index.method_calls("apply"):
-            arg = apply.arg(0)
-            if arg is None or apply.receiver is None:
-                continue
-            if isinstance(arg, cst.Name):
-                target = index.function_named(arg.value, apply.scope, apply.order)
-            else:
-                target = analysis.values.local_callee(_FakeCall(arg, apply)) if isinstance(arg, cst.Attribute) else None
-            if target is function:
-                owners.append((apply.receiver, apply.scope, apply.order))
-    for owner, scope, order in owners:
-        if _loaded_later(index, owner):
-            continue
-        count, label = _model_weight_layers(analysis, owner, scope, order, kinds)
-        if count >= 2:
-            names = "/".join(sorted("nn." + k.rsplit(".", 1)[-1] for k in kinds))
-            return f"the weights of all {count} {names} layers of {label} (hidden layers included)", ()
-    return None
-
-
-class _FakeCall:
-    """Just enough of a CallSite for ``Values.local_callee`` on ``self.f``."""
-
-    def __init__(self, func, site):
-        self.node = cst.Call(func=func)
-        self.scope = site.scope
-        self.order = site.order
-
-
-def _model_weight_layers(analysis, owner, scope, order, kinds) -> Tuple[int, str]:
-    if isinstance(owner, cst.Name) and owner.value == "self":
-        klass = analysis.values.enclosing_class(scope)
-        if klass is None or not analysis.models.is_module_class(klass):
-            return 0, ""
-        return analysis.models.class_weight_layer_count(klass, 0, kinds), klass.name
-    ctor = analysis.models.module_instance(owner, scope, order)
-    if ctor is None:
-        return 0, ""
-    label = dotted_name(owner) or "the model"
-    return analysis.models.weight_layer_count(ctor, 0, kinds), label
-
-
-def _after(blocks, loop):
+def _inside(blocks, loop):
+    """The blocks nested inside ``loop``'s body."""
     seen = False
     for node, branch in blocks:
         if seen:
@@ -446,19 +353,10 @@ def _written_again(index, call, name: str, loop) -> bool:
     return False
 
 
-def _loaded_later(index, owner) -> bool:
-    dotted = dotted_name(owner)
-    if dotted is None:
-        return False
-    return any(
-        c.method == "load_state_dict" and dotted_name(c.receiver) == dotted for c in index.method_calls("load_state_dict")
-    )
-
-
 def _trains(index) -> bool:
     """The module builds an optimizer or calls ``backward()``: the
-    constant-initialised model is trained here, not just probed or compared
-    with another implementation in a test."""
+    constant-initialised parameters are trained here, not just probed or
+    compared with another implementation in a test."""
     return any(
         (call.qualname or "").startswith(api.OPTIMIZER_PREFIX) or call.method == "backward" for call in index.calls
     )

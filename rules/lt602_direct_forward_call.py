@@ -1,6 +1,7 @@
 import libcst as cst
 
 from lintorch import edits
+from lintorch import torchapi as api
 
 from lintorch.rule import Example, Fix, Rule, Severity
 
@@ -90,7 +91,7 @@ class DirectForwardCall(Rule):
             if receiver is None or isinstance(receiver, cst.Call):
                 continue  # super().forward(x), Net().forward(x)
             klass = analysis.values.enclosing_class(call.scope)
-            if klass is not None and (analysis.models.is_module_class(klass) or _is_lightning_module(analysis, klass)):
+            if klass is not None and analysis.models.is_module_class(klass):
                 continue  # inside a module: the author's choice (see the docstring)
             if isinstance(receiver, cst.Name) and receiver.value == "self":
                 continue
@@ -125,18 +126,8 @@ def _is_parallel_wrapper(analysis, receiver, call) -> bool:
     """Any definition of the receiver is a DDP/DataParallel wrapper."""
     for value in analysis.values.definitions(receiver, call.scope, call.order):
         qualname, _ = analysis.values.constructor(analysis.values.strip_value_preserving(value))
-        if qualname is not None and qualname.startswith("torch.nn.parallel."):
+        if qualname in api.DATA_PARALLEL:
             return True
-    return False
-
-
-def _is_lightning_module(analysis, klass) -> bool:
-    index = analysis.index
-    for cls in analysis.values.local_bases(klass):
-        for base in cls.bases:
-            qualname = index.qualname_of(base, cls.scope.parent or index.module_scope) or ""
-            if qualname.rsplit(".", 1)[-1] == "LightningModule":
-                return True
     return False
 
 

@@ -207,7 +207,9 @@ def test_a_new_caller_invalidates_the_helper(tmp_path):
     """The importers a helper's findings were computed with are part of its cache entry."""
     root = _copy("eval_helper_without_modes", tmp_path)
     (root / "train.py").rename(tmp_path / "train.py")
-    assert _cached_lint(root, "utils.py") == set()  # nobody calls evaluate(): the model is unknown
+    # nobody calls evaluate(): whether the model has dropout is unknown (LT302
+    # needs no model: an uncalled helper's loop over data is a pass anyway)
+    assert ("utils.py", 9, "LT301") not in _cached_lint(root, "utils.py")
     (tmp_path / "train.py").rename(root / "train.py")
     assert ("utils.py", 9, "LT301") in _cached_lint(root, "utils.py")
 

@@ -48,14 +48,45 @@ class Data:
         self.index = values.index
 
     def dataloader_calls(self, expr: cst.BaseExpression, scope: Scope, order: int) -> List[Value]:
-        """The ``torch.utils.data.DataLoader(...)`` calls a loop over ``expr`` iterates."""
+        """The ``torch.utils.data.DataLoader(...)`` calls a loop over ``expr``
+        iterates, also through a dict of loaders (``loaders["val"]``)."""
         out = []
         for value in self.values.iterated_values(expr, scope, order):
-            value = self.values.strip_value_preserving(value)
-            qualname, _ = self.values.constructor(value)
-            if qualname in api.TORCH_DATALOADER:
-                out.append(value)
+            for item in self.subscripted_items(value):
+                item = self.values.strip_value_preserving(item)
+                qualname, _ = self.values.constructor(item)
+                if qualname in api.TORCH_DATALOADER:
+                    out.append(item)
         return out
+
+    def subscripted_items(self, value: Value) -> List[Value]:
+        """For ``loaders["val"]``: the values stored under that key in the
+        dict it subscripts, when the dict is built in this module (a dict
+        display, a dict comprehension such as ``{x: DataLoader(...) for x in
+        phases}``, ``dict(train=..., val=...)``); every stored value when the
+        key is not a literal (``loaders[phase]``). Anything else is itself."""
+        expr = value.expr
+        if not isinstance(expr, cst.Subscript) or len(expr.slice) != 1 or not isinstance(expr.slice[0].slice, cst.Index):
+            return [value]
+        index = expr.slice[0].slice.value
+        key = index.evaluated_value if isinstance(index, cst.SimpleString) else None
+        out: List[Value] = []
+        for container in self.values.definitions(expr.value, value.scope, value.order):
+            stored: List[cst.BaseExpression] = []
+            node = container.expr
+            if isinstance(node, cst.Dict):
+                for element in node.elements:
+                    if isinstance(element, cst.DictElement) and (
+                        key is None or (isinstance(element.key, cst.SimpleString) and element.key.evaluated_value == key)
+                    ):
+                        stored.append(element.value)
+            elif isinstance(node, cst.DictComp):
+                stored.append(node.value)
+            elif isinstance(node, cst.Call) and dotted_name(node.func) == "dict":
+                stored.extend(a.value for a in node.args if a.keyword is not None and key in (None, a.keyword.value))
+            for item in stored:
+                out.extend(self.values.definitions(item, container.scope, container.order))
+        return out or [value]
 
     def batch_source(self, expr: cst.BaseExpression, scope: Scope, order: int) -> Optional[cst.CSTNode]:
         """Where ``expr`` visibly gets a batch of samples (a leading batch

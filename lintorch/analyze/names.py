@@ -49,6 +49,25 @@ def is_not_module_receiver(name: str) -> bool:
     return bool(_NOT_MODULE_RECEIVER.search(name))
 
 
+#: Name parts that mark an output or residual projection, where zero or
+#: constant initialisation is a deliberate, well-known technique.
+_OUTPUT_LAYER_WORDS = frozenset(
+    {
+        "last", "out", "output", "outputs", "head", "proj", "projection", "final", "classifier",
+        "logits", "logit", "cls", "pred", "predictor", "prediction", "readout", "zero", "gate", "adaln",
+        "modulation", "residual", "skip", "fc_out", "to_out",
+    }
+)
+
+
+def is_output_layer_name(name: str) -> bool:
+    """``head``, ``out_proj``, ``fc_out``, ``adaLN_modulation``, ``zero_conv``:
+    a layer named as the output or a residual branch's projection (the name
+    and each of its ``_``/digit-separated parts)."""
+    lowered = name.lower()
+    return bool(({lowered} | set(filter(None, re.split(r"[_\d]+", lowered)))) & _OUTPUT_LAYER_WORDS)
+
+
 # -- losses -------------------------------------------------------------------
 
 _LOSS_WORDS = ("criterion", "loss_fn", "loss_func", "lossfn", "loss_function", "criteria")
@@ -93,7 +112,7 @@ def optimisation_kind(name: Optional[str]) -> Optional[str]:
 _LOADER = re.compile(r"loader|_dl$|^dl$|dataset|_ds$|^ds$|batches", re.I)
 _VAL_LOADER = re.compile(
     r"^(?:val|valid|validation|test|testing|eval|evaluation|dev|holdout)_?"
-    r"(?:loader|dataloader|dl|ds|dataset|data|set|batches|iter)s?$|(?:val|valid|test|eval)(?:_)?loader$",
+    r"(?:loader|load|dataloader|dl|ds|dataset|data|set|batches|iter|iterator)s?$|(?:val|valid|test|eval)(?:_)?loader$",
     re.I,
 )
 _TRAIN_PREFIX = re.compile(r"^_?train", re.I)
@@ -107,6 +126,53 @@ LOADER_TRIGGERS = ("loader", "Loader", "dataset", "_dl", "_ds", " dl", " ds", "(
 
 
 _BATCH_ITERABLE = re.compile(r"loader|batches|batch_iter|_dl$|^dl$", re.I)
+
+#: ``test_iter``, ``iterator``, ``val_iterator``: a (torchtext-style) batch iterator.
+_ITERATOR = re.compile(r"(?:^|_)iter(?:ator)?s?$|^iter_|iterator", re.I)
+ITERATOR_TRIGGERS = ("_iter", "iter_", "iterator", "Iterator")
+
+#: Values of a split or phase variable (``loaders["valid"]``, ``phase == "val"``).
+_EVAL_SPLIT = re.compile(r"^(?:val|valid|validation|test|testing|eval|evaluation|dev|holdout)$", re.I)
+_TRAIN_SPLIT = re.compile(r"^train(?:ing)?$", re.I)
+#: A boolean that says "this pass trains": ``is_train``, ``training``, ``train_mode``.
+_TRAIN_FLAG = re.compile(r"^(?:is_)?train(?:ing)?(?:_mode|_phase)?$", re.I)
+
+
+#: Latent noise fed to a generator: ``fixed_noise``, ``z``, ``static_z``, ``latent``.
+_NOISE = re.compile(r"noise|latent|^z(?:_|$)|_z$|^zs$", re.I)
+
+
+def is_noise_name(name: str) -> bool:
+    """``fixed_noise``, ``z``, ``static_z``, ``latent_code``: generator input, not data."""
+    return bool(_NOISE.search(name))
+
+
+_BATCH_FETCH = re.compile(r"batch|^next(?:_|$)", re.I)
+
+
+def is_batch_fetch_name(name: str) -> bool:
+    """``get_batch``, ``next_batch``, ``next``: a call that hands out the next batch."""
+    return bool(_BATCH_FETCH.search(name))
+
+
+def is_iterator_name(name: str) -> bool:
+    """``test_iter``, ``iterator``, ``train_iter``: yields batches."""
+    return bool(_ITERATOR.search(name))
+
+
+def is_evaluation_split(value: str) -> bool:
+    """``"val"``, ``"valid"``, ``"test"``: a split key or phase value that evaluates."""
+    return bool(_EVAL_SPLIT.match(value))
+
+
+def is_training_split(value: str) -> bool:
+    """``"train"``, ``"training"``: a split key or phase value that trains."""
+    return bool(_TRAIN_SPLIT.match(value))
+
+
+def is_training_flag_name(name: str) -> bool:
+    """``is_train``, ``training``, ``train_mode``: a flag that is true while training."""
+    return bool(_TRAIN_FLAG.match(name))
 
 
 def is_batch_iterable_name(name: str) -> bool:

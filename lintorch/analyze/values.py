@@ -38,20 +38,27 @@ class Value(NamedTuple):
 
 _ITERATION_WRAPPERS = frozenset({"enumerate", "tqdm", "iter", "zip", "trange_iter", "track", "progress_bar"})
 
+#: Parameters bound to the definitions of a call's arguments, by binding id.
+Bound = Dict[int, Tuple[Value, ...]]
 
 
 class Values:
     def __init__(self, index: ModuleIndex):
         self.index = index
 
-    def definitions(self, expr: cst.BaseExpression, scope: Scope, order: int, _depth: int = 0) -> List[Value]:
+    def definitions(
+        self, expr: cst.BaseExpression, scope: Scope, order: int, _depth: int = 0, bound: Optional["Bound"] = None
+    ) -> List[Value]:
         """The expressions whose value ``expr`` may hold.
 
         Names, ``self.<attr>`` and attributes of instances of this module's
-        classes (``trainer.model``, ``net.fc``) are followed; any other
-        expression is its own definition. Unknowable values (loop targets,
-        ``*args``) yield nothing, so callers treat "no definitions" as
-        "unknown".
+        classes (``trainer.model``, ``net.fc``) are followed, and so is
+        tuple unpacking (``enc, dec = pair`` where ``pair`` holds a tuple);
+        any other expression is its own definition, and so is ``self`` in a
+        method (an instance of its class, see :meth:`constructor`).
+        Unknowable values (loop targets, ``*args``) yield nothing, so
+        callers treat "no definitions" as "unknown". Calls are not entered:
+        :meth:`call_results` says what a local function returns.
         """
         if _depth > MAX_DEPTH:
             return []
@@ -59,7 +66,7 @@ class Values:
             out: List[Value] = []
             bindings = self.index.lookup(expr.value, scope, order) or self.index.star_bindings(expr.value, scope)
             for binding in bindings:
-                out.extend(self._binding_values(binding, _depth + 1))
+                out.extend(self._binding_values(binding, _depth + 1, bound))
             return out or ([Value(expr, scope, order)] if not bindings else [])
         if isinstance(expr, cst.Attribute) and isinstance(expr.value, cst.Name) and expr.value.value == "self":
             klass = self.enclosing_class(scope)
@@ -74,16 +81,18 @@ class Values:
             if target is not None and target[1] is not None:  # ``utils.criterion``
                 return self._imported_values(*target, _depth + 1)
         if isinstance(expr, cst.Attribute) and isinstance(expr.value, (cst.Name, cst.Attribute)):
-            found = self._instance_attribute(expr, scope, order, _depth + 1)
+            found = self._instance_attribute(expr, scope, order, _depth + 1, bound)
             if found is not None:
                 return found
         return [Value(expr, scope, order)]
 
-    def _instance_attribute(self, expr: cst.Attribute, scope: Scope, order: int, depth: int) -> Optional[List[Value]]:
+    def _instance_attribute(
+        self, expr: cst.Attribute, scope: Scope, order: int, depth: int, bound: Optional["Bound"] = None
+    ) -> Optional[List[Value]]:
         """``trainer.model`` where ``trainer`` is certainly an instance of a
         class of this module that sets ``self.model``: that value. None when
         the owner is not visibly such an instance."""
-        owners = self.definitions(expr.value, scope, order, depth)
+        owners = self.definitions(expr.value, scope, order, depth, bound)
         klass = None
         for owner in owners:
             owner = self.strip_value_preserving(owner)
@@ -103,16 +112,15 @@ class Values:
             out.extend(self.definitions(assign.value, assign.scope, assign.order, depth))
         return out
 
-    def _binding_values(self, binding: Binding, depth: int) -> List[Value]:
+    def _binding_values(self, binding: Binding, depth: int, bound: Optional["Bound"] = None) -> List[Value]:
         if binding.kind in ("assign", "annassign", "walrus") and binding.value is not None:
-            value = binding.value
-            for index in binding.unpack:
-                if isinstance(value, (cst.Tuple, cst.List)) and index < len(value.elements):
-                    value = value.elements[index].value
-                else:
-                    return []
-            return self.definitions(value, binding.scope, binding.order, depth)
+            whole = Value(binding.value, binding.scope, binding.order)
+            return self.select([whole], binding.unpack, depth, bound) or []
         if binding.kind == "param":
+            if bound is not None and id(binding) in bound:
+                return list(bound[id(binding)])
+            if self.receiver_class(binding) is not None:
+                return [Value(binding.node.name, binding.scope, binding.order)]  # ``self``: see constructor()
             return self._parameter_values(binding, depth)
         if binding.kind == "import":
             target = self.index.imported(binding)
@@ -127,6 +135,160 @@ class Values:
         """What ``name`` holds in another module of the project."""
         bindings = module.module_scope.bindings.get(name or "")
         return self._binding_values(bindings[-1], depth) if bindings else []
+
+    def select(
+        self, values: List[Value], path: Tuple[int, ...], _depth: int = 0, bound: Optional["Bound"] = None
+    ) -> Optional[List[Value]]:
+        """The definitions of element ``path`` of the tuples ``values`` hold
+        (``a, (b, c) = v`` binds ``c`` to element ``(1, 1)``), through names
+        that hold tuple literals. None when some value is not visibly a
+        tuple with that element (a call's result, a starred element)."""
+        out: List[Value] = []
+        for value in values:
+            if not path:
+                out.extend(self.definitions(value.expr, value.scope, value.order, _depth, bound))
+                continue
+            expr = value.expr
+            if isinstance(expr, (cst.Name, cst.Attribute)):
+                inner = self.definitions(expr, value.scope, value.order, _depth + 1, bound)
+                if not inner or any(v.expr is expr for v in inner):
+                    return None
+                found = self.select(inner, path, _depth + 1, bound)
+            elif isinstance(expr, (cst.Tuple, cst.List)):
+                elements = expr.elements
+                if path[0] >= len(elements) or any(isinstance(e, cst.StarredElement) for e in elements[: path[0] + 1]):
+                    return None
+                element = Value(elements[path[0]].value, value.scope, value.order)
+                found = self.select([element], path[1:], _depth + 1, bound)
+            else:
+                return None
+            if found is None:
+                return None
+            out.extend(found)
+        return out
+
+    def unpacked_from(self, expr: cst.BaseExpression, scope: Scope, order: int) -> Optional[Tuple[Value, Tuple[int, ...]]]:
+        """For a name bound by unpacking a value that is not a visible tuple
+        (``validity, label = D(x)``, ``enc, dec = build()``): that value
+        and the index path of the name's element, so that a domain that
+        knows what the call returns can pick it. None otherwise."""
+        if not isinstance(expr, cst.Name):
+            return None
+        bindings = self.index.lookup(expr.value, scope, order)
+        if len(bindings) != 1:
+            return None
+        binding = bindings[0]
+        if binding.kind not in ("assign", "annassign") or not binding.unpack or binding.value is None:
+            return None
+        value, path = Value(binding.value, binding.scope, binding.order), binding.unpack
+        for _ in range(MAX_DEPTH):
+            expr = value.expr
+            if isinstance(expr, (cst.Tuple, cst.List)):
+                if path[0] >= len(expr.elements) or isinstance(expr.elements[path[0]], cst.StarredElement):
+                    return None
+                value, path = Value(expr.elements[path[0]].value, value.scope, value.order), path[1:]
+                if not path:
+                    return None  # a visible element: definitions() follows it
+                continue
+            if isinstance(expr, cst.Name):
+                inner = self.definitions(expr, value.scope, value.order)
+                if len(inner) != 1 or inner[0].expr is expr:
+                    return None
+                value = inner[0]
+                continue
+            return (value, path) if isinstance(expr, cst.Call) else None
+        return None
+
+    def local_function(self, call: Value) -> Optional[FunctionInfo]:
+        """The function of this module a call expression runs: ``f(...)``
+        or ``self.method(...)`` (not a class instantiation); also one of a
+        project module it imports (``f`` imported, ``utils.f(...)``)."""
+        expr = call.expr
+        if not isinstance(expr, cst.Call):
+            return None
+        func = expr.func
+        if isinstance(func, cst.Name):
+            return self.index.function_named(func.value, call.scope, call.order)
+        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self":
+            klass = self.enclosing_class(call.scope)
+            return self.method_of(klass, func.attr.value) if klass is not None else None
+        if isinstance(func, cst.Attribute) and call.scope.index.imports is not None:
+            target = self.index.imported_symbol(func, call.scope, call.order)
+            if target is not None and target[1] is not None:
+                module, name = target
+                return module.function_named(name, module.module_scope)
+        return None
+
+    def call_results(self, call: Value, path: Tuple[int, ...] = ()) -> Optional[List[Value]]:
+        """What a call of a local function returns (factories:
+        ``model = build_model()``, ``get_model(name)`` with one return per
+        model): the definitions of every return statement's value, element
+        ``path`` of a returned tuple, with the function's parameters bound
+        to this call's arguments (:meth:`arguments`). None when the callee
+        is not a local function (class instantiations included) or some
+        return is bare or not visible."""
+        function = self.local_function(call)
+        return self.function_results(function, call, path) if function is not None else None
+
+    def function_results(self, function: FunctionInfo, call: Value, path: Tuple[int, ...] = ()) -> Optional[List[Value]]:
+        """:meth:`call_results` for a known callee (a module's ``forward``
+        run by ``model(x)``)."""
+        cache = self.__dict__.setdefault("_results_cache", {})
+        key = (id(function), call.expr, path)
+        if key in cache:
+            return cache[key]
+        cache[key] = None  # a recursive factory: unknown
+        out: Optional[List[Value]] = None
+        if function.returns and all(ret.value is not None for ret, _ in function.returns):
+            bound = self.arguments(function, call)
+            out = []
+            for ret, order in function.returns:
+                found = self.select([Value(ret.value, function.scope, order)], path, 1, bound)
+                if found is None:
+                    out = None
+                    break
+                out.extend(found)
+        cache[key] = out
+        return out
+
+    def arguments(self, function: FunctionInfo, call: Value) -> "Bound":
+        """The definitions of what ``call`` passes for each parameter of
+        ``function`` (its default when nothing is passed), keyed by the
+        parameter's binding: pass it as ``bound`` to :meth:`definitions`
+        to read the function's values for this call alone."""
+        positional = [name for name, _ in function.positional_params()]
+        bound: Bound = {}
+        for binding_list in function.scope.bindings.values():
+            for binding in binding_list:
+                if binding.kind != "param" or self.receiver_class(binding) is not None:
+                    continue
+                position = positional.index(binding.name) if binding.name in positional else None
+                arg = call_arg(call.expr, position, binding.name)
+                if arg is not None:
+                    bound[id(binding)] = tuple(self.definitions(arg, call.scope, call.order))
+                elif any(a.star for a in call.expr.args):
+                    continue  # may come in *args/**kwargs: every caller's, as usual
+                elif isinstance(binding.node, cst.Param) and binding.node.default is not None:
+                    outer = function.scope.parent or self.index.module_scope
+                    bound[id(binding)] = tuple(self.definitions(binding.node.default, outer, binding.order))
+        return bound
+
+    def receiver_class(self, binding: Binding) -> Optional[ClassInfo]:
+        """The class of which ``binding`` is the ``self`` parameter (the
+        first parameter of a method that is neither a static nor a class
+        method), else None."""
+        if binding.kind != "param":
+            return None
+        function = binding.scope.function
+        if function is None or not function.is_method or not function.params:
+            return None
+        name, param, kind = function.params[0]
+        if param is not binding.node or kind != "pos":
+            return None
+        for decorator in function.node.decorators:
+            if dotted_name(decorator.decorator) in ("staticmethod", "classmethod"):
+                return None
+        return function.klass
 
     def _parameter_values(self, binding: Binding, depth: int) -> List[Value]:
         # Memoised per parameter, and a parameter already being resolved
@@ -229,32 +391,15 @@ class Values:
     def local_callee(self, call: CallSite) -> Optional[FunctionInfo]:
         """The function ``call`` invokes, if visible: one of this module, or
         of a module of the project it imports (``evaluate(...)`` after
-        ``from utils import evaluate``, ``utils.evaluate(...)``)."""
+        ``from utils import evaluate``, ``utils.evaluate(...)``);
+        ``Trainer(model)`` runs ``Trainer.__init__``."""
+        function = self.local_function(Value(call.node, call.scope, call.order))
         func = call.node.func
-        if isinstance(func, cst.Name):
-            function = self.index.function_named(func.value, call.scope, call.order)
-            if function is None:
-                # ``Trainer(model)`` runs ``Trainer.__init__(self, model)``
-                klass = self.index.class_named(func.value, call.scope, call.order)
-                if klass is not None:
-                    function = self.method_of(klass, "__init__")
-            return function
-        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self":
-            klass = self.enclosing_class(call.scope)
+        if function is None and isinstance(func, (cst.Name, cst.Attribute)):
+            klass = self.class_of(func, call.scope, call.order)
             if klass is not None:
-                return self.method_of(klass, func.attr.value)
-            return None
-        if isinstance(func, cst.Attribute) and call.scope.index.imports is not None:
-            target = self.index.imported_symbol(func, call.scope, call.order)
-            if target is not None and target[1] is not None:
-                module, name = target
-                function = module.function_named(name, module.module_scope)
-                if function is None:
-                    klass = module.class_named(name, module.module_scope)
-                    if klass is not None:
-                        function = self.method_of(klass, "__init__")
-                return function
-        return None
+                function = self.method_of(klass, "__init__")
+        return function
 
     def from_project(self, call: CallSite) -> bool:
         """The callee is a name imported from a module of the project
@@ -297,8 +442,14 @@ class Values:
             yield from cls.self_attrs.get(attr, ())
 
     def constructor(self, value: Value) -> Tuple[Optional[str], Optional[ClassInfo]]:
-        """For ``Net(...)``/``nn.Linear(...)``: the torch qualname or local class."""
+        """For ``Net(...)``/``nn.Linear(...)``: the torch qualname or local
+        class; for ``self`` in a method: its class."""
         expr = value.expr
+        if isinstance(expr, cst.Name):
+            bindings = self.index.lookup(expr.value, value.scope, value.order)
+            if len(bindings) == 1:
+                return None, self.receiver_class(bindings[0])
+            return None, None
         if not isinstance(expr, cst.Call):
             return None, None
         qualname = self.index.qualname_of(expr.func, value.scope, value.order)
@@ -461,16 +612,21 @@ class Values:
         outermost first, each with the branch the call is in (``body`` or
         ``orelse``): ``((For, "body"), (If, "orelse"))``. Walks only the
         scope's own statements, once per scope."""
+        return self.blocks_around(call.node, call.scope)
+
+    def blocks_around(self, node: cst.CSTNode, scope: Scope) -> Tuple[Tuple[cst.CSTNode, str], ...]:
+        """:meth:`enclosing_blocks` for a call or an assignment statement
+        (``Assign``, ``AugAssign``, ``AnnAssign``) of ``scope``."""
         cache = self.__dict__.setdefault("_blocks_cache", {})
-        key = id(call.scope)
+        key = id(scope)
         if key not in cache:
             table: Dict[int, Tuple[Tuple[cst.CSTNode, str], ...]] = {}
-            node = call.scope.node
-            body = node.body if isinstance(node, cst.Module) else getattr(getattr(node, "body", None), "body", ())
+            root = scope.node
+            body = root.body if isinstance(root, cst.Module) else getattr(getattr(root, "body", None), "body", ())
             for statement in body:
                 _record_blocks(statement, (), table)
             cache[key] = table
-        return cache[key].get(id(call.node), ())
+        return cache[key].get(id(node), ())
 
     def enclosing_class(self, scope: Scope) -> Optional[ClassInfo]:
         function = self.index.enclosing_function(scope)
@@ -589,14 +745,14 @@ def _importable(function: FunctionInfo) -> bool:
 
 
 def _record_blocks(root: cst.CSTNode, chain: Tuple, table: Dict) -> None:
-    """For :meth:`Values.enclosing_blocks`: map every call under ``root``
+    """For :meth:`Values.blocks_around`: map every call and assignment under ``root``
     (not inside nested functions or classes) to its chain of blocks."""
     stack = [(root, chain)]
     while stack:
         node, chain = stack.pop()
         if isinstance(node, (cst.FunctionDef, cst.ClassDef)):
             continue
-        if isinstance(node, cst.Call):
+        if isinstance(node, (cst.Call, cst.Assign, cst.AugAssign, cst.AnnAssign)):
             table[id(node)] = chain
         if isinstance(node, (cst.If, cst.For, cst.While, cst.With, cst.Try)):
             inner = chain + ((node, "body"),)

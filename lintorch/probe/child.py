@@ -196,8 +196,15 @@ def main(config_path: str) -> None:
 
     overlay = sandbox.Overlay(cfg["shadow"], _sandbox_roots(cfg), sandbox.locator(script))
     # the default stop leaves a third of the time limit for start-up and the report
+    diagnose = cfg.get("diagnose")  # lintorch diagnose: more measurements, a longer default run
+    stop = {"min_steps": diagnose["min_steps"], "min_rounds": diagnose["min_rounds"]} if diagnose else {}
     recorder = Recorder(script, cfg["steps"], overlay, cfg.get("progress_fd"),
-                        budget=max(5.0, float(cfg.get("timeout") or 120.0) / 3))
+                        budget=max(5.0, float(cfg.get("timeout") or 120.0) / 3), **stop)
+    if diagnose:
+        from lintorch.probe.diagnostics import Diagnostics
+
+        recorder.diag = Diagnostics(recorder)
+        recorder.diag.install()
     recorder.install()
     sandbox.install(overlay)
     sandbox.redirect_native_writers(overlay)

@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import threading
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 EXIT_ERROR = 2
 
@@ -28,10 +28,16 @@ def _parser() -> argparse.ArgumentParser:
         description="Run a training script for a few real steps and confirm lintorch's findings with measurements.",
         epilog="Arguments after -- go to the script. Exit status: 0 nothing confirmed, 1 confirmed, 2 could not run.",
     )
+    add_run_options(parser, "at least 5, until the first validation pass or the end of the first epoch")
+    return parser
+
+
+def add_run_options(parser: argparse.ArgumentParser, default_steps: str) -> None:
+    """The options of a probed run (``lintorch probe`` and ``lintorch diagnose``)."""
     parser.add_argument("script", help="the training script (run as __main__)")
     parser.add_argument("--steps", type=int, default=None,
-                        help="optimizer steps to run before stopping (default: at least 5, until the first "
-                             "validation pass or the end of the first epoch, within a third of --timeout)")
+                        help="optimizer steps to run before stopping (default: %s, within a third of --timeout)"
+                             % default_steps)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto: whatever the script picks; cpu: hide accelerators; cuda: require one")
     parser.add_argument("--timeout", type=float, default=120.0, help="wall-clock limit in seconds (default: 120)")
@@ -41,10 +47,61 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-writes", action="store_true",
                         help="run even where the kernel cannot restrict the script's writes (only Python-level "
                              "writes are then redirected; native code and subprocesses could change your files)")
-    return parser
 
 
-def _split(argv: List[str]):
+def usage_error(args: argparse.Namespace, prog: str) -> Optional[str]:
+    """The message for bad --steps/--timeout or a missing script, else None."""
+    if args.steps is not None and args.steps < 1:
+        return "%s: error: --steps must be at least 1" % prog
+    if args.timeout <= 0:
+        return "%s: error: --timeout must be positive" % prog
+    if not os.path.isfile(args.script):
+        return "%s: error: %s: no such file" % (prog, args.script)
+    return None
+
+
+def no_sandbox_reason(allow_writes: bool):
+    """(kernel ABI, None) when the run may go ahead, else (0, the refusal)."""
+    from lintorch.probe import sandbox
+
+    abi, why = sandbox.landlock_abi()
+    if not abi and not allow_writes:
+        return 0, ("this machine cannot stop the script from changing your files (%s). The "
+                   "probe would only redirect Python-level writes; native code (safetensors, h5py) and subprocesses "
+                   "could still create, overwrite or delete files. Rerun with --allow-writes to accept that, or on "
+                   "Linux >= 5.13 with Landlock enabled." % why)
+    return abi, None
+
+
+def guarded(display: str, show_output: bool, run: Callable[[Optional[Callable[[str], None]]], dict]) -> dict:
+    """``run(on_progress)`` with a progress line on a terminal and SIGTERM
+    (timeout, CI cancellation, docker stop) unwinding like Ctrl-C, so the
+    runner's cleanup kills the script's processes and removes the scratch area."""
+    def show_progress(line: str) -> None:
+        sys.stderr.write("\r\033[Kprobing %s: %s" % (display, line))
+        sys.stderr.flush()
+
+    tty = sys.stderr.isatty() and not show_output
+    if tty:
+        sys.stderr.write("probing %s: starting (importing torch)" % display)
+        sys.stderr.flush()
+
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, terminate) if in_main else None
+    try:
+        return run(show_progress if tty else None)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+        if tty:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def split_argv(argv: List[str]):
     if "--" in argv:
         i = argv.index("--")
         return argv[:i], argv[i + 1:]
@@ -67,34 +124,32 @@ def static_findings(path: str, display: str):
 
 def probe(script: str, script_args: List[str] = (), steps: Optional[int] = None, device: str = "auto",
           timeout: float = 120.0, on_progress=None, show_output: bool = False, enforce_writes: bool = None,
-          output_stream=None) -> dict:
+          output_stream=None, diagnose: Optional[dict] = None, findings=None) -> dict:
     """Static findings + one instrumented run of ``script`` -> the report dict.
-    ``enforce_writes`` None: restrict writes in the kernel where it can."""
+    ``enforce_writes`` None: restrict writes in the kernel where it can.
+    ``diagnose``: see ``runner.run``; ``findings``: the static findings when
+    the caller has them already."""
     from lintorch.probe import report as report_mod, runner, sandbox
 
     if enforce_writes is None:
         enforce_writes = bool(sandbox.landlock_abi()[0])
     display = script[2:] if script.startswith("./") else script
-    findings = static_findings(script, display)
+    if findings is None:
+        findings = static_findings(script, display)
     result = runner.run(script, list(script_args), steps, device=device, timeout=timeout,
                         on_progress=on_progress, show_output=show_output, enforce_writes=enforce_writes,
-                        output_stream=output_stream)
+                        output_stream=output_stream, diagnose=diagnose)
     report = report_mod.build(display, findings, result, steps)
     report["_run"] = result  # for tests; dropped before output
     return report
 
 
 def main(argv: List[str]) -> int:
-    own, script_args = _split(list(argv))
+    own, script_args = split_argv(list(argv))
     args = _parser().parse_args(own)
-    if args.steps is not None and args.steps < 1:
-        print("lintorch probe: error: --steps must be at least 1", file=sys.stderr)
-        return EXIT_ERROR
-    if args.timeout <= 0:
-        print("lintorch probe: error: --timeout must be positive", file=sys.stderr)
-        return EXIT_ERROR
-    if not os.path.isfile(args.script):
-        print("lintorch probe: error: %s: no such file" % args.script, file=sys.stderr)
+    error = usage_error(args, "lintorch probe")
+    if error:
+        print(error, file=sys.stderr)
         return EXIT_ERROR
     if not torch_available():
         print("lintorch probe: error: the probe runs your script with PyTorch, which is not installed here; "
@@ -102,43 +157,18 @@ def main(argv: List[str]) -> int:
               file=sys.stderr)
         return EXIT_ERROR
 
-    from lintorch.probe import report as report_mod, sandbox
+    from lintorch.probe import report as report_mod
 
-    abi, why = sandbox.landlock_abi()
-    if not abi and not args.allow_writes:
-        print("lintorch probe: error: this machine cannot stop the script from changing your files (%s). The "
-              "probe would only redirect Python-level writes; native code (safetensors, h5py) and subprocesses "
-              "could still create, overwrite or delete files. Rerun with --allow-writes to accept that, or on "
-              "Linux >= 5.13 with Landlock enabled." % why, file=sys.stderr)
+    abi, refusal = no_sandbox_reason(args.allow_writes)
+    if refusal:
+        print("lintorch probe: error: " + refusal, file=sys.stderr)
         return EXIT_ERROR
 
     display = args.script[2:] if args.script.startswith("./") else args.script
-    def show_progress(line: str) -> None:
-        sys.stderr.write("\r\033[Kprobing %s: %s" % (display, line))
-        sys.stderr.flush()
-
-    tty = sys.stderr.isatty() and not args.show_output
-    progress = show_progress if tty else None
-    if tty:
-        sys.stderr.write("probing %s: starting (importing torch)" % display)
-        sys.stderr.flush()
-    # SIGTERM (timeout, CI cancellation, docker stop) unwinds like Ctrl-C:
-    # the runner's cleanup kills the script's processes and removes the scratch area
-    def terminate(signum, frame):
-        raise SystemExit(128 + signum)
-
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, terminate) if in_main else None
-    try:
-        report = probe(args.script, script_args, args.steps, device=args.device, timeout=args.timeout,
-                       on_progress=progress, show_output=args.show_output, enforce_writes=bool(abi),
-                       output_stream=sys.stderr if args.format == "json" else sys.stdout)
-    finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
-        if tty:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
+    report = guarded(display, args.show_output, lambda progress: probe(
+        args.script, script_args, args.steps, device=args.device, timeout=args.timeout, on_progress=progress,
+        show_output=args.show_output, enforce_writes=bool(abi),
+        output_stream=sys.stderr if args.format == "json" else sys.stdout))
     report.pop("_run", None)
     outcome = report["outcome"]
     if outcome.get("status") in ("no_device", "no_torch", "no_sandbox"):

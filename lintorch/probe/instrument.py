@@ -116,10 +116,16 @@ class Recorder:
     """All the state of one probed run."""
 
     def __init__(self, script: str, steps: Optional[int], overlay, progress_fd: Optional[int] = None,
-                 budget: float = 60.0):
+                 budget: float = 60.0, min_steps: int = MIN_AUTO_STEPS, min_rounds: int = 1):
         self.script = os.path.abspath(script)
         self.max_steps = steps  # None: stop after the first validation pass / epoch end
         self.budget = budget  # seconds of training allowed for the default stop
+        # the default stop: at least min_steps, then after min_rounds validation passes (or epochs)
+        self.min_steps, self.min_rounds = min_steps, min_rounds
+        self._validation_steps = set()  # total_steps values at which an evaluation pass ran
+        self._exhausted: Dict[int, int] = {}  # DataLoader id -> epochs it completed
+        self._last_step_clock: Optional[tuple] = None
+        self.diag = None  # lintorch diagnose: a diagnostics.Diagnostics, called at the hook points below
         self._first_step_at: Optional[float] = None
         self._validation_at: Optional[int] = None  # total_steps when evaluation was first seen
         self._epoch_end_at: Optional[int] = None
@@ -166,6 +172,8 @@ class Recorder:
             "processes": [],
             "accumulation": [],
             "devices": [],
+            "step_seconds": [],  # wall and CPU time between consecutive steps (bench/diagnose.py)
+            "step_cpu_seconds": [],
         }
 
     # -- helpers --------------------------------------------------------------
@@ -329,6 +337,12 @@ class Recorder:
         except Exception:
             pass
         self._depth += 1
+        diag = self.diag
+        if diag is not None and (self._depth == 1 or diag.sampling):
+            try:
+                diag.module_enter(module, args, self._depth)
+            except Exception:  # a measurement must never break the script
+                pass
         if (module.training and not torch.is_grad_enabled() and self._is_norm_or_dropout(module)
                 and not self._bn_refresh):
             self.data["nograd_train_mode_count"] = self.data.get("nograd_train_mode_count", 0) + 1
@@ -350,6 +364,11 @@ class Recorder:
         if _compiling() or not self._is_main():
             return None
         self._depth = max(0, self._depth - 1)
+        if self.diag is not None and self.diag.sampling:
+            try:
+                self.diag.module_exit(module, output)
+            except Exception:
+                pass
         if self._depth != 0 or id(module) not in self._root_ids or self._bn_refresh:
             return None
         try:
@@ -384,8 +403,12 @@ class Recorder:
                     predictions = flat.argmax(dim=1)
                     record["distinct_argmax"] = int(predictions.unique().numel())
                     record["classes"] = int(flat.shape[1])
-        if not (record["training"] and grad) and self.total_steps >= 1 and self._validation_at is None:
-            self._validation_at = self.total_steps  # evaluation after training started
+        if not (record["training"] and grad) and self.total_steps >= 1:
+            self._validation_steps.add(self.total_steps)
+            if self._validation_at is None:
+                self._validation_at = self.total_steps  # evaluation after training started
+        if self.diag is not None:
+            self.diag.root_output(module, record)
         forwards = self.data["forwards"]
         # keep the first few, every no-grad/eval pass (capped) and the latest training pass
         if len(forwards) < 6 or not (record["training"] and record["grad_enabled"]):
@@ -533,6 +556,11 @@ class Recorder:
             record["accumulation"] = result
         self._append("steps", record)
         self._pending_norms = norms
+        if self.diag is not None:
+            try:
+                self.diag.before_step(optimizer, params, record)
+            except Exception:
+                pass
 
     def _step_post(self, optimizer, args, kwargs):
         if not self._is_main():
@@ -546,7 +574,19 @@ class Recorder:
         self._backwards_since[index] = 0
         self._post_backward_norm[index] = None
         self.opt_steps[index] = self.opt_steps.get(index, 0) + 1
+        previous = self.total_steps
         self.total_steps = max(self.opt_steps.values())
+        if self.total_steps != previous:
+            clock = (time.perf_counter(), time.process_time())
+            if self._last_step_clock is not None and len(self.data["step_seconds"]) < MAX_AUTO_STEPS:
+                self.data["step_seconds"].append(round(clock[0] - self._last_step_clock[0], 6))
+                self.data["step_cpu_seconds"].append(round(clock[1] - self._last_step_clock[1], 6))
+            self._last_step_clock = clock
+        if self.diag is not None:
+            try:
+                self.diag.after_step(optimizer, index)
+            except Exception:
+                pass
         loss = self.data["backwards"][-1]["loss"] if self.data["backwards"] else None
         self.progress("step %d/%s%s" % (self.total_steps, self.max_steps or "auto",
                                          "" if loss is None else " loss %.4g" % loss))
@@ -567,11 +607,13 @@ class Recorder:
         steps = self.total_steps
         if self.max_steps is not None:
             return "steps" if steps >= self.max_steps else None
-        if steps < MIN_AUTO_STEPS:
+        if steps < self.min_steps:
             return None
-        if self._validation_at is not None and steps > self._validation_at:
+        if self._validation_at is not None and steps > self._validation_at and (
+                len(self._validation_steps) >= self.min_rounds):
             return "validation"
-        if self._epoch_end_at is not None and steps > self._epoch_end_at:
+        if self._epoch_end_at is not None and steps > self._epoch_end_at and (
+                max(self._exhausted.values(), default=0) >= self.min_rounds):
             return "epoch"
         if steps >= MAX_AUTO_STEPS or time.time() - self._first_step_at > self.budget:
             return "budget"
@@ -706,6 +748,8 @@ class Recorder:
             "line": self.script_line(),
         }
         self._append("backwards", record)
+        if self.diag is not None:
+            self.diag.loss_value(value)
         if len(self.data["backwards"]) >= MAX_RECORDS:
             self.data.setdefault("loss_tail", []).append(value)
             del self.data["loss_tail"][:-MAX_RECORDS]
@@ -806,7 +850,13 @@ class Recorder:
                     recorder._record_loss(name, input, target)
                 except Exception:
                     pass
-            return original(input, target, *args, **kwargs)
+            result = original(input, target, *args, **kwargs)
+            if recorder.diag is not None and not _compiling() and recorder._is_main():
+                try:
+                    recorder.diag.loss_called(name, input, target, result, kwargs)
+                except Exception:
+                    pass
+            return result
 
         return wrapper
 
@@ -898,6 +948,12 @@ class Recorder:
         @functools.wraps(original_init)
         def __init__(self, loader, *args, **kwargs):
             original_init(self, loader, *args, **kwargs)
+            self._lintorch_loader = id(loader)
+            if recorder.diag is not None and recorder._is_main():
+                try:
+                    recorder.diag.loader_iter(loader)
+                except Exception:
+                    pass
             if recorder._is_main() and recorder.total_steps == 0 and recorder.data.get("epoch_batches") is None:
                 try:
                     recorder.data["epoch_batches"] = len(loader)
@@ -909,8 +965,13 @@ class Recorder:
             try:
                 return original_next(self)
             except StopIteration:
-                if recorder._is_main() and recorder.total_steps >= 1 and recorder._epoch_end_at is None:
-                    recorder._epoch_end_at = recorder.total_steps
+                if recorder._is_main() and recorder.total_steps >= 1:
+                    if recorder._epoch_end_at is None:
+                        recorder._epoch_end_at = recorder.total_steps
+                    key = getattr(self, "_lintorch_loader", None)
+                    if key is not None and not getattr(self, "_lintorch_ended", False):
+                        self._lintorch_ended = True  # a second next() after the end is not another epoch
+                        recorder._exhausted[key] = recorder._exhausted.get(key, 0) + 1
                 raise
 
         self._patch(base, "__init__", __init__)
@@ -1045,6 +1106,8 @@ class Recorder:
         self.data["total_steps"] = self.total_steps
         self.data["max_steps"] = self.max_steps
         self.data["optimizers"] = [type(o).__name__ for o in self.optimizers]
+        if self.diag is not None:
+            self.data["diagnostics"] = self.diag.finish()
         return self.data
 
     def uninstall(self) -> None:

@@ -170,12 +170,15 @@ def run(
     python: Optional[str] = None,
     enforce_writes: bool = True,
     output_stream=None,
+    diagnose: Optional[dict] = None,
 ) -> RunResult:
     """``steps``: stop after that many optimizer steps; None: stop after the
     first validation pass or epoch end (see ``instrument``).
     ``enforce_writes``: the child restricts its writes in the kernel (the
     caller checked that it can). ``show_output`` forwards the script's
-    output to ``output_stream`` (default stdout) as it comes."""
+    output to ``output_stream`` (default stdout) as it comes. ``diagnose``
+    (``{"min_steps", "min_rounds"}``) adds lintorch diagnose's measurements
+    and its longer default stop."""
     scratch = tempfile.mkdtemp(prefix="lintorch-probe-")
     layout = scratch_layout(scratch)
     control = layout["control"]
@@ -200,6 +203,7 @@ def run(
             "scratch": scratch,
             "shadow": layout["files"],
             "enforce_writes": enforce_writes,
+            "diagnose": diagnose,
         }
         config_path = os.path.join(control, "config.json")
         with open(config_path, "w", encoding="utf-8") as handle:
