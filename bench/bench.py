@@ -5,6 +5,13 @@ runs).
     python bench/bench.py                  # timm + pytorch-lightning + torchvision
     python bench/bench.py --with-torch     # + torch's own 1.2M lines
     python bench/bench.py --skip-torchfix  # no TorchFix venv / run
+    python bench/bench.py --jobs-on-torch   # also the -j scaling on torch's sources
+
+The -j scaling table runs -j1, -j2, -j4, -j8 and -j16 (those up to the
+machine's cores) on the corpus: wall time, speed-up over -j1 and the peak
+RSS of the largest process (with -jN, one worker: the memory each worker
+needs). "Parses per file" counts the libcst parses of a serial cold run
+(cross-file facts parse imported modules; each should be parsed once).
 
 Every measurement is a separate process; its wall time, CPU time (user +
 system, children included) and peak RSS (``os.wait4``) are reported. The
@@ -13,6 +20,7 @@ any machine.
 """
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -90,6 +98,45 @@ def replicate(paths: List[Path], roots: List[Path], times: int, into: Path) -> L
     return out
 
 
+def jobs_scaling(lintorch: List[str], dirs: Sequence[str], cores: int) -> List[Tuple[int, Measured]]:
+    """Cold runs at -j1, -j2, -j4, ... up to the machine's cores."""
+    out = []
+    for jobs in (1, 2, 4, 8, 16):
+        if jobs > cores:
+            break
+        out.append((jobs, run(lintorch + [f"-j{jobs}", "--no-cache", *dirs])))
+    return out
+
+
+_COUNT_PARSES = """
+import collections, json, os, sys
+from lintorch import cli, engine, index
+indexed = collections.Counter()
+original = index.ModuleIndex.__init__
+def counted_index(self, module, path="<unknown>", text=""):
+    indexed[os.path.abspath(path)] += 1  # one per parsed file (a reused tree is not indexed again)
+    original(self, module, path, text)
+index.ModuleIndex.__init__ = counted_index
+linted = []
+lint_bytes = engine.lint_bytes
+def counted(data, path, *args, **kwargs):
+    linted.append(path)
+    return lint_bytes(data, path, *args, **kwargs)
+engine.lint_bytes = counted
+cli.main(["--exit-zero", "--isolated", "--no-cache", "-j1", "--format", "json", "-o", sys.argv[1], *sys.argv[2:]])
+json.dump({"parses": sum(indexed.values()), "distinct": len(indexed), "linted": len(linted),
+           "repeated": sum(1 for n in indexed.values() if n > 1)}, sys.stderr)
+"""
+
+
+def parse_counts(python: str, dirs: Sequence[str], work: Path) -> dict:
+    """How often a serial cold run parses each file (imported modules included)."""
+    result = subprocess.run(
+        [python, "-c", _COUNT_PARSES, str(work / "parses.json"), *dirs], capture_output=True, text=True, check=True
+    )
+    return json.loads(result.stderr.strip().splitlines()[-1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--with-torch", action="store_true")
@@ -97,6 +144,7 @@ def main() -> int:
     parser.add_argument("--skip-flake8", action="store_true")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--small-runs", type=int, default=10)
+    parser.add_argument("--jobs-on-torch", action="store_true", help="also measure -j scaling on torch's sources")
     args = parser.parse_args()
 
     dists = ["timm", "pytorch-lightning", "torchvision"] + (["torch"] if args.with_torch else [])
@@ -129,6 +177,12 @@ def main() -> int:
         rows.append((f"lintorch cold, -j{cores} = default (fills cache)", cold_parallel))
         warm = run(lintorch + [f"-j{cores}", "--cache-dir", str(cache), *dirs])
         rows.append(("lintorch warm (cache hit)", warm))
+        warm_imports = subprocess.run(
+            [python, "-X", "importtime", "-m", "lintorch", "--exit-zero", "--isolated", "--cache-dir", str(cache), *dirs],
+            capture_output=True, text=True,
+        ).stderr
+        warm_imports_libcst = any(line.rstrip().endswith(" libcst") for line in warm_imports.splitlines())
+        parses = parse_counts(python, dirs, work)
 
         console = shutil.which("lintorch", path=str(Path(python).parent)) or "lintorch"
         small_command = [console, "--no-cache", "--exit-zero", str(SMALL_FILE)]
@@ -160,6 +214,9 @@ def main() -> int:
             rows.append((f"flake8 plain, -j{cores}", run([str(plain / "bin" / "flake8"), "--exit-zero", f"-j{cores}", *dirs])))
             rows.append((f"flake8 + lintorch plugin, -j{cores}", run([python, "-m", "flake8", "--exit-zero", f"-j{cores}", *dirs])))
 
+        jobs_rows = jobs_scaling(lintorch, dirs, cores)
+        torch_jobs_rows = jobs_scaling(lintorch, [str(corpus.package_sources("torch"))], cores) if args.jobs_on_torch else []
+
         scaling = []
         if not args.skip_scaling:
             for times in (1, 2, 4):
@@ -187,6 +244,18 @@ def main() -> int:
         for times, m in scaling:
             print(f"| {times} | {len(paths) * times} | {m.wall:.2f} | {m.wall / scaling[0][1].wall:.2f} | {m.rss_mb:.0f} |")
 
+    for title, table in (("bench corpus", jobs_rows), ("torch's sources", torch_jobs_rows)):
+        if table:
+            print()
+            print(f"| -j N ({title}, cold, no cache) | wall s | CPU s | × -j1 speed-up | peak RSS MB (largest process) |")
+            print("|---:|---:|---:|---:|---:|")
+            for jobs, m in table:
+                print(f"| {jobs} | {m.wall:.2f} | {m.cpu:.2f} | {table[0][1].wall / m.wall:.2f} | {m.rss_mb:.0f} |")
+    print()
+    print(
+        f"parses per file (serial cold run): {parses['parses']} parses of {parses['distinct']} distinct files "
+        f"({parses['repeated']} parsed more than once; {parses['linted']} files linted)"
+    )
     print()
     lintorch_rss = max(m.rss_mb for label, m in rows if label.startswith("lintorch"))
     checks = [
@@ -197,6 +266,10 @@ def main() -> int:
         ("one small file <= 0.35 s", small.wall <= 0.35,
          f"{small.wall:.3f} s, of which starting Python and importing libcst {libcst_import.wall:.3f} s"),
         ("peak RSS <= 300 MB", lintorch_rss <= 300, f"{lintorch_rss:.0f} MB"),
+        ("warm run served from the cache does not import libcst", not warm_imports_libcst,
+         "libcst imported" if warm_imports_libcst else "not imported"),
+        ("each file parsed once per run (serial)", parses["repeated"] == 0,
+         f"{parses['repeated']} of {parses['distinct']} parsed again (evicted under --module-memory)"),
     ]
     if torchfix:
         # Both tools use every core by default: the wall-clock target compares

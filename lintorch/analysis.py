@@ -27,7 +27,7 @@ losses and shapes also read data); name heuristics live
 in ``lintorch.analyze.names`` alone.
 """
 
-from typing import Optional
+from typing import Dict, Optional
 
 from lintorch.analyze import names
 from lintorch.analyze.data import Data
@@ -41,7 +41,7 @@ from lintorch.analyze.ranges import Ranges
 from lintorch.analyze.shapes import Shapes
 from lintorch.analyze.statements import Statements
 from lintorch.analyze.values import Values
-from lintorch.index import ModuleIndex, Scope
+from lintorch.index import CallSite, ModuleIndex, Scope
 
 
 class Analysis:
@@ -58,6 +58,7 @@ class Analysis:
         self._forwards: Optional[Forwards] = None
         self._passes: Optional[Passes] = None
         self._statements: Optional[Statements] = None
+        self._others: Dict[int, "Analysis"] = {}
 
     @property
     def values(self) -> Values:
@@ -124,6 +125,26 @@ class Analysis:
         if self._passes is None:
             self._passes = Passes(self.values, self.models, self.optim, self.data, self.modes, self.forwards, self.statements)
         return self._passes
+
+    def of_module(self, index: ModuleIndex) -> "Analysis":
+        """The analysis of ``index``: this one, or that of another module of
+        the project a fact led to (built on first use, kept for this
+        module's analysis only)."""
+        if index is self.index:
+            return self
+        other = self._others.get(id(index))
+        if other is None:
+            other = self._others[id(index)] = Analysis(index)
+        return other
+
+    def evaluated_in_own_module(self, call: CallSite) -> bool:
+        """Whether a model call of another module (a helper's ``model(x)``
+        reached from a pass here) lies in an evaluation pass of its own
+        module: that module's analysis reports on it, with every caller."""
+        other = self.of_module(call.scope.index)
+        return other is not self and any(
+            other.forwards.model_call_in(forward) is call for found in other.passes.evaluation_passes() for forward in found.forwards
+        )
 
     def in_test_code(self, scope: Scope) -> bool:
         """Unit-test code (``test_*.py``/``*_test.py`` files, ``test*``

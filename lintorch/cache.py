@@ -1,9 +1,13 @@
 """Content-hash cache of findings.
 
-The key is a hash of the file's bytes, lintorch's version and the enabled
-codes, so an edit, an upgrade or a config change all miss. Entries are
-written atomically (temp file + rename), so concurrent runs never see half a
-file, and an unreadable or corrupt entry is simply a miss.
+The key is a hash of the file's bytes and location, lintorch's version and
+the enabled codes, so an edit, an upgrade or a config change all miss. A
+file whose findings took facts from other files of its project (the model
+class it imports, the scripts calling its helpers) also stores those files'
+content digests and the importers it found: the entry is a miss as soon as
+one of them changes (``imports.DependencyCheck``). Entries are written
+atomically (temp file + rename), so concurrent runs never see half a file,
+and an unreadable or corrupt entry is simply a miss.
 """
 
 import functools
@@ -12,7 +16,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import FrozenSet, List, Optional
+from typing import Callable, FrozenSet, List, Optional
 
 from lintorch import __version__
 from lintorch.rule import Finding, Fix, Severity
@@ -67,11 +71,16 @@ class FindingsCache:
         return True
 
     @staticmethod
-    def key(data: bytes, codes: FrozenSet[str], kind: str = "", info: FrozenSet[str] = frozenset()) -> str:
+    def key(
+        data: bytes, codes: FrozenSet[str], kind: str = "", info: FrozenSet[str] = frozenset(), path: str = ""
+    ) -> str:
         """``kind`` separates inputs read differently from the same bytes
-        (``ipynb``: a notebook); ``info``: codes reporting info findings."""
+        (``ipynb``: a notebook); ``info``: codes reporting info findings;
+        ``path``: where the file is (its imports resolve from there)."""
         digest = hashlib.blake2b(data, digest_size=20)
         digest.update(b"\0" + _code_fingerprint() + b"\0" + ",".join(sorted(codes)).encode())
+        if path:
+            digest.update(b"\0path:" + os.path.abspath(path).encode("utf-8", "surrogateescape"))
         if info:
             digest.update(b"\0info:" + ",".join(sorted(info)).encode())
         if kind:
@@ -81,10 +90,17 @@ class FindingsCache:
     def _path(self, key: str) -> Path:
         return self.entries / key[:2] / key
 
-    def get(self, key: str, path: str) -> Optional[List[Finding]]:
+    def get(self, key: str, path: str, still_valid: Optional[Callable[[dict], bool]] = None) -> Optional[List[Finding]]:
+        """The cached findings, or None; an entry that depends on other
+        files is a hit only if ``still_valid(dependencies)`` says so."""
         try:
             with open(self._path(key), "rb") as handle:
                 rows = json.loads(handle.read())
+            if isinstance(rows, dict):
+                dependencies = rows.get("dependencies")
+                if still_valid is None or not isinstance(dependencies, dict) or not still_valid(dependencies):
+                    return None
+                rows = rows.get("findings")
             if not isinstance(rows, list):
                 return None
             findings = [
@@ -100,14 +116,16 @@ class FindingsCache:
         except (OSError, ValueError, TypeError, IndexError, KeyError):
             return None
 
-    def put(self, key: str, findings: List[Finding]) -> None:
+    def put(self, key: str, findings: List[Finding], dependencies: Optional[dict] = None) -> None:
         if not self._prepare():
             return
-        rows = [
+        rows: object = [
             [f.line, f.column, f.end_line, f.end_column, f.code, f.name, f.severity.value, f.message]
             + _extra_row(f)
             for f in findings
         ]
+        if dependencies:
+            rows = {"dependencies": dependencies, "findings": rows}
         target = self._path(key)
         try:
             target.parent.mkdir(exist_ok=True)

@@ -73,6 +73,10 @@ def _check_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--stdin-filename", help="the path to report (and match config against) for stdin input")
     parser.add_argument("-j", "--jobs", type=int, default=0, help="worker processes (default: all cores; 1: serial)")
+    parser.add_argument(
+        "--module-memory", type=int, metavar="MB", default=None,
+        help="memory each process keeps for parsed modules that other files take facts from (default: 150)",
+    )
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the findings cache")
     parser.add_argument("--cache-dir", help="where to keep the cache (default: .lintorch_cache beside pyproject.toml)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
@@ -151,7 +155,8 @@ def check_main(argv: Sequence[str]) -> int:
         status = EXIT_ERROR
     if config.enabled_codes():
         results = runner.lint_paths(
-            discovery.files, config, jobs=args.jobs, cache_dir=_cache_dir(args, config), debug=args.debug
+            discovery.files, config, jobs=args.jobs, cache_dir=_cache_dir(args, config), debug=args.debug,
+            project_memory_mb=args.module_memory,
         )
         for _, found in formats.progress(results, total=len(discovery.files)):
             findings += found
@@ -268,17 +273,21 @@ def _fix_main(args: argparse.Namespace, config: config_mod.Config) -> int:
         status = EXIT_ERROR
     findings: List[Finding] = []
     fixed = fixed_files = 0
+    project = runner.new_project(args.module_memory) if discovery.files else None
     for path in formats.progress(discovery.files if config.enabled_codes() else []):
         codes = rules.codes_for(runner.display_path(path))
+        project.begin(runner.display_path(path))
         try:
             outcome = fix.fix_file(
                 path, runner.display_path(path), rules.rules_for(codes), unsafe=args.unsafe_fixes,
-                keep=lambda f: f.code in codes, write=not args.diff, debug=args.debug,
+                keep=lambda f: f.code in codes, write=not args.diff, debug=args.debug, project=project,
             )
         except (OSError, fix.FileChangedError) as exc:
             print(f"lintorch: error: {path}: not fixed: {exc}", file=sys.stderr)
             status = EXIT_ERROR
             continue
+        finally:
+            project.end()
         for finding, reason in outcome.dropped:
             cell = f"cell {finding.cell}:" if finding.cell is not None else ""
             print(

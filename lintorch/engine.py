@@ -11,7 +11,7 @@ import os
 import re
 import stat
 import traceback
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import libcst as cst
 
@@ -19,6 +19,9 @@ from lintorch import notebook, registry, source
 from lintorch.analysis import Analysis
 from lintorch.index import ModuleIndex
 from lintorch.rule import Finding, Report, Rule, Severity
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lintorch.project import Project
 
 # flake8's own pattern, so a comment means the same thing to both tools.
 NOQA_RE = re.compile(
@@ -47,7 +50,9 @@ def error_finding(path: str, error: source.SourceError) -> Finding:
 
 def could_trigger(data: bytes, rules: Sequence[Rule]) -> List[Rule]:
     """The rules whose trigger words occur in the raw bytes (the cheap
-    prefilter that spares most library files the parse)."""
+    prefilter that spares most library files the parse). With a project,
+    :meth:`Project.could_trigger` adds the rules whose words occur in the
+    files the analysis may take facts from."""
     return [rule for rule in rules if any(word in data for word in rule.trigger_bytes())]
 
 
@@ -75,13 +80,20 @@ def lint_bytes(
     apply_noqa: bool = True,
     debug: bool = False,
     check_syntax: bool = True,
+    project: Optional["Project"] = None,
 ) -> List[Finding]:
     """Lint a file's raw bytes (decoded per PEP 263); a ``.ipynb`` path is
     read as a Jupyter notebook. ``check_syntax``: report a syntax error
-    (LT000) even when no rule needs the file parsed."""
+    (LT000) even when no rule needs the file parsed. With a ``project``,
+    facts flow in from the modules the file imports and the modules that
+    import it."""
     if path.endswith(NOTEBOOK_SUFFIX):
-        return lint_notebook(data, path, rules, apply_noqa=apply_noqa, debug=debug, check_syntax=check_syntax)
+        return lint_notebook(
+            data, path, rules, apply_noqa=apply_noqa, debug=debug, check_syntax=check_syntax, project=project
+        )
     candidates = could_trigger(data, rules)
+    if project is not None and len(candidates) < len(rules):
+        candidates = project.could_trigger(path, candidates, rules)
     decoded = source.decode(data)
     if isinstance(decoded, source.SourceError):
         return [error_finding(path, decoded)]
@@ -93,7 +105,7 @@ def lint_bytes(
             if error is not None:
                 return [error_finding(path, error)]
         return []
-    return _lint_decoded(decoded.text, path, candidates, apply_noqa, debug)
+    return _lint_decoded(decoded.text, path, candidates, apply_noqa, debug, project)
 
 
 def lint_text(
@@ -103,21 +115,28 @@ def lint_text(
     *,
     apply_noqa: bool = True,
     debug: bool = False,
+    project: Optional["Project"] = None,
 ) -> List[Finding]:
     """Lint already-decoded source (the flake8 plugin, editors' buffers)."""
     candidates = [rule for rule in rules if any(word in text for word in rule.triggers)]
+    if project is not None and len(candidates) < len(rules):
+        candidates = project.could_trigger(path, candidates, rules)
     if "\x00" in text:
         return [error_finding(path, source.SourceError("file contains a null byte (binary file?)"))]
     if not candidates:
         return []
-    return _lint_decoded(text, path, candidates, apply_noqa, debug)
+    return _lint_decoded(text, path, candidates, apply_noqa, debug, project)
 
 
-def _lint_decoded(text: str, path: str, rules: Sequence[Rule], apply_noqa: bool, debug: bool) -> List[Finding]:
-    module = source.parse(text)
+def _lint_decoded(
+    text: str, path: str, rules: Sequence[Rule], apply_noqa: bool, debug: bool, project: Optional["Project"] = None
+) -> List[Finding]:
+    module = project.parsed_tree(path, text) if project is not None else None
+    if module is None:
+        module = source.parse(text)
     if isinstance(module, source.SourceError):
         return [error_finding(path, module)]
-    return lint_module(module, text, path, rules, apply_noqa=apply_noqa, debug=debug)
+    return lint_module(module, text, path, rules, apply_noqa=apply_noqa, debug=debug, project=project)
 
 
 def lint_module(
@@ -129,12 +148,14 @@ def lint_module(
     apply_noqa: bool = True,
     debug: bool = False,
     line_label: Optional[Callable[[int], str]] = None,
+    project: Optional["Project"] = None,
 ) -> List[Finding]:
     """``line_label`` turns a line number into the text that replaces
-    ``{line0}`` in messages (notebooks say which cell)."""
+    ``{line0}`` in messages (notebooks say which cell); a node of another
+    module of the ``project`` is shown as ``14 of models/net.py``."""
     with source.deep_recursion():
         try:
-            index = ModuleIndex(module, path, text)
+            index = project.adopt(path, text, module) if project is not None else ModuleIndex(module, path, text)
         except RecursionError:
             return [error_finding(path, source.SourceError("code nested too deeply to analyse"))]
         if index.is_other_framework:
@@ -154,7 +175,7 @@ def lint_module(
                 findings.append(_internal_error(path, rule, exc, debug))
         if reports:
             try:
-                findings.extend(_position(module, path, reports, line_label))
+                findings.extend(_position(module, path, reports, line_label, project))
             except RecursionError:  # libcst's position pass recurses per nesting level
                 return [error_finding(path, source.SourceError("code nested too deeply to locate findings"))]
     if apply_noqa and findings:
@@ -211,6 +232,17 @@ def notebook_program(
         good = remaining
 
 
+def notebook_tree(data: bytes, path: str) -> Optional[Tuple[str, cst.Module, Callable[[int], str]]]:
+    """``(text, tree, line label)`` of a notebook's cells that parse, for a
+    project: the analysis of a module the notebook calls reads it for its
+    arguments. None when it cannot be read."""
+    cells = notebook.load(data)
+    if isinstance(cells, source.SourceError):
+        return None
+    prog, module, _ = notebook_program([notebook.cell_code(cell) for cell in cells], path)
+    return (prog.text, module, prog.label) if module is not None else None
+
+
 def in_cells(prog: notebook.Program, finding: Finding) -> Finding:
     """A finding on the program, located in its notebook cell."""
     cell, line, column = prog.position(finding.line, finding.column)
@@ -228,6 +260,7 @@ def lint_notebook(
     apply_noqa: bool = True,
     debug: bool = False,
     check_syntax: bool = True,
+    project: Optional["Project"] = None,
 ) -> List[Finding]:
     """Lint a Jupyter notebook's code cells as one program (see :mod:`lintorch.notebook`)."""
     cells = notebook.load(data)
@@ -235,12 +268,15 @@ def lint_notebook(
         return [error_finding(path, cells)]
     codes = [notebook.cell_code(cell) for cell in cells]
     candidates = could_trigger("".join(code.text for code in codes).encode("utf-8"), rules)
+    if project is not None and len(candidates) < len(rules):
+        candidates = project.could_trigger(path, candidates, rules)
     if not candidates:
         return _sorted_by_cell(_cells_that_parse(codes, path)[1]) if check_syntax else []
     prog, module, findings = notebook_program(codes, path)
     if module is not None:
         found = lint_module(
-            module, prog.text, path, candidates, apply_noqa=apply_noqa, debug=debug, line_label=prog.label
+            module, prog.text, path, candidates, apply_noqa=apply_noqa, debug=debug, line_label=prog.label,
+            project=project,
         )
         found = [in_cells(prog, finding) for finding in found]
         if any(finding.fix is not None for finding in found) and not notebook.rewritable(data):
@@ -275,7 +311,11 @@ def _internal_error(path: str, rule: Rule, exc: BaseException, debug: bool) -> F
 
 
 def _position(
-    module: cst.Module, path: str, reports: Iterable[tuple], line_label: Optional[Callable[[int], str]] = None
+    module: cst.Module,
+    path: str,
+    reports: Iterable[tuple],
+    line_label: Optional[Callable[[int], str]] = None,
+    project: Optional["Project"] = None,
 ) -> List[Finding]:
     # Imported here: most files have no findings and never need positions.
     from libcst.metadata import MetadataWrapper, PositionProvider
@@ -294,7 +334,11 @@ def _position(
         message = report.message
         for i, related in enumerate(report.related):
             related_range = positions.get(related)
-            message = message.replace(f"{{line{i}}}", label(related_range.start.line) if related_range else "?")
+            if related_range is not None:
+                where = label(related_range.start.line)
+            else:
+                where = (project.locate(related) if project is not None else None) or "?"
+            message = message.replace(f"{{line{i}}}", where)
         findings.append(
             Finding(
                 path=path,

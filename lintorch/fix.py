@@ -103,15 +103,19 @@ def fix_bytes(
     unsafe: bool = False,
     keep: Optional[Keep] = None,
     debug: bool = False,
+    project=None,
 ) -> FixOutcome:
-    """Apply every enabled fix to one file's bytes (nothing is written)."""
+    """Apply every enabled fix to one file's bytes (nothing is written).
+    With a ``project``, findings use the facts of the other files (see
+    ``engine.lint_bytes``)."""
     try:
         # libcst's code generation and positions recurse once per nesting level
         with source.deep_recursion():
-            return _fix_bytes(data, path, rules, unsafe=unsafe, keep=keep, debug=debug)
+            return _fix_bytes(data, path, rules, unsafe=unsafe, keep=keep, debug=debug, project=project)
     except RecursionError:
         outcome = FixOutcome(path, data)
-        outcome.remaining = [f for f in engine.lint_bytes(data, path, rules, debug=debug) if (keep or bool)(f)]
+        found = engine.lint_bytes(data, path, rules, debug=debug, project=project)
+        outcome.remaining = [f for f in found if (keep or bool)(f)]
         outcome.skipped = "nested too deeply to fix safely; left unchanged"
         return outcome
 
@@ -124,6 +128,7 @@ def _fix_bytes(
     unsafe: bool = False,
     keep: Optional[Keep] = None,
     debug: bool = False,
+    project=None,
 ) -> FixOutcome:
     outcome = FixOutcome(path, data)
     keep = keep or (lambda finding: True)
@@ -136,12 +141,12 @@ def _fix_bytes(
     if _encoded(outcome, text) != data:
         # e.g. a unicode_escape cookie: writing back would turn every line
         # break into a literal backslash-n. Never rewrite such a file.
-        outcome.remaining = [f for f in engine.lint_bytes(data, path, rules, debug=debug) if keep(f)]
+        outcome.remaining = [f for f in engine.lint_bytes(data, path, rules, debug=debug, project=project) if keep(f)]
         outcome.skipped = f"not fixed: re-encoding it as {decoded.encoding} would not give back its bytes"
         return outcome
-    if not engine.could_trigger(data, rules):
+    if not _candidates(data, path, rules, project):
         # no rule can fire: nothing to fix, but a syntax error is still reported
-        outcome.remaining = [f for f in engine.lint_bytes(data, path, rules, debug=debug) if keep(f)]
+        outcome.remaining = [f for f in engine.lint_bytes(data, path, rules, debug=debug, project=project) if keep(f)]
         outcome.text = text
         return outcome
     dropped_keys = set()
@@ -152,8 +157,8 @@ def _fix_bytes(
         if isinstance(module, source.SourceError):
             outcome.remaining = [engine.error_finding(path, module)]
             return outcome  # the original does not parse: text stays None
-        candidates = engine.could_trigger(text.encode("utf-8"), rules)
-        findings = [f for f in engine.lint_module(module, text, path, candidates, debug=debug) if keep(f)]
+        candidates = _candidates(text.encode("utf-8"), path, rules, project)
+        findings = [f for f in engine.lint_module(module, text, path, candidates, debug=debug, project=project) if keep(f)]
         if budget is None:
             # A code gets as many fixes as it had fixable findings in the
             # first pass (a fix may turn its finding into one with another
@@ -181,16 +186,25 @@ def _fix_bytes(
     else:
         module = source.parse(text)
         if not isinstance(module, source.SourceError):
-            candidates = engine.could_trigger(text.encode("utf-8"), rules)
-            findings = [f for f in engine.lint_module(module, text, path, candidates, debug=debug) if keep(f)]
+            candidates = _candidates(text.encode("utf-8"), path, rules, project)
+            findings = [f for f in engine.lint_module(module, text, path, candidates, debug=debug, project=project) if keep(f)]
     if text != outcome.original_text and _encoded(outcome, text) is None:
         outcome.skipped = f"not fixed: the fixed code cannot be written in the file's encoding ({outcome.encoding})"
         outcome.applied = []
         text = outcome.original_text
-        findings = [f for f in engine.lint_bytes(data, path, rules, debug=debug) if keep(f)]
+        findings = [f for f in engine.lint_bytes(data, path, rules, debug=debug, project=project) if keep(f)]
     outcome.text = text
     outcome.remaining = findings
     return outcome
+
+
+def _candidates(data: bytes, path: str, rules: Sequence[Rule], project) -> List[Rule]:
+    """The rules whose trigger words occur in the file or, with a project,
+    in the files it takes facts from."""
+    candidates = engine.could_trigger(data, rules)
+    if project is not None and len(candidates) < len(rules):
+        candidates = project.could_trigger(path, candidates, rules)
+    return candidates
 
 
 def _encoded(outcome: FixOutcome, text: str) -> Optional[bytes]:
@@ -332,13 +346,14 @@ def fix_notebook_bytes(
     unsafe: bool = False,
     keep: Optional[Keep] = None,
     debug: bool = False,
+    project=None,
 ) -> FixOutcome:
     """Fix a notebook's code cells; see :func:`fix_bytes`."""
     outcome = FixOutcome(path, data)
     keep = keep or (lambda finding: True)
 
     def lint_only(reason: Optional[str] = None) -> FixOutcome:
-        outcome.remaining = [f for f in engine.lint_bytes(data, path, rules, debug=debug) if keep(f)]
+        outcome.remaining = [f for f in engine.lint_bytes(data, path, rules, debug=debug, project=project) if keep(f)]
         if reason is not None and any(f.code != registry.UNPARSABLE_CODE for f in outcome.remaining):
             outcome.skipped = reason
         return outcome
@@ -351,7 +366,7 @@ def fix_notebook_bytes(
     prog, module, _ = engine.notebook_program([notebook.cell_code(cell) for cell in cells], path)
     if module is None:
         return lint_only("notebook not fixed: its code cells do not parse together")
-    fixed = fix_bytes(prog.text.encode("utf-8"), path, rules, unsafe=unsafe, keep=keep, debug=debug)
+    fixed = fix_bytes(prog.text.encode("utf-8"), path, rules, unsafe=unsafe, keep=keep, debug=debug, project=project)
     outcome.dropped = [(engine.in_cells(prog, f), reason) for f, reason in fixed.dropped]
     if not fixed.changed:
         return lint_only()
@@ -363,7 +378,8 @@ def fix_notebook_bytes(
     outcome.has_bom = data.startswith(codecs.BOM_UTF8)
     outcome.applied = [engine.in_cells(prog, f) for f in fixed.applied]
     outcome.cell_diff = _cells_diff(path, {cell.number: cell for cell in cells}, new_sources)
-    outcome.remaining = [f for f in engine.lint_bytes(outcome.new_bytes(), path, rules, debug=debug) if keep(f)]
+    found = engine.lint_bytes(outcome.new_bytes(), path, rules, debug=debug, project=project)
+    outcome.remaining = [f for f in found if keep(f)]
     return outcome
 
 
@@ -425,6 +441,7 @@ def fix_file(
     keep: Optional[Keep] = None,
     write: bool = True,
     debug: bool = False,
+    project=None,
 ) -> FixOutcome:
     """Fix one file on disk (or only compute the fix when ``write`` is
     False, for ``--diff``)."""
@@ -434,9 +451,9 @@ def fix_file(
         outcome.remaining = [data] if (keep or bool)(data) else []
         return outcome
     if display_path.endswith(engine.NOTEBOOK_SUFFIX):
-        outcome = fix_notebook_bytes(data, display_path, rules, unsafe=unsafe, keep=keep, debug=debug)
+        outcome = fix_notebook_bytes(data, display_path, rules, unsafe=unsafe, keep=keep, debug=debug, project=project)
     else:
-        outcome = fix_bytes(data, display_path, rules, unsafe=unsafe, keep=keep, debug=debug)
+        outcome = fix_bytes(data, display_path, rules, unsafe=unsafe, keep=keep, debug=debug, project=project)
     if write and outcome.changed:
         write_atomic(path, outcome.new_bytes(), data)
     outcome.remaining = _without_unusable_fixes(outcome, unsafe)

@@ -61,13 +61,17 @@ class Binding:
 
 
 class Scope:
-    __slots__ = ("kind", "node", "name", "parent", "bindings", "calls", "children", "function", "klass")
+    __slots__ = ("kind", "node", "name", "parent", "bindings", "calls", "children", "function", "klass", "index")
 
-    def __init__(self, kind, node, name, parent):
+    def __init__(self, kind, node, name, parent, index):
         self.kind: str = kind  # module | class | function
         self.node: cst.CSTNode = node
         self.name: str = name
         self.parent: Optional[Scope] = parent
+        #: The module the scope belongs to: name resolution from a scope
+        #: uses that module's tables, so a value found in another module of
+        #: the project is resolved in its own module.
+        self.index: "ModuleIndex" = index
         self.bindings: Dict[str, List[Binding]] = {}
         self.calls: List["CallSite"] = []
         self.children: List[Scope] = []
@@ -216,6 +220,14 @@ class ClassInfo:
     methods: Dict[str, FunctionInfo] = dataclasses.field(default_factory=dict)
     #: ``self.<attr> = value`` assignments made in the class's methods.
     self_attrs: Dict[str, List[AttrAssign]] = dataclasses.field(default_factory=dict)
+
+
+def _import_chain(binding: Binding, rest: str) -> Optional[str]:
+    """``torch.nn.Linear`` for ``nn.Linear`` (``rest``: ``Linear``) when
+    ``nn`` is bound by ``import torch.nn as nn``; None for other bindings."""
+    if binding.kind != "import" or binding.qualname is None:
+        return None
+    return binding.qualname + ("." + rest if rest else "")
 
 
 def _is_staticmethod(node: cst.FunctionDef) -> bool:
@@ -372,6 +384,20 @@ def _expression_fields(cls: type) -> Tuple[str, ...]:
     return fields
 
 
+class ImportResolver:
+    """What a project provides so that one module's imports resolve to the
+    other modules of the same project (implemented by ``lintorch.project``,
+    which this module never imports)."""
+
+    def resolve(self, index: "ModuleIndex", qualname: str) -> Optional[Tuple["ModuleIndex", Optional[str]]]:
+        """The module of the project that ``qualname`` (as written in an
+        import of ``index``: ``models.Net``, ``.net.Net``, ``utils``) names,
+        with the name it refers to there (None: the module itself), followed
+        through re-exports to a module that defines that name; None when it is
+        not a module of the project."""
+        raise NotImplementedError
+
+
 class ModuleIndex:
     """Everything the rules need to know about one module."""
 
@@ -379,7 +405,7 @@ class ModuleIndex:
         self.module = module
         self.path = path
         self.text = text
-        self.module_scope = Scope("module", module, "<module>", None)
+        self.module_scope = Scope("module", module, "<module>", None, self)
         self.scopes: List[Scope] = [self.module_scope]
         self.calls: List[CallSite] = []
         self.loops: List[LoopInfo] = []
@@ -395,6 +421,9 @@ class ModuleIndex:
         self._call_at: Optional[Dict[int, CallSite]] = None
         self._loop_nodes: Dict[int, set] = {}
         self._attr_assigns_by_scope: Optional[Dict[Scope, List[AttrAssign]]] = None
+        #: Set by a project (``lintorch.project``): resolves this module's
+        #: imports to the other modules of the project. None: imports stay opaque.
+        self.imports: Optional[ImportResolver] = None
         _Walker(self).walk_module(module)
 
     def imported_roots(self) -> FrozenSet[str]:
@@ -430,13 +459,18 @@ class ModuleIndex:
 
     def attr_assigns_in(self, scope: Scope) -> List[AttrAssign]:
         """The attribute assignments made directly in ``scope``."""
-        if self._attr_assigns_by_scope is None:
-            self._attr_assigns_by_scope = {}
-            for assign in self.attr_assigns:
-                self._attr_assigns_by_scope.setdefault(assign.scope, []).append(assign)
-        return self._attr_assigns_by_scope.get(scope, [])
+        index = scope.index
+        if index._attr_assigns_by_scope is None:
+            index._attr_assigns_by_scope = {}
+            for assign in index.attr_assigns:
+                index._attr_assigns_by_scope.setdefault(assign.scope, []).append(assign)
+        return index._attr_assigns_by_scope.get(scope, [])
 
     # -- name resolution --------------------------------------------------
+    #
+    # Every method below resolves from ``scope`` in the scope's own module
+    # (``scope.index``), whichever index it is called on: a value the
+    # analysis followed into another module of the project is resolved there.
 
     def lookup(self, name: str, scope: Scope, order: Optional[int] = None) -> List[Binding]:
         """Bindings of ``name`` visible from ``scope`` at ``order``.
@@ -462,24 +496,60 @@ class ModuleIndex:
         return []
 
     def qualname_of(self, node: cst.CSTNode, scope: Scope, order: Optional[int] = None) -> Optional[str]:
-        """Canonical qualified name of a Name/Attribute chain rooted at an import."""
+        """Canonical qualified name of a Name/Attribute chain rooted at an import
+        (also an import of a module of the project: ``models.Net``)."""
+        found = self._head_import(node, scope, order)
+        if found is None:
+            return None
+        dotted, chain, bound = found
+        if bound:
+            return canonical(chain) if chain is not None else None
+        for module in scope.index.star_imports:
+            if module.startswith("torch"):
+                return canonical(f"{module}.{dotted}")
+        head, _, rest = dotted.partition(".")
+        alias = scope.index._unbound_torch_aliases().get(head)
+        if alias is not None:
+            return canonical(alias + ("." + rest if rest else ""))
+        return None
+
+    def _head_import(self, node: cst.CSTNode, scope: Scope, order: Optional[int]) -> Optional[Tuple[str, Optional[str], bool]]:
+        """For a Name/Attribute chain: (the chain, the chain with its head
+        replaced by what an import binds it to or None, whether the head is
+        bound at all); None for other expressions."""
         dotted = dotted_name(node)
         if dotted is None:
             return None
         head, _, rest = dotted.partition(".")
         bindings = self.lookup(head, scope, order)
-        if bindings:
-            binding = bindings[-1]
-            if binding.kind != "import" or binding.qualname is None:
-                return None
-            full = binding.qualname + ("." + rest if rest else "")
-            return canonical(full)
-        for module in self.star_imports:
-            if module.startswith("torch"):
-                return canonical(f"{module}.{dotted}")
-        alias = self._unbound_torch_aliases().get(head)
-        if alias is not None:
-            return canonical(alias + ("." + rest if rest else ""))
+        return dotted, _import_chain(bindings[-1], rest) if bindings else None, bool(bindings)
+
+    def imported(self, binding: Binding) -> Optional[Tuple["ModuleIndex", Optional[str]]]:
+        """For an import binding of a module of the same project: that
+        module's index and the name the binding refers to there (None: the
+        module itself), followed through re-exports to where it is defined.
+        None for third-party and unresolvable imports, which stay opaque."""
+        resolver = binding.scope.index.imports
+        if resolver is None or binding.kind != "import" or binding.qualname is None:
+            return None
+        return resolver.resolve(binding.scope.index, binding.qualname)
+
+    def imported_symbol(
+        self, node: cst.CSTNode, scope: Scope, order: Optional[int] = None
+    ) -> Optional[Tuple["ModuleIndex", Optional[str]]]:
+        """:meth:`imported` for a Name/Attribute chain (``Net``,
+        ``models.Net``, ``utils.evaluate``, a name from ``from utils import *``)."""
+        index = scope.index
+        found = self._head_import(node, scope, order) if index.imports is not None else None
+        if found is None:
+            return None
+        dotted, chain, bound = found
+        if bound:
+            return index.imports.resolve(index, chain) if chain is not None else None
+        for module in index.star_imports:
+            found = index.imports.resolve(index, f"{module}.{dotted}")
+            if found is not None and found[1] is not None:
+                return found
         return None
 
     def _unbound_torch_aliases(self) -> Dict[str, str]:
@@ -496,16 +566,36 @@ class ModuleIndex:
         return self._aliases
 
     def function_named(self, name: str, scope: Scope, order: Optional[int] = None) -> Optional[FunctionInfo]:
-        for binding in reversed(self.lookup(name, scope, order)):
-            if binding.kind == "def":
-                return self.function_of.get(binding.node)
-        return None
+        return self._defined(name, scope, order, "def")
 
     def class_named(self, name: str, scope: Scope, order: Optional[int] = None) -> Optional[ClassInfo]:
-        for binding in reversed(self.lookup(name, scope, order)):
-            if binding.kind == "class":
-                return self.class_of.get(binding.node)
+        return self._defined(name, scope, order, "class")
+
+    def _defined(self, name: str, scope: Scope, order: Optional[int], kind: str):
+        """The function (``def``) or class (``class``) ``name`` refers to, in
+        this module or, through an import, in another module of the project."""
+        for binding in reversed(self.lookup(name, scope, order) or self.star_bindings(name, scope)):
+            if binding.kind == kind:
+                index = binding.scope.index
+                return (index.function_of if kind == "def" else index.class_of).get(binding.node)
+            target = self.imported(binding)
+            if target is not None and target[1] is not None:
+                module, symbol = target
+                return module._defined(symbol, module.module_scope, None, kind)
         return None
+
+    def star_bindings(self, name: str, scope: Scope) -> List[Binding]:
+        """The definition of ``name`` in a project module imported with
+        ``from module import *``, for a name bound nowhere else."""
+        index = scope.index
+        if not index.star_imports or index.imports is None:
+            return []
+        for module in index.star_imports:
+            found = index.imports.resolve(index, f"{module}.{name}")
+            if found is not None and found[1] is not None:
+                target, symbol = found
+                return target.module_scope.bindings.get(symbol, [])[-1:]
+        return []
 
     def enclosing_function(self, scope: Scope) -> Optional[FunctionInfo]:
         current: Optional[Scope] = scope
@@ -525,6 +615,44 @@ class ModuleIndex:
         for call in self.calls:
             if call.method == method:
                 yield call
+
+    def release(self) -> None:
+        """Break the index's reference cycles (scopes and their children,
+        bindings and calls pointing back at scopes and at this index), so
+        that it and its tree are freed as soon as nothing else holds them.
+
+        A project keeps many modules alive for a whole run; left to the
+        cyclic garbage collector, the ones it drops would pile up (with a
+        large live heap, full collections become rare). Only call this on an
+        index no analysis is using any more."""
+        for scope in self.scopes:
+            scope.bindings.clear()
+            scope.calls.clear()
+            scope.children.clear()
+            scope.parent = scope.function = scope.klass = None
+            scope.index = None  # type: ignore[assignment]
+        for call in self.calls:
+            call._index = call.scope = call.loop = None  # type: ignore[assignment]
+        for loop in self.loops:
+            loop.parent = loop.scope = None  # type: ignore[assignment]
+            loop.children.clear()
+            loop.calls.clear()
+            loop.attr_assigns.clear()
+        for assign in self.attr_assigns:
+            assign.scope = assign.loop = None  # type: ignore[assignment]
+        for function in self.functions:
+            function.scope = function.klass = None  # type: ignore[assignment]
+        for klass in self.classes:
+            klass.scope = None  # type: ignore[assignment]
+            klass.methods.clear()
+            klass.self_attrs.clear()
+        for table in (self.scopes, self.calls, self.loops, self.attr_assigns, self.functions, self.classes):
+            table.clear()
+        self.function_of.clear()
+        self.class_of.clear()
+        self._call_at = self._attr_assigns_by_scope = None
+        self._loop_nodes.clear()
+        self.imports = None
 
 
 class _Walker:
@@ -625,7 +753,9 @@ class _Walker:
             local = name
             if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
                 local = alias.asname.name.value
-            self.bind(local, "import", None, node, order, qualname=f"{module}.{name}" if module else name)
+            # ``from . import net`` -> ``.net``; ``from .net import Net`` -> ``.net.Net``
+            joined = module + name if module.endswith(".") else f"{module}.{name}" if module else name
+            self.bind(local, "import", None, node, order, qualname=joined)
 
     def stmt_FunctionDef(self, node: cst.FunctionDef) -> None:
         for decorator in node.decorators:
@@ -636,7 +766,7 @@ class _Walker:
                 self.walk_expression(param.default)
         order = self.tick()
         self.bind(node.name.value, "def", None, node, order)
-        scope = Scope("function", node, node.name.value, self.scope)
+        scope = Scope("function", node, node.name.value, self.scope, self.index)
         self.scope.children.append(scope)
         self.index.scopes.append(scope)
         klass = self.klass if self.scope.kind == "class" else None
@@ -675,7 +805,7 @@ class _Walker:
             self.walk_expression(arg.value)
         order = self.tick()
         self.bind(node.name.value, "class", None, node, order)
-        scope = Scope("class", node, node.name.value, self.scope)
+        scope = Scope("class", node, node.name.value, self.scope, self.index)
         self.scope.children.append(scope)
         self.index.scopes.append(scope)
         info = ClassInfo(node, node.name.value, scope, [arg.value for arg in node.bases if arg.keyword is None])

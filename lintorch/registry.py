@@ -10,6 +10,7 @@ import re
 from functools import lru_cache
 from typing import Dict, Iterable, List, Sequence, Tuple
 
+from lintorch.codes import RULE_CODES
 from lintorch.rule import Rule, Severity
 
 CODE_RE = re.compile(r"^[A-Z]{1,3}[0-9]{0,3}$")
@@ -54,6 +55,12 @@ def all_rules() -> Tuple[type, ...]:
                 raise RegistryError(f"duplicate rule name {obj.name}")
             found[obj.code] = obj
             names[obj.name] = obj.code
+    listed = {code: cls.name for code, cls in found.items()}
+    if listed != RULE_CODES:
+        raise RegistryError(
+            "lintorch/codes.py does not list the rules' codes and names "
+            f"(rules: {sorted(listed.items())}; codes.py: {sorted(RULE_CODES.items())}): update it"
+        )
     return tuple(found[code] for code in sorted(found))
 
 
@@ -72,10 +79,10 @@ def _validate(cls: type) -> None:
 
 
 def known_codes() -> Dict[str, str]:
-    """code -> name for every code, engine codes included."""
+    """code -> name for every code, engine codes included (from
+    ``lintorch.codes``: the rules themselves are not imported)."""
     codes = {UNPARSABLE_CODE: UNPARSABLE_NAME, INTERNAL_ERROR_CODE: INTERNAL_ERROR_NAME}
-    for cls in all_rules():
-        codes[cls.code] = cls.name
+    codes.update(RULE_CODES)
     return codes
 
 

@@ -11,9 +11,11 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, ClassVar, Iterator, Optional, Sequence, Tuple, Union
 
-import libcst as cst
-
+# libcst is imported only where trees are built: a run served from the
+# findings cache never needs it (its import is most of a warm run).
 if TYPE_CHECKING:  # pragma: no cover
+    import libcst as cst
+
     from lintorch.analysis import Analysis
 
 
@@ -33,7 +35,7 @@ class Severity(str, enum.Enum):
 
 #: What a fix puts in place of its node: a new node, a function of the
 #: (already updated) node returning the new one, or ``cst.RemoveFromParent()``.
-Replacement = Union[cst.CSTNode, cst.RemovalSentinel, Callable[[cst.CSTNode], cst.CSTNode]]
+Replacement = Union["cst.CSTNode", "cst.RemovalSentinel", Callable[["cst.CSTNode"], "cst.CSTNode"]]
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class Fix:
     drops the node and replacement, so it still counts as "fixable".
     """
 
-    node: Optional[cst.CSTNode]
+    node: Optional["cst.CSTNode"]
     replacement: Optional[Replacement]
     safe: bool
     description: str
@@ -72,10 +74,10 @@ class Report:
     computed only for reported nodes, after all rules ran).
     """
 
-    node: cst.CSTNode
+    node: "cst.CSTNode"
     message: str
     severity: Optional[Severity] = None  # overrides the rule's default
-    related: Tuple[cst.CSTNode, ...] = ()
+    related: Tuple["cst.CSTNode", ...] = ()
     fix: Optional[Fix] = None
 
 
@@ -179,10 +181,10 @@ class Rule:
 
     def report(
         self,
-        node: cst.CSTNode,
+        node: "cst.CSTNode",
         message: str,
         *,
-        related: Sequence[cst.CSTNode] = (),
+        related: Sequence["cst.CSTNode"] = (),
         severity: Optional[Severity] = None,
         fix: Optional[Fix] = None,
     ) -> Report:

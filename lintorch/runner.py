@@ -1,16 +1,27 @@
 """Running the engine over many files: cache lookups, a process pool for
-large runs, serial for small ones, results streamed in input order."""
+large runs, serial for small ones, results streamed in input order.
+
+The cache is consulted first, in this process, for every file; only the
+misses are linted. Neither step before linting imports libcst or the rules,
+so a run served entirely from the cache never loads them (their import is
+most of such a run). Misses are linted serially or, for many files, by a
+pool whose work is balanced by file size (see :func:`plan_chunks`).
+"""
 
 import gc
 import os
 from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
-from lintorch import config as config_mod, engine, registry
+from lintorch import config as config_mod, imports, registry
 from lintorch.cache import FindingsCache
+from lintorch.imports import DependencyCheck
 from lintorch.rule import Finding, Rule
 
 #: Below this many files a pool costs more to start than it saves.
 MIN_FILES_FOR_POOL = 16
+#: Work units per worker: enough for the last ones to even out the load.
+CHUNKS_PER_WORKER = 8
+NOTEBOOK_SUFFIX = ".ipynb"
 
 
 class RuleCache:
@@ -37,37 +48,85 @@ class RuleCache:
 
 
 class FileLinter:
-    """Everything needed to lint one file; one per process."""
+    """Everything needed to lint one file; one per process. Its project
+    (the modules other files' facts come from) lives as long as it does, so
+    a module imported by many linted files is parsed once."""
 
-    def __init__(self, config: config_mod.Config, cache_dir: Optional[str], debug: bool):
+    def __init__(
+        self, config: config_mod.Config, cache_dir: Optional[str], debug: bool, project_memory_mb: Optional[int] = None
+    ):
         self.rules = RuleCache(config)
         self.cache = FindingsCache(cache_dir) if cache_dir else None
         self.debug = debug
+        self.project_memory_mb = project_memory_mb
+        self.dependencies_unchanged = DependencyCheck()
+        self._project = None
+
+    @property
+    def project(self):
+        if self._project is None:
+            self._project = new_project(self.project_memory_mb)
+        return self._project
+
+    def _key(self, data: bytes, display: str, codes: FrozenSet[str]) -> str:
+        assert self.cache is not None
+        kind = "ipynb" if display.endswith(NOTEBOOK_SUFFIX) else ""
+        return self.cache.key(data, codes, kind, self.rules.info & codes, display)
+
+    def cached(self, path: str) -> Optional[List[Finding]]:
+        """The cached findings of a file, if its cache entry still holds
+        (without importing libcst or the rules)."""
+        if self.cache is None:
+            return None
+        data = imports.read_bytes(path)
+        if data is None:
+            return None  # unreadable, not a regular file: linting reports why
+        display = display_path(path)
+        key = self._key(data, display, self.rules.codes_for(display))
+        return self.cache.get(key, display, self.dependencies_unchanged)
 
     def lint_data(self, data: bytes, display: str) -> List[Finding]:
         codes = self.rules.codes_for(display)
         key = None
         if self.cache is not None:
-            kind = "ipynb" if display.endswith(engine.NOTEBOOK_SUFFIX) else ""
-            key = self.cache.key(data, codes, kind, self.rules.info & codes)
-            cached = self.cache.get(key, display)
+            key = self._key(data, display, codes)
+            cached = self.cache.get(key, display, self.dependencies_unchanged)
             if cached is not None:
                 return cached
-        found = engine.lint_bytes(
-            data, display, self.rules.rules_for(codes), debug=self.debug,
-            check_syntax=registry.UNPARSABLE_CODE in codes,
-        )
+        from lintorch import engine
+
+        project = self.project
+        project.begin(display)
+        try:
+            found = engine.lint_bytes(
+                data, display, self.rules.rules_for(codes), debug=self.debug,
+                check_syntax=registry.UNPARSABLE_CODE in codes, project=project,
+            )
+        finally:
+            dependencies = project.end()
         findings = [f for f in found if f.code in codes]
         if key is not None and not any(f.code == registry.INTERNAL_ERROR_CODE for f in findings):
-            self.cache.put(key, findings)
+            self.cache.put(key, findings, dependencies.as_json() if dependencies else None)
         return findings
 
     def lint_path(self, path: str) -> List[Finding]:
+        from lintorch import engine
+
         display = display_path(path)
         data = engine.read_file(path, display)
         if isinstance(data, Finding):
             return [data] if data.code in self.rules.codes_for(display) else []
         return self.lint_data(data, display)
+
+
+def new_project(memory_mb: Optional[int] = None):
+    """A project for one process: the modules other files take facts from,
+    parsed once and kept within ``memory_mb`` (``--module-memory``)."""
+    from lintorch import engine
+    from lintorch.project import BYTES_PER_CHAR, DEFAULT_BUDGET_CHARS, Project
+
+    budget = DEFAULT_BUDGET_CHARS if memory_mb is None else memory_mb * 1024 * 1024 // BYTES_PER_CHAR
+    return Project(budget_chars=budget, notebook_loader=engine.notebook_tree)
 
 
 def display_path(path: str) -> str:
@@ -78,15 +137,19 @@ def display_path(path: str) -> str:
 _WORKER: Optional[FileLinter] = None
 
 
-def _init_worker(config: config_mod.Config, cache_dir: Optional[str], debug: bool) -> None:
+def _init_worker(config: config_mod.Config, cache_dir: Optional[str], debug: bool, memory: Optional[int]) -> None:
     global _WORKER
-    _WORKER = FileLinter(config, cache_dir, debug)
+    _WORKER = FileLinter(config, cache_dir, debug, memory)
     _tune_gc()
 
 
 def _lint_chunk(paths: Sequence[str]) -> List[Tuple[str, List[Finding]]]:
     assert _WORKER is not None
-    return [(path, _WORKER.lint_path(path)) for path in paths]
+    out = []
+    for path in paths:
+        out.append((path, _WORKER.lint_path(path)))
+        _settle()
+    return out
 
 
 def _tune_gc() -> None:
@@ -114,6 +177,41 @@ def effective_jobs(jobs: int) -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def plan_chunks(paths: Sequence[str], workers: int) -> List[List[int]]:
+    """Work units for a pool, as indexes into ``paths``, largest first.
+
+    Files of one directory stay together (they import each other: a worker
+    then parses a shared module once) up to a byte target of 1/8 of a
+    worker's share; a file larger than that is a unit of its own. Handing
+    the units out largest first, each to the next free worker, keeps the
+    workers busy until the end instead of waiting for one that drew the
+    largest files last."""
+    sizes = [_size(path) for path in paths]
+    target = max(1, sum(sizes) // max(1, workers * CHUNKS_PER_WORKER))
+    chunks: List[List[int]] = []
+    current: List[int] = []
+    current_bytes = 0
+    current_dir = None
+    for i, path in enumerate(paths):
+        directory = os.path.dirname(path)
+        if current and (directory != current_dir or current_bytes + sizes[i] > target):
+            chunks.append(current)
+            current, current_bytes = [], 0
+        current.append(i)
+        current_bytes += sizes[i]
+        current_dir = directory
+    if current:
+        chunks.append(current)
+    return sorted(chunks, key=lambda chunk: -sum(sizes[i] for i in chunk))
+
+
 def lint_paths(
     paths: Sequence[str],
     config: config_mod.Config,
@@ -121,50 +219,92 @@ def lint_paths(
     jobs: int = 0,
     cache_dir: Optional[str] = None,
     debug: bool = False,
+    project_memory_mb: Optional[int] = None,
 ) -> Iterator[Tuple[str, List[Finding]]]:
-    """(path, findings) for every path, in order."""
-    workers = min(effective_jobs(jobs), len(paths))
-    if workers <= 1 or len(paths) < MIN_FILES_FOR_POOL:
-        linter = FileLinter(config, cache_dir, debug)
-        old_threshold = gc.get_threshold()
-        gc.set_threshold(100_000, 50, 100)
-        try:
-            for path in paths:
-                yield path, linter.lint_path(path)
-        finally:
-            gc.set_threshold(*old_threshold)
-        return
-    # Small chunks keep the workers balanced (file sizes vary a lot) while
-    # amortising the inter-process round trip.
-    chunk = max(1, min(32, len(paths) // (workers * 8)))
-    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
-    from concurrent.futures import ProcessPoolExecutor
+    """(path, findings) for every path, in order. ``project_memory_mb``
+    caps the parsed modules each process keeps for other files' facts."""
+    linter = FileLinter(config, cache_dir, debug, project_memory_mb)
+    results: Dict[int, List[Finding]] = {}
+    misses: List[int] = []
+    for i, path in enumerate(paths):
+        cached = linter.cached(path) if cache_dir else None
+        if cached is None:
+            misses.append(i)
+        else:
+            results[i] = cached
+    workers = min(effective_jobs(jobs), len(misses))
+    if workers <= 1 or len(misses) < MIN_FILES_FOR_POOL:
+        linted = _lint_serially(linter, paths, misses)
+    else:
+        linted = _lint_in_pool(paths, misses, workers, (config, cache_dir, debug, project_memory_mb))
+    emitted = 0
+    for i, findings in linted:
+        results[i] = findings
+        while emitted in results:
+            yield paths[emitted], results.pop(emitted)
+            emitted += 1
+    while emitted < len(paths):  # every file was served from the cache
+        yield paths[emitted], results.pop(emitted)
+        emitted += 1
+
+
+def _lint_serially(linter: FileLinter, paths: Sequence[str], misses: Sequence[int]) -> Iterator[Tuple[int, List[Finding]]]:
+    old_threshold = gc.get_threshold()
+    gc.set_threshold(100_000, 50, 100)
+    try:
+        for i in misses:
+            yield i, linter.lint_path(paths[i])
+            _settle()
+    finally:
+        gc.set_threshold(*old_threshold)
+
+
+def _settle() -> None:
+    """Between two files: what survives is the project's parsed modules
+    (a linted file's analysis is freed by reference counting, a dropped
+    module by ``ModuleIndex.release``). Frozen, the collector no longer
+    rescans them; left young, one collection of them cost seconds."""
+    gc.freeze()
+
+
+def _lint_in_pool(
+    paths: Sequence[str], misses: Sequence[int], workers: int, initargs: tuple
+) -> Iterator[Tuple[int, List[Finding]]]:
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    done = 0
+    from lintorch import engine  # noqa: F401  (imported before the fork: the workers share it)
+
+    registry.all_rules()
+    chunks = [[misses[j] for j in chunk] for chunk in plan_chunks([paths[i] for i in misses], workers)]
+    done: set = set()
     try:
         with ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=_pool_context(),
-            initializer=_init_worker,
-            initargs=(config, cache_dir, debug),
+            max_workers=workers, mp_context=_pool_context(), initializer=_init_worker, initargs=initargs
         ) as pool:
-            for results in pool.map(_lint_chunk, chunks):
-                yield from results
-                done += len(results)
+            pending = {pool.submit(_lint_chunk, [paths[i] for i in chunk]): chunk for chunk in chunks}
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    chunk = pending.pop(future)
+                    for i, (_, findings) in zip(chunk, future.result()):
+                        done.add(i)
+                        yield i, findings
     except BrokenProcessPool:
         # A worker died (a native crash, the OOM killer): find the file that
         # kills it by linting the rest one per fresh worker, and report it.
-        yield from _lint_isolated(paths[done:], config, cache_dir, debug)
+        left = [i for i in misses if i not in done]
+        for path, findings in _lint_isolated([paths[i] for i in left], *initargs):
+            yield left.pop(0), findings
 
 
 def _lint_isolated(
-    paths: Sequence[str], config: config_mod.Config, cache_dir: Optional[str], debug: bool
+    paths: Sequence[str], config: config_mod.Config, cache_dir: Optional[str], debug: bool, memory: Optional[int] = None
 ) -> Iterator[Tuple[str, List[Finding]]]:
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    from lintorch import source
+    from lintorch import engine, source
 
     pool = None
     try:
@@ -172,7 +312,7 @@ def _lint_isolated(
             if pool is None:
                 pool = ProcessPoolExecutor(
                     max_workers=1, mp_context=_pool_context(), initializer=_init_worker,
-                    initargs=(config, cache_dir, debug),
+                    initargs=(config, cache_dir, debug, memory),
                 )
             try:
                 yield from pool.submit(_lint_chunk, [path]).result()

@@ -113,7 +113,12 @@ class EvalWithoutEvalMode(Rule):
         reported = set()
         for found in analysis.passes.evaluation_passes():
             for forward in found.forwards:
-                node = (analysis.forwards.model_call_in(forward) or forward).node  # the model call, also in a helper
+                inner = analysis.forwards.model_call_in(forward) or forward  # the model call, also in a helper
+                if inner.scope.index is not analysis.index:  # a helper of another module of the project
+                    if analysis.evaluated_in_own_module(inner):
+                        continue  # reported there, on the helper's model call
+                    inner = forward  # reported on the call of the helper, where the mode is wrong
+                node = inner.node
                 if id(node) in reported:
                     break
                 paths = modes.training_mode_paths(forward)

@@ -6,9 +6,10 @@ import pytest
 from conftest import FIXTURES, expectations, expected_severities, lint_text
 
 # fixtures/probe/ and fixtures/diagnose/ hold scripts that are run (tests/test_probe.py,
-# tests/test_diagnose.py), not static expectations.
+# tests/test_diagnose.py), not static expectations; fixtures/projects/ holds
+# multi-file projects (tests/test_projects.py).
 FIXTURE_FILES = sorted(
-    p for p in FIXTURES.rglob("*.py") if p.relative_to(FIXTURES).parts[0] not in ("probe", "diagnose"))
+    p for p in FIXTURES.rglob("*.py") if p.relative_to(FIXTURES).parts[0] not in ("probe", "diagnose", "projects"))
 
 
 @pytest.mark.parametrize("path", FIXTURE_FILES, ids=lambda p: str(p.relative_to(FIXTURES)))

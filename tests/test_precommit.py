@@ -23,6 +23,7 @@ def user_repo(tmp_path_factory):
     git("init", "-q", cwd=root)
     (root / "bad.py").write_bytes((FIXTURES / "LT501" / "bad_from_import.py").read_bytes())
     (root / "good.py").write_bytes((FIXTURES / "LT501" / "good_pyg_loader.py").read_bytes())
+    shutil.copytree(FIXTURES / "projects" / "softmax_model_package", root / "project")
     git("add", ".", cwd=root)
     return root
 
@@ -50,3 +51,12 @@ def test_hook_passes_on_clean_file(user_repo, tmp_path_factory):
     result = try_repo(user_repo, tmp_path_factory, "good.py")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Passed" in result.stdout
+
+
+def test_hook_on_a_changed_script_reads_the_unchanged_model(user_repo, tmp_path_factory):
+    """pre-commit passes only the changed file; the model it imports is
+    still read for facts, so the hook finds what a full run finds."""
+    result = try_repo(user_repo, tmp_path_factory, "project/train.py")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "project/train.py:16:26: LT102" in result.stdout
+    assert "at line 9 of project/models/classifier.py" in result.stdout

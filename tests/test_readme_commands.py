@@ -58,6 +58,12 @@ FILES: Dict[str, object] = {
     "src/model.py": sorted((FIXTURES / "LT601").glob("bad_*.py"))[0],
     "nb.ipynb": NOTEBOOK,
     "train.ipynb": NOTEBOOK,
+    # two multi-file projects for the Projects section
+    **{
+        f"{folder}/{path.relative_to(FIXTURES / 'projects' / project).as_posix()}": path
+        for folder, project in (("mnist", "softmax_model_package"), ("textcls", "eval_helper_without_modes"))
+        for path in sorted((FIXTURES / "projects" / project).rglob("*.py"))
+    },
 }
 #: Per command: other contents for some files.
 OVERRIDES: Dict[str, Dict[str, object]] = {

@@ -1,6 +1,7 @@
 """Cache and parallel runs give the same answers as a plain serial run."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -95,3 +96,30 @@ def test_cache_misses_when_a_rule_module_changes(project, run_cli, monkeypatch):
     monkeypatch.setattr(engine, "lint_bytes", lambda *a, **k: calls.append(1) or real(*a, **k))
     assert json_findings(run_cli, "pkg")[0] == 1
     assert calls, "the edited rules were not run: stale cache entry served"
+
+
+def test_chunks_keep_directories_together_and_come_largest_first(tmp_path):
+    from lintorch.runner import plan_chunks
+
+    sizes = {"a/1.py": 10, "a/2.py": 10, "a/3.py": 10, "b/big.py": 400, "c/1.py": 50, "c/2.py": 60}
+    paths = []
+    for name, size in sizes.items():
+        paths.append(str(write(tmp_path / name, "#" * size)))
+    chunks = plan_chunks(paths, workers=2)
+    assert sorted(i for chunk in chunks for i in chunk) == list(range(len(paths)))
+    assert [paths[i] for i in chunks[0]] == [str(tmp_path / "b" / "big.py")]
+    for chunk in chunks:
+        assert len({os.path.dirname(paths[i]) for i in chunk}) == 1
+    totals = [sum(sizes[paths[i][len(str(tmp_path)) + 1 :]] for i in chunk) for chunk in chunks]
+    assert totals == sorted(totals, reverse=True)
+
+
+def test_parallel_results_come_in_input_order(project):
+    """The pool hands out the largest work first; results still stream in
+    the order the files were given."""
+    from lintorch import config, runner
+
+    paths = [str(write(project / f"d{i % 5}" / f"m{i:02d}.py", BUGGY if i % 4 == 0 else CLEAN * (1 + i % 7))) for i in range(40)]
+    results = list(runner.lint_paths(paths, config.Config(), jobs=2))
+    assert [path for path, _ in results] == paths
+    assert [bool(findings) for _, findings in results] == [i % 4 == 0 for i in range(40)]

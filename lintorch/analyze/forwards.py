@@ -149,44 +149,50 @@ class Forwards:
         return found
 
 
-    def _trace_outputs(self, expr, scope: Scope, order: int, found: Set[int], seen, budget, depth: int) -> bool:
+    def _trace_outputs(self, expr, scope: Scope, order: int, found: Set[int], seen, budget, depth: int, bound=None) -> bool:
         """Mark the model calls (and the calls of local functions returning
-        one) whose output ``expr`` is computed from; True if there are any."""
+        one) whose output ``expr`` is computed from; True if there are any.
+        In a function entered through a call, its parameters hold that
+        call's arguments (``bound``), not every caller's: a loss helper's
+        inputs are the training forward's, not the validation loop's."""
         if depth > 8:
             return False
         reached = False
-        for value in self._sources(expr, scope, order):
-            key = (id(value.expr), value.order)
+        for value in self._sources(expr, scope, order, bound):
+            key = (id(value.expr), value.order, id(bound) if bound else 0)
             if key in seen or budget[0] <= 0:
                 continue
             seen.add(key)
             budget[0] -= 1
             for node in iter_nodes(value.expr):
                 if isinstance(node, (cst.Name, cst.Attribute)) and node is not value.expr:
-                    reached |= self._trace_outputs(node, value.scope, value.order, found, seen, budget, depth + 1)
+                    reached |= self._trace_outputs(node, value.scope, value.order, found, seen, budget, depth + 1, bound)
                 if not isinstance(node, cst.Call):
                     continue
-                inner = self.index.call_at(node)
+                inner = value.scope.index.call_at(node)  # also in a helper of another module
                 if inner is None:
                     continue
                 returns_output = self.models.is_model_call(inner)
                 for function in self.runner_functions(inner):
+                    arguments = None
                     for ret, ret_order in function.returns:
                         if ret.value is not None:
+                            if arguments is None:
+                                arguments = {**(bound or {}), **self.values.arguments(function, Value(node, value.scope, value.order))}
                             returns_output |= self._trace_outputs(
-                                ret.value, function.scope, ret_order, found, seen, budget, depth + 1
+                                ret.value, function.scope, ret_order, found, seen, budget, depth + 1, arguments
                             )
                 if returns_output:
                     found.add(id(node))
                     reached = True
         return reached
 
-    def _sources(self, expr, scope: Scope, order: int) -> List[Value]:
+    def _sources(self, expr, scope: Scope, order: int, bound=None) -> List[Value]:
         """:meth:`Values.definitions`, plus what it leaves out for a name:
         the whole call of ``mu, logvar, z = encoder(x)``, both sides of
         ``loss += reg`` (the value added and the earlier value), and what is
         appended to a list (``losses.append(loss)``)."""
-        out = list(self.values.definitions(expr, scope, order))
+        out = list(self.values.definitions(expr, scope, order, bound=bound))
         if not isinstance(expr, cst.Name):
             return out
         for call in scope.calls:

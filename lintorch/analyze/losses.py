@@ -82,7 +82,7 @@ class Losses:
             if not call.node.args:
                 continue
             qualname = call.qualname
-            if qualname is not None:
+            if qualname is not None and not self.values.from_project(call):
                 if qualname in functions:
                     yield LossCall(call, qualname, call.arg(0, "input"), call.arg(1, "target"))
                 continue

@@ -176,7 +176,7 @@ class Models:
 
     def _is_model_call(self, call: CallSite) -> bool:
         func = call.node.func
-        if call.qualname is not None or not call.node.args:
+        if (call.qualname is not None and not self.values.from_project(call)) or not call.node.args:
             return False
         if isinstance(func, cst.Attribute) and func.attr.value in _FORWARD_METHODS:
             func = func.value

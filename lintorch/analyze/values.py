@@ -45,7 +45,6 @@ Bound = Dict[int, Tuple[Value, ...]]
 class Values:
     def __init__(self, index: ModuleIndex):
         self.index = index
-        self._callers: Optional[Dict[FunctionInfo, List[CallSite]]] = None
 
     def definitions(
         self, expr: cst.BaseExpression, scope: Scope, order: int, _depth: int = 0, bound: Optional["Bound"] = None
@@ -65,7 +64,7 @@ class Values:
             return []
         if isinstance(expr, cst.Name):
             out: List[Value] = []
-            bindings = self.index.lookup(expr.value, scope, order)
+            bindings = self.index.lookup(expr.value, scope, order) or self.index.star_bindings(expr.value, scope)
             for binding in bindings:
                 out.extend(self._binding_values(binding, _depth + 1, bound))
             return out or ([Value(expr, scope, order)] if not bindings else [])
@@ -77,6 +76,10 @@ class Values:
                     if assign.value is not None:
                         out.extend(self.definitions(assign.value, assign.scope, assign.order, _depth + 1))
                 return out
+        if isinstance(expr, cst.Attribute) and scope.index.imports is not None:
+            target = self.index.imported_symbol(expr, scope, order)
+            if target is not None and target[1] is not None:  # ``utils.criterion``
+                return self._imported_values(*target, _depth + 1)
         if isinstance(expr, cst.Attribute) and isinstance(expr.value, (cst.Name, cst.Attribute)):
             found = self._instance_attribute(expr, scope, order, _depth + 1, bound)
             if found is not None:
@@ -119,9 +122,19 @@ class Values:
             if self.receiver_class(binding) is not None:
                 return [Value(binding.node.name, binding.scope, binding.order)]  # ``self``: see constructor()
             return self._parameter_values(binding, depth)
+        if binding.kind == "import":
+            target = self.index.imported(binding)
+            if target is not None and target[1] is not None:
+                # ``from config import criterion``: its definition in that module
+                return self._imported_values(*target, depth)
         if binding.kind in ("import", "def", "class"):
             return [Value(cst.Name(binding.name), binding.scope, binding.order)]
         return []
+
+    def _imported_values(self, module: ModuleIndex, name: Optional[str], depth: int) -> List[Value]:
+        """What ``name`` holds in another module of the project."""
+        bindings = module.module_scope.bindings.get(name or "")
+        return self._binding_values(bindings[-1], depth) if bindings else []
 
     def select(
         self, values: List[Value], path: Tuple[int, ...], _depth: int = 0, bound: Optional["Bound"] = None
@@ -188,7 +201,8 @@ class Values:
 
     def local_function(self, call: Value) -> Optional[FunctionInfo]:
         """The function of this module a call expression runs: ``f(...)``
-        or ``self.method(...)`` (not a class instantiation)."""
+        or ``self.method(...)`` (not a class instantiation); also one of a
+        project module it imports (``f`` imported, ``utils.f(...)``)."""
         expr = call.expr
         if not isinstance(expr, cst.Call):
             return None
@@ -198,6 +212,11 @@ class Values:
         if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self":
             klass = self.enclosing_class(call.scope)
             return self.method_of(klass, func.attr.value) if klass is not None else None
+        if isinstance(func, cst.Attribute) and call.scope.index.imports is not None:
+            target = self.index.imported_symbol(func, call.scope, call.order)
+            if target is not None and target[1] is not None:
+                module, name = target
+                return module.function_named(name, module.module_scope)
         return None
 
     def call_results(self, call: Value, path: Tuple[int, ...] = ()) -> Optional[List[Value]]:
@@ -305,25 +324,100 @@ class Values:
         return out
 
     def callers(self, function: FunctionInfo) -> List[CallSite]:
-        """Call sites in this module that call ``function`` by name."""
-        if self._callers is None:
-            self._callers = {}
+        """Call sites that call ``function`` by name: in its own module, in
+        this module, and (for a function other modules can import) in the
+        modules of the project that import its module."""
+        home = function.scope.index
+        out: List[CallSite] = []
+        for index in self.modules_using(home, _importable(function)):
+            if index is self.index:
+                out.extend(self._callers_here().get(function, ()))
+            else:
+                out.extend(c for c in self._calls_named(index, function) if self.local_callee(c) is function)
+        return out
+
+    def modules_using(self, home: ModuleIndex, importable: bool = True) -> List[ModuleIndex]:
+        """The modules whose calls may reach ``home``'s functions and classes:
+        ``home``, the analysed module, and the project's modules importing
+        ``home`` (when a project is known)."""
+        cache = self.__dict__.setdefault("_modules_using", {})
+        key = (id(home), importable)
+        if key not in cache:
+            out = [home]
+            if self.index is not home:
+                out.append(self.index)
+            if importable and home.imports is not None:
+                for other in home.imports.importers(home):
+                    if all(other is not known for known in out):
+                        out.append(other)
+            cache[key] = out
+        return cache[key]
+
+    def _callers_here(self) -> Dict[FunctionInfo, List[CallSite]]:
+        """Every call of this module by the function it runs."""
+        table = self.__dict__.get("_callers")
+        if table is None:
+            table = self.__dict__["_callers"] = {}
             for call in self.index.calls:
                 target = self.local_callee(call)
                 if target is not None:
-                    self._callers.setdefault(target, []).append(call)
-        return self._callers.get(function, [])
+                    table.setdefault(target, []).append(call)
+        return table
+
+    def _calls_named(self, index: ModuleIndex, function: FunctionInfo) -> List[CallSite]:
+        """The calls of another module that may run ``function``: those
+        spelling its name (its class's for ``__init__``), or a name it is
+        imported as there. Only these are resolved."""
+        by_name = self.__dict__.setdefault("_calls_by_name", {}).get(id(index))
+        if by_name is None:
+            by_name = {}
+            for call in index.calls:
+                func = call.node.func
+                name = func.value if isinstance(func, cst.Name) else func.attr.value if isinstance(func, cst.Attribute) else None
+                if name is not None:
+                    by_name.setdefault(name, []).append(call)
+            self.__dict__["_calls_by_name"][id(index)] = by_name
+            self.__dict__.setdefault("_indexes_kept", []).append(index)  # keeps id() unique
+        name = function.name
+        if name == "__init__" and function.klass is not None:
+            name = function.klass.name
+        names = {name}
+        for bindings in index.module_scope.bindings.values():
+            for binding in bindings:
+                if binding.kind == "import" and binding.qualname and binding.qualname.rsplit(".", 1)[-1] == name:
+                    names.add(binding.name)  # ``from utils import evaluate as run_eval``
+        return [call for alias in names for call in by_name.get(alias, ())]
 
     def local_callee(self, call: CallSite) -> Optional[FunctionInfo]:
-        """The function of this module that ``call`` invokes, if visible
-        (``Trainer(model)`` runs ``Trainer.__init__``)."""
+        """The function ``call`` invokes, if visible: one of this module, or
+        of a module of the project it imports (``evaluate(...)`` after
+        ``from utils import evaluate``, ``utils.evaluate(...)``);
+        ``Trainer(model)`` runs ``Trainer.__init__``."""
         function = self.local_function(Value(call.node, call.scope, call.order))
         func = call.node.func
-        if function is None and isinstance(func, cst.Name):
-            klass = self.index.class_named(func.value, call.scope, call.order)
+        if function is None and isinstance(func, (cst.Name, cst.Attribute)):
+            klass = self.class_of(func, call.scope, call.order)
             if klass is not None:
                 function = self.method_of(klass, "__init__")
         return function
+
+    def from_project(self, call: CallSite) -> bool:
+        """The callee is a name imported from a module of the project
+        (``criterion`` after ``from config import criterion``): analysed like
+        a local name, not as a third-party API, although it has a qualname."""
+        return call.scope.index.imports is not None and self.index.imported_symbol(call.node.func, call.scope, call.order) is not None
+
+    def class_of(self, expr: cst.BaseExpression, scope: Scope, order: Optional[int] = None) -> Optional[ClassInfo]:
+        """The class a name or dotted name refers to: one of this module
+        (``Net``) or of a project module (``Net`` imported, ``models.Net``)."""
+        if isinstance(expr, cst.Name):
+            return self.index.class_named(expr.value, scope, order)
+        if isinstance(expr, cst.Attribute) and scope.index.imports is not None:
+            target = self.index.imported_symbol(expr, scope, order)
+            if target is not None and target[1] is not None:
+                module, name = target
+                return module.class_named(name, module.module_scope)
+        return None
 
     def local_bases(self, klass: ClassInfo, _seen: Optional[Set[int]] = None) -> Iterator[ClassInfo]:
         """``klass`` and its base classes defined in this module, MRO-ish."""
@@ -333,10 +427,9 @@ class Values:
         seen.add(id(klass))
         yield klass
         for base in klass.bases:
-            if isinstance(base, cst.Name):
-                parent = self.index.class_named(base.value, klass.scope.parent or self.index.module_scope)
-                if parent is not None:
-                    yield from self.local_bases(parent, seen)
+            parent = self.class_of(base, klass.scope.parent or klass.scope.index.module_scope)
+            if parent is not None:
+                yield from self.local_bases(parent, seen)
 
     def method_of(self, klass: ClassInfo, name: str) -> Optional[FunctionInfo]:
         for cls in self.local_bases(klass):
@@ -361,6 +454,10 @@ class Values:
             return None, None
         qualname = self.index.qualname_of(expr.func, value.scope, value.order)
         if qualname is not None:
+            if value.scope.index.imports is not None and not qualname.startswith("torch."):
+                klass = self.class_of(expr.func, value.scope, value.order)  # a class of another project module
+                if klass is not None:
+                    return None, klass
             return qualname, None
         if isinstance(expr.func, cst.Name):
             return None, self.index.class_named(expr.func.value, value.scope, value.order)
@@ -440,24 +537,21 @@ class Values:
         positional = [name for name, _ in init.positional_params()]
         position = positional.index(param) if param in positional else None
         out = []
-        for call in self.index.calls:
-            func = call.node.func
-            if not isinstance(func, cst.Name):
-                continue
-            if self.index.class_named(func.value, call.scope, call.order) is not klass:
-                continue
+        for call in self.instances_of(klass):
             arg = call_arg(call.node, position, param)
             if arg is not None:
                 out.append(Value(arg, call.scope, call.order))
         return out
 
     def instances_of(self, klass: ClassInfo) -> List[CallSite]:
-        """Calls in this module that construct ``klass`` (by its name)."""
+        """Calls that construct ``klass`` (by its name): in its module, in this
+        module, and in the project's modules importing its module."""
         out = []
-        for call in self.index.calls:
-            func = call.node.func
-            if isinstance(func, cst.Name) and self.index.class_named(func.value, call.scope, call.order) is klass:
-                out.append(call)
+        for index in self.modules_using(klass.scope.index, klass.scope.parent is klass.scope.index.module_scope):
+            for call in index.calls:
+                func = call.node.func
+                if isinstance(func, (cst.Name, cst.Attribute)) and self.class_of(func, call.scope, call.order) is klass:
+                    out.append(call)
         return out
 
     def bound_names(self, node: cst.CSTNode, scope: Scope) -> List[str]:
@@ -467,7 +561,7 @@ class Values:
         for name, bindings in scope.bindings.items():
             if any(b.value is node and not b.unpack for b in bindings):
                 out.append(name)
-        for assign in self.index.attr_assigns:
+        for assign in scope.index.attr_assigns:
             if assign.value is node:
                 out.append(assign.attr)
         return out
@@ -639,6 +733,15 @@ class Values:
             return None
         kinds = frozenset(q for q in candidates if word in q.rsplit(".", 1)[-1])
         return kinds or None
+
+
+def _importable(function: FunctionInfo) -> bool:
+    """A module-level function or a method of a module-level class: other
+    modules can import it and call it."""
+    parent = function.scope.parent
+    if parent is not None and parent.kind == "class":
+        parent = parent.parent
+    return parent is not None and parent.kind == "module"
 
 
 def _record_blocks(root: cst.CSTNode, chain: Tuple, table: Dict) -> None:
