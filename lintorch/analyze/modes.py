@@ -337,7 +337,10 @@ class Modes:
         name = dotted_name(target) if target is not None else None
         if function is not None and name is not None and any(n == name for n, _, _ in function.params):
             paths = []
-            for caller in self.forwards.callers(function):
+            callers = self.forwards.callers(function)
+            if call is not forward and any(c is forward for c in callers):
+                callers = [forward]  # the pass runs the helper itself: its other callers (training) are other paths
+            for caller in callers:
                 if caller.scope is function.scope:
                     continue
                 outer = self._target_at_caller(target, function, caller)
