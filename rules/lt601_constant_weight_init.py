@@ -18,8 +18,10 @@ class ConstantWeightInit(Rule):
     * `init_fn(m)` guarded by `isinstance(m, nn.Linear)` (or a convolution)
       over the submodules of a model with at least two such layers: applied
       with `model.apply(init_fn)` / `self.apply(self._init_weights)`, in a
-      loop over `model.modules()`/`self.modules()`/`children()`, or called
-      from such a loop; also in a models file that never trains;
+      loop over `model.modules()`/`self.modules()`/`children()` or over
+      the layers of an `nn.Sequential`/`nn.ModuleList` (`for layer in
+      model`), or called from such a loop; also in a models file that never
+      trains;
     * `self.fc1.weight` (or `model.fc1.weight`, `model[0].weight`) when
       `forward` visibly feeds that layer's output into another layer;
     * two or more weight entries of one model's `state_dict()` set to

@@ -245,12 +245,26 @@ class Models:
         ``for i, m in enumerate(self.layers)`` over an ``nn.Sequential`` /
         ``nn.ModuleList`` whose every layer is visible. None otherwise."""
         bindings = self.index.lookup(name.value, scope, order)
-        if len(bindings) != 1 or bindings[0].kind != "for" or bindings[0].value is None:
+        found = self._iterated_container(bindings[0]) if len(bindings) == 1 else None
+        if found is None:
             return None
-        binding = bindings[0]
+        layers = self.layers(found[1])
+        return [layer.value for layer in layers] if layers else None
+
+    def _iterated_container(self, binding) -> Optional[Tuple[cst.BaseExpression, Value]]:
+        """For a ``for`` binding over a torch.nn container (directly or
+        through ``enumerate``): the iterated expression and the container's
+        construction."""
+        if binding.kind != "for" or binding.value is None:
+            return None
         iterable, unpack = binding.value, binding.unpack
-        if isinstance(iterable, cst.Call) and self.index.qualname_of(iterable.func, binding.scope, binding.order) is None \
-                and isinstance(iterable.func, cst.Name) and iterable.func.value == "enumerate" and iterable.args:
+        if (
+            isinstance(iterable, cst.Call)
+            and isinstance(iterable.func, cst.Name)
+            and iterable.func.value == "enumerate"
+            and iterable.args
+            and self.index.qualname_of(iterable.func, binding.scope, binding.order) is None
+        ):
             if unpack[:1] != (1,):
                 return None
             iterable, unpack = iterable.args[0].value, unpack[1:]
@@ -259,8 +273,7 @@ class Models:
         container = self.module_instance(iterable, binding.scope, binding.order)
         if container is None or self.values.constructor(container)[0] not in api.MODULE_CONTAINERS:
             return None
-        layers = self.layers(container)
-        return [layer.value for layer in layers] if layers else None
+        return iterable, container
 
     def is_module_constructor(self, value: Value) -> bool:
         """``nn.Linear(...)``, ``Net(...)`` (local nn.Module subclass),
@@ -839,7 +852,7 @@ class Models:
         """The modules whose submodules the variable ``name`` ranges over
         at ``call``, each as its expression where it is iterated:
         ``for m in model.modules()`` (``named_modules``, ``children``,
-        ``named_children``), a parameter of a function applied with
+        ``named_children``), ``for m in model`` over a container, a parameter of a function applied with
         ``model.apply(fn)``/``self.apply(self._init)``, or of a function
         called with such a loop's variable (``for m in self.modules():
         init(m)``)."""
@@ -849,6 +862,9 @@ class Models:
         binding = bindings[0]
         if binding.kind == "for":
             owner = _submodule_loop_owner(binding)
+            if owner is None:  # ``for layer in model:`` over an nn.Sequential/ModuleList
+                container = self._iterated_container(binding)
+                owner = container[0] if container is not None else None
             return [Value(owner, binding.scope, binding.order)] if owner is not None else []
         function = self.index.enclosing_function(call.scope)
         if binding.kind != "param" or function is None or function.scope is not binding.scope:
