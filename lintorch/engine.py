@@ -267,10 +267,8 @@ def _internal_error(path: str, rule: Rule, exc: BaseException, debug: bool) -> F
         code=registry.INTERNAL_ERROR_CODE,
         name=registry.INTERNAL_ERROR_NAME,
         severity=Severity.ERROR,
-        message=(
-            f"internal error in rule {rule.code} ({rule.name}) on this file: {detail}; "
-            "the other rules still ran. Please report it (--debug shows the traceback)."
-        ),
+        message=f"internal error in rule {rule.code} ({rule.name}) on this file: {detail}",
+        explanation="The other rules still ran. Please report it (--debug shows the traceback).",
     )
 
 
@@ -291,10 +289,12 @@ def _position(
         else:
             start_line, start_col = code_range.start.line, code_range.start.column
             end_line, end_col = code_range.end.line, code_range.end.column
-        message = report.message
+        message, explanation = report.message, report.explanation
         for i, related in enumerate(report.related):
             related_range = positions.get(related)
-            message = message.replace(f"{{line{i}}}", label(related_range.start.line) if related_range else "?")
+            line = label(related_range.start.line) if related_range else "?"
+            message = message.replace(f"{{line{i}}}", line)
+            explanation = explanation.replace(f"{{line{i}}}", line)
         findings.append(
             Finding(
                 path=path,
@@ -307,6 +307,7 @@ def _position(
                 severity=report.severity or rule.severity,
                 message=message,
                 fix=report.fix,
+                explanation=explanation,
             )
         )
     return findings
