@@ -31,6 +31,8 @@ _UNSET = object()
 OTHER_FRAMEWORKS = frozenset(
     {"mxnet", "tensorflow", "keras", "jax", "flax", "paddle", "mindspore", "oneflow", "chainer", "tf_keras"}
 )
+#: The conventional names of torch modules (see ``_unbound_torch_aliases``).
+_TORCH_ALIASES = {"nn": "torch.nn", "F": "torch.nn.functional", "optim": "torch.optim"}
 
 
 class Binding:
@@ -388,6 +390,7 @@ class ModuleIndex:
         self.function_of: Dict[cst.FunctionDef, FunctionInfo] = {}
         self.class_of: Dict[cst.ClassDef, ClassInfo] = {}
         self.star_imports: List[str] = []
+        self._aliases: Optional[Dict[str, str]] = None
         self._order = 0
         self._call_at: Optional[Dict[int, CallSite]] = None
         self._loop_nodes: Dict[int, set] = {}
@@ -474,7 +477,23 @@ class ModuleIndex:
         for module in self.star_imports:
             if module.startswith("torch"):
                 return canonical(f"{module}.{dotted}")
+        alias = self._unbound_torch_aliases().get(head)
+        if alias is not None:
+            return canonical(alias + ("." + rest if rest else ""))
         return None
+
+    def _unbound_torch_aliases(self) -> Dict[str, str]:
+        """``nn``, ``F`` and ``optim`` used but bound nowhere in a file that
+        imports torch: a notebook whose import cell was deleted, a cell saved
+        as a module without its imports. They can only be the conventional
+        aliases; a star import of another module could bind them, so then
+        none is assumed."""
+        if self._aliases is None:
+            self._aliases = {}
+            if "torch" in self.imported_roots() and all(m.startswith("torch") for m in self.star_imports):
+                bound = {name for scope in self.scopes for name in scope.bindings}
+                self._aliases = {name: module for name, module in _TORCH_ALIASES.items() if name not in bound}
+        return self._aliases
 
     def function_named(self, name: str, scope: Scope, order: Optional[int] = None) -> Optional[FunctionInfo]:
         for binding in reversed(self.lookup(name, scope, order)):

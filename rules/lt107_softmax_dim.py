@@ -54,7 +54,11 @@ class SoftmaxDim(Rule):
     is an `error` on a visibly 3-D tensor (PyTorch picks dim 0, the batch),
     `info` (off by default) on a visibly 1- or 2-D tensor, where PyTorch's
     implicit choice is the right axis and only the deprecation remains, and
-    a `warning` when the number of dimensions is not visible.
+    also `info` when the number of dimensions is not visible: most such
+    tensors are `[batch, classes]` logits (on labelled real code every one
+    was), and PyTorch itself warns about the implicit choice at run time.
+    Ranks come from factories, reshapes, layers (a recurrent layer's output
+    is 3-D) and a module's call sites.
 
     **Fix.** Always pass `dim` explicitly: `dim=1` (or `dim=-1`) for
     `[batch, classes]` logits, the class axis in general.
@@ -68,8 +72,8 @@ class SoftmaxDim(Rule):
 
     code = "LT107"
     name = "softmax-dim"
-    severity = Severity.WARNING
-    severity_cases = "error over the batch axis; info without dim= on 1-D/2-D input"
+    severity = Severity.ERROR
+    severity_cases = "info without dim= on 1-D/2-D input or where the rank is not visible"
     summary = "softmax/log_softmax without dim=, or over dim=0 of [batch, classes] logits"
     symptom = "probabilities not summing to 1 per sample; accuracy not improving"
     triggers = ("softmax", "Softmax", "softmin", "Softmin")
@@ -77,16 +81,26 @@ class SoftmaxDim(Rule):
     bad = [
         Example(
             """
+            import torch
             import torch.nn.functional as F
 
-            probs = F.softmax(logits)
+            scores = torch.randn(32, 20, 5)  # [batch, seq, classes]
+            probs = F.softmax(scores)
             """
         ),
         Example(
             """
             import torch.nn as nn
 
-            model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 3), nn.LogSoftmax())
+            class Tagger(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.lstm = nn.LSTM(32, 64, batch_first=True)
+                    self.out = nn.Sequential(nn.Linear(64, 9), nn.LogSoftmax())
+
+                def forward(self, x):
+                    h, _ = self.lstm(x)
+                    return self.out(h)
             """
         ),
         Example(
@@ -199,12 +213,11 @@ class SoftmaxDim(Rule):
                 "expect. Pass the class axis (dim=-1)."
             )
         else:
-            severity = Severity.WARNING
-            message = f"{short} without dim=: PyTorch guesses the axis (dim=0 for 0-, 1- and 3-D input)"
+            severity = Severity.INFO
+            message = f"{short} without dim= on a tensor of unseen rank (PyTorch guesses the axis)"
             explanation = (
-                "The implicit dim is deprecated, and on a [batch, seq, classes] tensor the guess normalises "
-                "across the batch: probabilities may not sum to 1 per sample and the model does not learn "
-                "what you expect. Pass dim explicitly (dim=1 or dim=-1 for [batch, classes])."
+                "The implicit dim is deprecated and PyTorch guesses it: dim=1 for [batch, classes] logits, "
+                "but dim=0, the batch, for 3-D input. Pass dim explicitly."
             )
         return self.report(
             node,

@@ -11,8 +11,10 @@ class EvalWithoutEvalMode(Rule):
     called between training steps), the evaluation phase of a loop shared
     with training, or a model call outside any data loop under
     `torch.no_grad()` or after the training steps (`out = model(X_test)` in
-    a full-batch script, a prediction helper), that runs no `backward()`
-    and no optimizer step. The mode is followed along the code: the last
+    a full-batch script, a prediction helper) or one running a pretrained
+    model (`pretrained=True`, `weights=`, `from_pretrained`, `torch.hub.load`)
+    that nothing in the file trains or is handed (an inference script), that
+    runs no `backward()` and no optimizer step. The mode is followed along the code: the last
     `model.eval()` / `model.train()` before the pass wins, through helpers
     (a `validate()` that ends with `model.train()` leaves training mode)
     and callers in this file.

@@ -366,3 +366,24 @@ def test_mode_layers_through_identity_and_building():
     )
     result = [analysis.models.mode_layers(expr, scope, order) for expr, scope, order in use_args(analysis)]
     assert result == [True, False, None, None, True]
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        # A file that imports torch but binds nn/F nowhere (an exported
+        # notebook whose import cell was deleted): the conventional aliases.
+        ("import torch\nuse(nn.Softmax, F.cross_entropy, optim.SGD)",
+         ["torch.nn.Softmax", "torch.nn.functional.cross_entropy", "torch.optim.SGD"]),
+        # Bound anywhere in the file, even later or in a function: not assumed.
+        ("import torch\nuse(nn.Softmax)\nnn = make()", [None]),
+        ("import torch\ndef f(F):\n    pass\nuse(F.cross_entropy)", [None]),
+        # No torch import, or a star import that could bind them: not assumed.
+        ("import numpy\nuse(nn.Softmax)", [None]),
+        ("import torch\nfrom helpers import *\nuse(nn.Softmax)", [None]),
+    ],
+)
+def test_unbound_torch_aliases(source, expected):
+    analysis = analyse(source)
+    call = [c for c in analysis.index.calls if c.dotted == "use"][-1]
+    assert [analysis.index.qualname_of(arg.value, call.scope, call.order) for arg in call.node.args] == expected

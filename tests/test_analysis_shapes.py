@@ -47,6 +47,12 @@ def rank_of_use(source: str):
         ("inner = nn.Sequential(nn.Linear(4, 4), nn.ReLU())\nnet = nn.Sequential(inner, nn.Linear(4, 2))\ny = net(torch.randn(3, 4))", 2),
         ("class Res(nn.Module):\n    pass\nnet = nn.Sequential(nn.Sequential(Res()), nn.Flatten(), nn.Linear(8, 2))\ny = net(x)", 2),
         ("class Res(nn.Module):\n    pass\nnet = nn.Sequential(nn.Flatten(), Res())\ny = net(x)", None),
+        # A recurrent layer's output keeps its input's rank, 3 when that is not visible.
+        ("emb = nn.Embedding(10, 4)\nlstm = nn.LSTM(4, 8)\nh, (c, s) = lstm(emb(torch.zeros(2, 7).long()))\ny = nn.Linear(8, 3)(h)", 3),
+        ("gru = nn.GRU(4, 8, batch_first=True)\nout, _ = gru(x)\nlast = out\ny = last[:, -1]", 2),
+        ("lstm = nn.LSTM(4, 8)\nout, _ = lstm(torch.randn(7, 4))\ny = out", 2),
+        ("gru = nn.GRU(4, 8)\n_, y = gru(x)", None),
+        ("gru = nn.GRU(4, 8)\ny = gru(x)", None),
     ],
 )
 def test_rank(source, expected):

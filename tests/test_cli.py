@@ -192,7 +192,7 @@ def test_rule_all_lists_every_rule(run_cli):
     assert code == 0
     for cls in registry.all_rules():
         assert f"{cls.code} {cls.name} ({cls.severity.value}" in out
-    assert "LT107 softmax-dim (warning (error over the batch axis; info without dim= on 1-D/2-D input))" in out
+    assert "LT107 softmax-dim (error (info without dim= on 1-D/2-D input or where the rank is not visible))" in out
     assert "LT000 unparsable-file (error)" in out and "LT001 internal-error (error)" in out
     code, out, _ = run_cli("rule", "--all", "--format", "json")
     assert [item["code"] for item in json.loads(out)] == ["LT000", "LT001"] + [cls.code for cls in registry.all_rules()]

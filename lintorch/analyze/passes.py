@@ -4,7 +4,8 @@ An evaluation pass is recognised by behaviour: code that runs a model (see
 ``forwards``), never runs ``backward()`` or an optimizer step, needs no
 gradients and uses the outputs. Names only add confidence (``named``); a
 pass needs evidence that is not a name: it iterates a data loader, the model
-was put in eval mode, autograd is off, or it runs between training steps.
+was put in eval mode, autograd is off, it runs between training steps, or
+it runs a pretrained model that nothing here trains (an inference script).
 Kinds: a loop or comprehension over data, the evaluation phase of a loop
 shared with training, and a block outside any data loop (a full-batch
 evaluation, a prediction helper).
@@ -23,17 +24,17 @@ from lintorch.analyze.modes import Modes
 from lintorch.analyze.optim import BACKWARD, STEP, Optimization
 from lintorch.analyze.statements import Statements, loops_around, names_in_args
 from lintorch.analyze.values import Values
-from lintorch.index import CallSite, FunctionInfo, LoopInfo, Scope, child_nodes, dotted_name, int_value, iter_nodes
+from lintorch.index import CallSite, FunctionInfo, LoopInfo, Scope, call_arg, child_nodes, dotted_name, int_value, iter_nodes
 
 #: Words one of which a file must contain for an evaluation pass that an
 #: LT3xx rule can report to exist there: a loader or iterator, a mode call, a
-#: training step. Passes recognised only under no-grad add NO_GRAD_TRIGGERS.
-PASS_TRIGGERS = names.LOADER_TRIGGERS + names.ITERATOR_TRIGGERS + (".eval(", ".train(", "backward")
+#: training step, a pretrained model. Passes recognised only under no-grad add NO_GRAD_TRIGGERS.
+PASS_TRIGGERS = names.LOADER_TRIGGERS + names.ITERATOR_TRIGGERS + (".eval(", ".train(", "backward", "pretrained", "weights=", "hub.load")
 NO_GRAD_TRIGGERS = ("no_grad", "inference_mode", "set_grad_enabled")
 
 LOOP, COMPREHENSION, PHASE, BLOCK = "loop", "comprehension", "phase", "block"
 #: Evidence that a block evaluates (never a name).
-LOADER, EVAL_MODE, NO_GRAD, TRAINING = "loader", "eval_mode", "no_grad", "training"
+LOADER, EVAL_MODE, NO_GRAD, TRAINING, PRETRAINED = "loader", "eval_mode", "no_grad", "training", "pretrained"
 
 
 class EvalPass(NamedTuple):
@@ -52,7 +53,7 @@ class EvalPass(NamedTuple):
     function: Optional[FunctionInfo]
     #: The loop of a loop/phase pass (None for the others).
     loop: Optional[LoopInfo]
-    #: LOADER, EVAL_MODE, NO_GRAD, TRAINING (at least one).
+    #: LOADER, EVAL_MODE, NO_GRAD, TRAINING, PRETRAINED (at least one).
     evidence: FrozenSet[str]
     #: Runs over a dataset (a loader, a whole held-out tensor), not a few samples.
     dataset: bool
@@ -131,7 +132,7 @@ class Passes:
             if evidence or self._loader_names_exist():
                 out.extend(self._comprehension_passes(covered))
             covered |= {id(c.node) for p in out for c in p.forwards}
-            if evidence:
+            if evidence or self._pretrained_models_exist():
                 out.extend(self._block_passes(covered, out))
         cache["all"] = out
         return out
@@ -303,6 +304,40 @@ class Passes:
         return any(self.modes.function_runs_without_grad(f) for f in self.index.functions if f.node.decorators)
 
 
+    def _pretrained_models_exist(self) -> bool:
+        """Whether the module loads a pretrained model (the gate for
+        inference scripts, which have no other evidence call)."""
+        return any(_loads_pretrained(call) for call in self.index.calls)
+
+    def _runs_pretrained_untrained(self, call: CallSite) -> bool:
+        """``VGG16 = models.vgg16(pretrained=True)`` ... ``VGG16(img)`` in a
+        file that never trains it: inference with a pretrained model. A model
+        handed to any call (``train(model, ...)``, ``optim.SGD(model.parameters())``)
+        may be trained or have its mode set there: not assumed."""
+        target = self.forwards.forward_target(call)
+        root = dotted_name(target).split(".")[0] if target is not None and dotted_name(target) else None
+        if root is None or root == "self" or self.forwards.trained_here(call) or root in self._names_handed_to_calls():
+            return False
+        values = self.models.module_values(target, call.scope, call.order)
+        return bool(values) and all(
+            isinstance(v.expr, cst.Call) and _loads_pretrained(self.index.call_at(v.expr))
+            for v in (self.values.strip_value_preserving(v) for v in values)
+        )
+
+    def _names_handed_to_calls(self) -> FrozenSet[str]:
+        """Names read in a call's arguments (``f(model)``, ``SGD(model.parameters())``),
+        not as the callee of a call there (``print(model(x))`` runs the model)."""
+        cache = self._cache("handed")
+        if "names" not in cache:
+            names_found: Set[str] = set()
+            for call in self.index.calls:
+                for arg in call.node.args:
+                    nodes = list(iter_nodes(arg.value))
+                    callees = {id(n.func) for n in nodes if isinstance(n, cst.Call)}
+                    names_found.update(n.value for n in nodes if isinstance(n, cst.Name) and id(n) not in callees)
+            cache["names"] = frozenset(names_found)
+        return cache["names"]
+
     def _loader_names_exist(self) -> bool:
         bound = {name for scope in self.index.scopes for name in scope.bindings}
         bound |= {a.attr for a in self.index.attr_assigns}
@@ -321,6 +356,8 @@ class Passes:
             found.add(NO_GRAD)
         if self._training_context(first, loop) and (not block or any(self.forwards.trained_here(c) for c in forwards)):
             found.add(TRAINING)
+        if block and not found and self._runs_pretrained_untrained(first):
+            found.add(PRETRAINED)
         return frozenset(found)
 
 
@@ -659,6 +696,26 @@ class Passes:
             current = current.parent
         return False
 
+
+
+def _loads_pretrained(call: Optional[CallSite]) -> bool:
+    """A model zoo constructor asked for pretrained weights
+    (``pretrained=True``, ``weights=...``), ``from_pretrained`` or
+    ``torch.hub.load``."""
+    if call is None or call.qualname is None:
+        return False
+    qualname = call.qualname
+    if qualname.endswith(".from_pretrained"):
+        return not qualname.startswith("torch.nn.")  # nn.Embedding.from_pretrained: an embedding
+    if qualname == "torch.hub.load":
+        return True
+    if not qualname.startswith(api.MODEL_ZOO_PREFIXES):
+        return False
+    for keyword in ("pretrained", "weights"):
+        arg = call_arg(call.node, None, keyword)
+        if arg is not None and not (isinstance(arg, cst.Name) and arg.value in ("False", "None")):
+            return True
+    return False
 
 
 def _phase_test(test: cst.BaseExpression) -> Optional[bool]:

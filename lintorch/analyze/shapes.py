@@ -9,7 +9,7 @@ decides how much such a finding matters. Ranks come from tensor factories
 ``torch.cat``/``torch.stack``, rank-preserving operations, what a local
 helper returns, and layers that keep or fix the rank (``nn.Linear`` and
 convolutions keep it, ``nn.Flatten`` makes it 2, ``nn.Embedding`` adds
-one), also inside containers and through a module's call sites. Anything
+one, a recurrent layer's output is 3-D), also inside containers and through a module's call sites. Anything
 else is unknown (None).
 """
 
@@ -65,6 +65,9 @@ _RANK_KEEPING_MODULES = (
     )
 )
 _EMBEDDINGS = frozenset({"torch.nn.Embedding"})
+#: Layers returning ``(output, state)`` whose output has the input's rank
+#: (``[batch, seq, features]`` in, the same layout out).
+_RECURRENT = frozenset({"torch.nn.LSTM", "torch.nn.GRU", "torch.nn.RNN"})
 #: ``torch.<name>(x, ...)`` spelled like the method ``x.<name>(...)``.
 _RANK_CHANGING_FUNCS = frozenset({"squeeze", "unsqueeze", "permute"}) | _REDUCTIONS
 
@@ -97,6 +100,8 @@ class Shapes:
     def _rank(self, expr, scope: Scope, order: int, depth: int, bound: Optional[Bound]) -> Optional[int]:
         if isinstance(expr, (cst.Name, cst.Attribute)):
             values = self.values.definitions(expr, scope, order, bound=bound)
+            if not values:
+                return self._recurrent_output_rank(expr, scope, order, depth, bound)
             if len(values) != 1 or values[0].expr is expr:
                 return None
             value = values[0]
@@ -127,6 +132,31 @@ class Shapes:
         if isinstance(func, cst.Attribute):
             return self._method_rank(func.attr.value, expr, positional, scope, order, depth, bound)
         return None
+
+    def _recurrent_output_rank(self, expr, scope: Scope, order: int, depth: int, bound: Optional[Bound]) -> Optional[int]:
+        """``out, state = self.lstm(x)``: ``out`` has the rank of ``x``, 3
+        (``[batch, seq, features]`` or ``[seq, batch, features]``) when
+        that is not visible: unbatched 2-D sequences are rare."""
+        if depth > _MAX_DEPTH:
+            return None
+        bindings = self.index.lookup(expr.value, scope, order) if isinstance(expr, cst.Name) else []
+        if len(bindings) == 1 and not bindings[0].unpack and isinstance(bindings[0].value, cst.Name):
+            alias = bindings[0]  # ``y = out``
+            return self._recurrent_output_rank(alias.value, alias.scope, alias.order, depth + 1, bound)
+        unpacked = self.values.unpacked_from(expr, scope, order)
+        if unpacked is None or unpacked[1] != (0,):
+            return None
+        call, _ = unpacked
+        node = call.expr
+        if not isinstance(node, cst.Call) or not node.args or node.args[0].keyword is not None:
+            return None
+        if not isinstance(node.func, (cst.Name, cst.Attribute)):
+            return None
+        ctor = self.models.module_instance(node.func, call.scope, call.order)
+        if ctor is None or self.values.constructor(ctor)[0] not in _RECURRENT:
+            return None
+        input_rank = self.rank(node.args[0].value, call.scope, call.order, depth, bound)
+        return 3 if input_rank is None else input_rank
 
     def _function_rank(self, qualname: str, call: cst.Call, positional, scope, order, depth, bound) -> Optional[int]:
         if qualname in _SIZED_FACTORIES:
