@@ -22,6 +22,9 @@ from lintorch import __version__
 from lintorch.rule import Finding, Fix, Severity
 
 CACHE_DIR_NAME = ".lintorch_cache"
+#: The shape of an entry's rows; a new shape starts a new directory, so no
+#: run ever reads rows written in another shape.
+ROW_FORMAT = 2  # 2: the explanation follows the message
 _TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# lintorch cache; see https://bford.info/cachedir/\n"
 
 
@@ -53,7 +56,7 @@ def _code_fingerprint() -> bytes:
 class FindingsCache:
     def __init__(self, directory: Path):
         self.directory = Path(directory)
-        self.entries = self.directory / f"v{__version__}"
+        self.entries = self.directory / f"v{__version__}-{ROW_FORMAT}"
         self._prepared = False
 
     def _prepare(self) -> bool:
@@ -104,13 +107,13 @@ class FindingsCache:
             if not isinstance(rows, list):
                 return None
             findings = [
-                Finding(path, r[0], r[1], r[2], r[3], r[4], r[5], Severity(r[6]), r[7], *_extra(r)) for r in rows
+                Finding(path, *r[:6], Severity(r[6]), r[7], *_extra(r), explanation=r[8]) for r in rows
             ]
             # Valid JSON of the wrong shape (a damaged or foreign entry) is a miss too.
             for f in findings:
                 if not all(type(v) is int for v in (f.line, f.column, f.end_line, f.end_column)):
                     return None
-                if not all(isinstance(v, str) for v in (f.code, f.name, f.message)):
+                if not all(isinstance(v, str) for v in (f.code, f.name, f.message, f.explanation)):
                     return None
             return findings
         except (OSError, ValueError, TypeError, IndexError, KeyError):
@@ -120,7 +123,7 @@ class FindingsCache:
         if not self._prepare():
             return
         rows: object = [
-            [f.line, f.column, f.end_line, f.end_column, f.code, f.name, f.severity.value, f.message]
+            [f.line, f.column, f.end_line, f.end_column, f.code, f.name, f.severity.value, f.message, f.explanation]
             + _extra_row(f)
             for f in findings
         ]
@@ -153,7 +156,7 @@ def _extra_row(finding: Finding) -> list:
 
 
 def _extra(row: list) -> tuple:
-    if len(row) <= 8:
+    if len(row) <= 9:
         return ()
-    cell, fix = row[8], row[9]
+    cell, fix = row[9], row[10]
     return (cell, Fix(None, None, bool(fix[0]), str(fix[1])) if fix else None)

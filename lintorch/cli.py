@@ -20,6 +20,8 @@ from lintorch import __version__, config as config_mod, registry
 from lintorch.rule import Finding
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+#: The human-readable formats (ruff's names; ``text`` is the older name of ``concise``).
+TEXT_FORMATS = ("concise", "full", "text")
 
 
 def _selector_list(text: str) -> List[str]:
@@ -35,12 +37,14 @@ def _check_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("paths", nargs="*", metavar="PATH", help="files or directories; - reads stdin (default: .)")
     parser.add_argument(
-        "--format", choices=("text", "json", "sarif", "github"), default="text",
-        help="output format: text, json, sarif (SARIF 2.1.0, for GitHub code scanning), "
-        "github (GitHub Actions annotations) (default: text)",
+        "--output-format", "--format", dest="format", choices=TEXT_FORMATS + ("json", "sarif", "github"),
+        default="concise",
+        help="concise (one line per finding; text is the same), full (plus the offending line and why it is "
+        "wrong, its symptom and the fix), json, sarif (SARIF 2.1.0, for GitHub code scanning), "
+        "github (GitHub Actions annotations) (default: concise)",
     )
     parser.add_argument("--output-file", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
-    parser.add_argument("--show-source", action="store_true", help="text format: show each offending line with carets")
+    parser.add_argument("--show-source", action="store_true", help="the same as --output-format full")
     parser.add_argument(
         "--color", choices=("auto", "always", "never"), default="auto",
         help="colour the text output (auto: on a terminal, unless NO_COLOR is set)",
@@ -243,12 +247,12 @@ def _report(args: argparse.Namespace, findings: List[Finding], checked: int, std
             else:
                 style = formats.Style(formats.use_color(args.color, stdout))
                 formats.write_text(
-                    findings, stdout, checked, style=style, show_source=args.show_source,
+                    findings, stdout, checked, style=style, full=args.show_source or args.format == "full",
                     sources=formats.SourceLines(stdin_text), unsafe_fixes=args.unsafe_fixes, quiet=args.quiet,
                 )
                 if args.statistics:
                     output.write_statistics(findings, stdout)
-            if args.format != "text" and args.statistics:
+            if args.format not in TEXT_FORMATS and args.statistics:
                 output.write_statistics(findings, sys.stderr)
             stdout.flush()
         finally:

@@ -303,10 +303,8 @@ def _internal_error(path: str, rule: Rule, exc: BaseException, debug: bool) -> F
         code=registry.INTERNAL_ERROR_CODE,
         name=registry.INTERNAL_ERROR_NAME,
         severity=Severity.ERROR,
-        message=(
-            f"internal error in rule {rule.code} ({rule.name}) on this file: {detail}; "
-            "the other rules still ran. Please report it (--debug shows the traceback)."
-        ),
+        message=f"internal error in rule {rule.code} ({rule.name}) on this file: {detail}",
+        explanation="The other rules still ran. Please report it (--debug shows the traceback).",
     )
 
 
@@ -331,7 +329,7 @@ def _position(
         else:
             start_line, start_col = code_range.start.line, code_range.start.column
             end_line, end_col = code_range.end.line, code_range.end.column
-        message = report.message
+        message, explanation = report.message, report.explanation
         for i, related in enumerate(report.related):
             related_range = positions.get(related)
             if related_range is not None:
@@ -339,6 +337,7 @@ def _position(
             else:
                 where = (project.locate(related) if project is not None else None) or "?"
             message = message.replace(f"{{line{i}}}", where)
+            explanation = explanation.replace(f"{{line{i}}}", where)
         findings.append(
             Finding(
                 path=path,
@@ -351,6 +350,7 @@ def _position(
                 severity=report.severity or rule.severity,
                 message=message,
                 fix=report.fix,
+                explanation=explanation,
             )
         )
     return findings

@@ -216,8 +216,8 @@ def _encoded(outcome: FixOutcome, text: str) -> Optional[bytes]:
     return codecs.BOM_UTF8 + data if outcome.has_bom else data
 
 
-def _key(finding: Finding) -> Tuple[str, str]:
-    return (finding.code, finding.message)
+def _key(finding: Finding) -> Tuple[str, str, str]:
+    return (finding.code, finding.message, finding.explanation)
 
 
 def _non_overlapping(module: cst.Module, findings: List[Finding]) -> List[Finding]:

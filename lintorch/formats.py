@@ -1,11 +1,13 @@
 """Output formats beyond plain text and JSON: SARIF 2.1.0 (GitHub code
 scanning), GitHub Actions workflow annotations, and the text format's
-extras (``--show-source`` carets, colour, the closing summary).
+extras (``--output-format full``: source excerpts with carets and the
+explanation; colour; the closing summary).
 """
 
 import os
 import re
 import sys
+import textwrap
 from pathlib import Path
 from typing import IO, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -80,6 +82,11 @@ def _strip_markdown(text: str) -> str:
     return re.sub(r"\*\*(.+?)\*\*", r"\1", text).replace("`", "")
 
 
+def _escape_markdown(text: str) -> str:
+    """Plain text that Markdown shows as written (``__init__``, ``x * y``)."""
+    return re.sub(r"([\\`*_{}\[\]<>#|])", r"\\\1", text)
+
+
 def sarif_rules(classes: Iterable[type]) -> List[dict]:
     """``reportingDescriptor`` objects: the registered rules plus the two
     pseudo-rules (unparsable file, internal error)."""
@@ -124,10 +131,15 @@ def sarif_result(finding: Finding, rule_index: Dict[str, int], notebooks: Option
     }
     if region["endLine"] == region["startLine"] and region["endColumn"] < region["startColumn"]:
         region["endColumn"] = region["startColumn"]
+    message = {"text": finding.message}
+    if finding.explanation:
+        # What SARIF viewers show expanded (GitHub code scanning's alert
+        # details): the one-line message, then why, the symptom and the fix.
+        message["markdown"] = f"{_escape_markdown(finding.message)}\n\n{_escape_markdown(finding.explanation)}"
     result = {
         "ruleId": finding.code,
         "level": _SARIF_LEVEL.get(finding.severity, "warning"),
-        "message": {"text": finding.message},
+        "message": message,
         "locations": [{"physicalLocation": {"artifactLocation": _artifact_uri(finding.path), "region": region}}],
     }
     if finding.code in rule_index:
@@ -330,6 +342,22 @@ def source_excerpt(finding: Finding, line: str, style: Style) -> List[str]:
     ]
 
 
+#: Where ``--output-format full`` wraps a finding's explanation.
+EXPLANATION_WIDTH = 88
+
+
+def explanation_lines(finding: Finding, style: Style, gutter: str = " ") -> List[str]:
+    """The finding's explanation (why, symptom, fix), wrapped and set off
+    under the excerpt's gutter: ``  = CrossEntropyLoss applies ...``."""
+    if not finding.explanation:
+        return []
+    lead, rest = f"{gutter} = ", " " * (len(gutter) + 3)
+    wrapped = textwrap.wrap(
+        finding.explanation, EXPLANATION_WIDTH - len(lead), break_long_words=False, break_on_hyphens=False
+    )
+    return [style.dim(lead if i == 0 else rest) + text for i, text in enumerate(wrapped)]
+
+
 def format_text_styled(finding: Finding, style: Style) -> str:
     location = f"{finding.path}:"
     if finding.cell is not None:
@@ -344,24 +372,27 @@ def write_text(
     files_checked: int,
     *,
     style: Optional[Style] = None,
-    show_source: bool = False,
+    full: bool = False,
     sources: Optional[SourceLines] = None,
     unsafe_fixes: bool = False,
     quiet: bool = False,
 ) -> None:
-    """The text report: one line per finding (with an excerpt under
-    ``--show-source``), then ``Found 3 findings in 2 files (1 fixable, 5 checked).``,
-    or ``All checks passed (5 files checked).`` (no summary when ``quiet``, nor
-    when nothing was checked: the caller says that on stderr)."""
+    """The text report: one line per finding (``full``: with the offending
+    line, carets and the explanation under it), then ``Found 3 findings in
+    2 files (1 fixable, 5 checked).``, or ``All checks passed (5 files
+    checked).`` (no summary when ``quiet``, nor when nothing was checked: the
+    caller says that on stderr)."""
     style = style or Style(False)
     sources = sources or SourceLines()
     for finding in findings:
         stream.write(format_text_styled(finding, style) + "\n")
-        if show_source:
+        if full:
             line = sources.line(finding)
-            if line is not None:
-                for row in source_excerpt(finding, line, style):
-                    stream.write(row + "\n")
+            rows = source_excerpt(finding, line, style) if line is not None else []
+            rows += explanation_lines(finding, style, " " * len(str(finding.line)) if rows else " ")
+            for row in rows:
+                stream.write(row + "\n")
+            if rows:
                 stream.write("\n")
     if quiet:
         return

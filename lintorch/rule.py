@@ -67,10 +67,14 @@ class Fix:
 
 @dataclass(frozen=True)
 class Report:
-    """What a rule yields: the node to blame and the full message.
+    """What a rule yields: the node to blame and what to say about it.
 
-    ``{line0}``, ``{line1}``... in the message are replaced by the line
-    numbers of the ``related`` nodes once positions are known (positions are
+    ``message`` is one line of at most about 100 characters: what is wrong,
+    with the key fact (shown by default, in editors and by flake8).
+    ``explanation`` is the rest, specific to this finding: why it is wrong,
+    the symptom and the fix (``--output-format full``, JSON, SARIF).
+    ``{line0}``, ``{line1}``... in either are replaced by the line numbers
+    of the ``related`` nodes once positions are known (positions are
     computed only for reported nodes, after all rules ran).
     """
 
@@ -79,6 +83,7 @@ class Report:
     severity: Optional[Severity] = None  # overrides the rule's default
     related: Tuple["cst.CSTNode", ...] = ()
     fix: Optional[Fix] = None
+    explanation: str = ""
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,8 @@ class Finding:
     #: that cell. None for Python files.
     cell: Optional[int] = None
     fix: Optional[Fix] = field(default=None, compare=False, repr=False)
+    #: Why the finding matters, its symptom and fix (see :class:`Report`).
+    explanation: str = field(default="", repr=False)
 
     def sort_key(self) -> Tuple[str, int, int, str]:
         return (self.path, self.line, self.column, self.code)
@@ -119,8 +126,9 @@ class Finding:
             "name": self.name,
             "severity": self.severity.value,
             "message": self.message,
+            "explanation": self.explanation,
             # Only notebook findings add a key ("cell"), so the JSON of
-            # Python files stays exactly as it was.
+            # every Python file has the same keys.
             **({"cell": self.cell} if self.cell is not None else {}),
         }
 
@@ -184,8 +192,9 @@ class Rule:
         node: "cst.CSTNode",
         message: str,
         *,
+        explanation: str = "",
         related: Sequence["cst.CSTNode"] = (),
         severity: Optional[Severity] = None,
         fix: Optional[Fix] = None,
     ) -> Report:
-        return Report(node, message, severity, tuple(related), fix)
+        return Report(node, message, severity, tuple(related), fix, explanation)

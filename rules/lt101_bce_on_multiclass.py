@@ -91,15 +91,13 @@ class BceOnMulticlass(Rule):
             elif evidence.kind == INTEGER_LABELS:
                 what = f"integer class labels in [0, {evidence.classes}) as targets (line {{line0}})"
             else:
-                what = (
-                    f"a {evidence.classes}-way output whose argmax is scored as the one predicted class "
-                    "(line {line0})"
-                )
+                what = f"a {evidence.classes}-way output scored by its argmax (line {{line0}})"
             yield self.report(
                 loss.call.node,
-                f"{loss.short_name} on {what}: binary cross-entropy treats each class as an "
-                "independent yes/no, so nothing makes the classes compete and the model fails to "
-                "learn (accuracy stuck near chance). For single-label classification use "
-                "nn.CrossEntropyLoss on raw logits with integer class labels.",
+                f"{loss.short_name} on {what}",
+                explanation="Binary cross-entropy treats each class as an independent yes/no, so nothing "
+                "makes the classes compete and the model fails to learn (accuracy stuck near chance). "
+                "For single-label classification use nn.CrossEntropyLoss on raw logits with integer "
+                "class labels.",
                 related=(evidence.node,),
             )

@@ -86,14 +86,14 @@ class ActivationBeforeCrossEntropy(Rule):
         for loss, activation, inline in analysis.losses.activated_loss_inputs(
             api.CROSS_ENTROPY_MODULES, api.CROSS_ENTROPY_FUNCS, frozenset({"softmax", "sigmoid"})
         ):
-            where = "" if inline else " at line {line0}"
             yield self.report(
                 loss.input,
-                f"{loss.short_name} receives {activation.kind} output ({activation.via}{where}), "
-                "but it applies log_softmax to raw logits itself: the probabilities squash the "
-                "gradients, so the loss barely changes and accuracy stays near chance. "
+                f"{loss.short_name} receives {activation.kind} output ({activation.brief(inline)})",
+                explanation=activation.origin()
+                + f"{loss.short_name} applies log_softmax to raw logits itself: the probabilities "
+                "squash the gradients, so the loss barely changes and accuracy stays near chance. "
                 f"Pass the logits and drop the {activation.kind} before the loss.",
-                related=(activation.node,) if where else (),
+                related=() if inline else (activation.node,),
                 fix=_removal_fix(index, loss, activation, inline=inline),
             )
 

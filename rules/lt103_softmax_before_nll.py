@@ -66,12 +66,13 @@ class SoftmaxBeforeNll(Rule):
         for loss, activation, inline in analysis.losses.activated_loss_inputs(
             api.NLL_MODULES, api.NLL_FUNCS, frozenset({"softmax"})
         ):
-            where = "" if inline else " at line {line0}"
             yield self.report(
                 loss.input,
-                f"{loss.short_name} receives softmax probabilities ({activation.via}{where}), but it "
-                "expects log-probabilities: on probabilities the loss is just -p, goes negative and "
-                "its gradient vanishes, so the loss stops changing and the model does not learn. "
-                "Use log_softmax (nn.LogSoftmax) instead of softmax, or nn.CrossEntropyLoss on raw logits.",
+                f"{loss.short_name} receives softmax output ({activation.brief(inline)})",
+                explanation=activation.origin()
+                + f"{loss.short_name} expects log-probabilities: on probabilities the loss is just "
+                "-p, goes negative and its gradient vanishes, so the loss stops changing and the model "
+                "does not learn. Use log_softmax (nn.LogSoftmax) instead of softmax, or "
+                "nn.CrossEntropyLoss on raw logits.",
                 related=() if inline else (activation.node,),
             )

@@ -69,12 +69,13 @@ class SigmoidBeforeBceWithLogits(Rule):
         for loss, activation, inline in analysis.losses.activated_loss_inputs(
             api.BCE_WITH_LOGITS_MODULES, api.BCE_WITH_LOGITS_FUNCS, frozenset({"sigmoid"})
         ):
-            where = "" if inline else " at line {line0}"
             yield self.report(
                 loss.input,
-                f"{loss.short_name} receives sigmoid output ({activation.via}{where}), but it applies "
-                "the sigmoid itself: the doubled sigmoid squeezes predictions into [0.5, 0.73], so the "
-                "loss stays high and stops changing and predictions look identical. Pass the raw "
-                "logits (apply sigmoid only for metrics), or use nn.BCELoss on the probabilities.",
+                f"{loss.short_name} receives sigmoid output ({activation.brief(inline)})",
+                explanation=activation.origin()
+                + f"{loss.short_name} applies the sigmoid itself: the doubled sigmoid squeezes "
+                "predictions into [0.5, 0.73], so the loss stays high and stops changing and predictions "
+                "look identical. Pass the raw logits (apply sigmoid only for metrics), or use nn.BCELoss "
+                "on the probabilities.",
                 related=() if inline else (activation.node,),
             )

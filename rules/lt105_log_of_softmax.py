@@ -95,13 +95,13 @@ class LogOfSoftmax(Rule):
             if activation is None or activation.kind != "softmax":
                 continue
             inline = any(node is activation.node for node in iter_nodes(operand))
-            where = "" if inline else " at line {line0}"
             yield self.report(
                 call.node,
-                f"log of a softmax ({activation.via}{where}) computed in two steps: probabilities of "
-                "unlikely classes underflow to 0 and log(0) = -inf, so the loss turns into nan/inf or "
-                "stops changing. Use log_softmax(x, dim=...) (nn.LogSoftmax), or raw logits with "
-                "nn.CrossEntropyLoss.",
+                f"log of a softmax in two steps ({activation.brief(inline)})",
+                explanation=activation.origin()
+                + "Probabilities of unlikely classes underflow to 0 and log(0) = -inf, so the loss "
+                "turns into nan/inf or stops changing. Use log_softmax(x, dim=...) (nn.LogSoftmax), or raw "
+                "logits with nn.CrossEntropyLoss.",
                 related=() if inline else (activation.node,),
                 fix=_log_softmax_fix(index, call, operand, activation) if inline else None,
             )

@@ -104,13 +104,14 @@ class BoundedOutputRegression(Rule):
             where = "" if inline else ", line {line0}"
             yield self.report(
                 loss.call.node,
-                f"{loss.short_name} trains a {activation.kind} output (range [{low:g}, {high:g}]; "
-                f"{activation.via}{where}) on targets the script builds in about "
-                f"[{_fmt(target[0])}, {_fmt(target[1])}]: the model can never reach them, the "
-                f"{activation.kind} saturates and its gradient vanishes, so it predicts nearly the same "
-                "value for every input (identical regression outputs, loss not changing). Remove the "
-                f"final {activation.kind} for unbounded regression, or scale the targets into "
-                f"[{low:g}, {high:g}] (e.g. MinMaxScaler) and unscale the predictions.",
+                f"{loss.short_name} fits a {activation.kind} output (range [{low:g}, {high:g}]{where}) to "
+                f"targets in about [{_fmt(target[0])}, {_fmt(target[1])}]",
+                explanation=f"The {activation.kind} ({activation.via}) keeps every prediction in "
+                f"[{low:g}, {high:g}], so the model can never reach these targets: the {activation.kind} "
+                "saturates and its gradient vanishes, so it predicts nearly the same value for every input "
+                f"(identical regression outputs, loss not changing). Remove the final {activation.kind} for "
+                f"unbounded regression, or scale the targets into [{low:g}, {high:g}] (e.g. MinMaxScaler) and "
+                "unscale the predictions.",
                 related=() if inline else (activation.node,),
             )
 

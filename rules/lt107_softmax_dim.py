@@ -185,10 +185,11 @@ class SoftmaxDim(Rule):
         return self.report(
             dim,
             severity=Severity.ERROR,
-            message="softmax over dim=0 of a model output computed on a batch (line {line0}): dim 0 is the "
-            "batch axis of [batch, classes] logits, so each class is normalised across the samples "
-            "instead of each sample across its classes; probabilities do not sum to 1 per sample and "
-            "predictions depend on the rest of the batch (accuracy not improving). Use dim=1 (or -1).",
+            message="softmax over dim=0, the batch axis of a model output on a batch (line {line0})",
+            explanation="Dim 0 is the batch axis of [batch, classes] logits, so each class is normalised "
+            "across the samples instead of each sample across its classes; probabilities do not sum to 1 "
+            "per sample and predictions depend on the rest of the batch (accuracy not improving). Use "
+            "dim=1 (or -1).",
             related=(model_call,),
             fix=_dim1_fix(dim),
         )
@@ -198,26 +199,30 @@ class SoftmaxDim(Rule):
         position = 0 if qualname in api.IMPLICIT_DIM_SOFTMAX_MODULES else 1
         if rank in (1, 2):
             severity = Severity.INFO
-            message = (
-                f"{short} without dim= on a {rank}-D tensor: PyTorch picks dim={rank - 1}, the right axis "
-                "here, but the implicit dim is deprecated. Pass it explicitly."
+            message = f"{short} without dim= on a {rank}-D tensor (PyTorch picks dim={rank - 1}, right here)"
+            explanation = (
+                "The implicit dim is deprecated (PyTorch warns), and on 3-D input the same call would "
+                f"normalise over dim 0, the batch axis. Pass dim={rank - 1} (or dim=-1) explicitly."
             )
         elif rank == 3:
             severity = Severity.ERROR
-            message = (
-                f"{short} without dim= on a 3-D tensor: PyTorch picks dim=0, the batch (or time) axis, so "
-                "probabilities are normalised across samples instead of over the classes and do not sum to "
-                "1 per sample; the model does not learn what you expect. Pass the class axis (dim=-1)."
+            message = f"{short} without dim= on a 3-D tensor: PyTorch picks dim=0, the batch axis"
+            explanation = (
+                "Dim 0 is the batch (or time) axis, so probabilities are normalised across samples instead "
+                "of over the classes and do not sum to 1 per sample; the model does not learn what you "
+                "expect. Pass the class axis (dim=-1)."
             )
         else:
             severity = Severity.INFO
-            message = (
-                f"{short} without dim=: the implicit dim is deprecated and PyTorch guesses it (dim=1 for "
-                "[batch, classes] logits, but dim=0, the batch, for 3-D input). Pass dim explicitly."
+            message = f"{short} without dim= on a tensor of unseen rank (PyTorch guesses the axis)"
+            explanation = (
+                "The implicit dim is deprecated and PyTorch guesses it: dim=1 for [batch, classes] logits, "
+                "but dim=0, the batch, for 3-D input. Pass dim explicitly."
             )
         return self.report(
             node,
             message,
+            explanation=explanation,
             severity=severity,
             fix=Fix(
                 node,

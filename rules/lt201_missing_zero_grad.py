@@ -103,8 +103,8 @@ class MissingZeroGrad(Rule):
             if ZERO_GRAD not in witnesses:
                 yield self.report(
                     witnesses[STEP],
-                    "optimizer step in a training loop (line {line0}) that never clears gradients: "
-                    "backward() accumulates into .grad, so each step applies the sum of all past "
+                    "optimizer step in a training loop (line {line0}) that never clears gradients",
+                    explanation="backward() accumulates into .grad, so each step applies the sum of all past "
                     "gradients and the loss stops improving or diverges. Call optimizer.zero_grad() "
                     "once per iteration (before backward() or after step()).",
                     related=(loop.node,),
@@ -116,11 +116,11 @@ class MissingZeroGrad(Rule):
                 name = dotted_name(analysis.optim.stepped_optimizer(step)) or "this optimizer"
                 yield self.report(
                     step.node,
-                    f"{name} steps in a training loop (line {{line0}}) that clears the gradients of other "
-                    f"optimizers only: {name}.zero_grad() never runs, so backward() keeps adding into its "
-                    "parameters' .grad and each step applies the sum of all past gradients (including those "
-                    "of the other losses); its loss stops improving or diverges. Call "
-                    f"{name}.zero_grad() before the backward() whose gradients it should step on.",
+                    f"{name} steps in a training loop (line {{line0}}) that never calls {name}.zero_grad()",
+                    explanation="The loop clears the gradients of other optimizers only, so backward() keeps "
+                    f"adding into the .grad of {name}'s parameters and each step applies the sum of all past "
+                    "gradients (including those of the other losses); its loss stops improving or diverges. "
+                    f"Call {name}.zero_grad() before the backward() whose gradients it should step on.",
                     related=(loop.node,),
                     severity=severity,
                 )

@@ -81,10 +81,11 @@ class ZeroGradBeforeStep(Rule):
                 backward, step = found
                 yield self.report(
                     zero.call.node,
-                    f"{dotted_name(zero.call.node.func) or 'zero_grad'}() runs after backward() (line {{line0}}) "
-                    "and before the optimizer step (line {line1}): it erases the gradients the step was "
-                    "about to apply, so the weights never change, the loss does not change and predictions "
-                    "stay identical. Call zero_grad() before backward() or after step().",
+                    f"{dotted_name(zero.call.node.func) or 'zero_grad'}() runs between backward() (line "
+                    "{line0}) and the optimizer step (line {line1})",
+                    explanation="It erases the gradients the step was about to apply, so the weights never "
+                    "change, the loss does not change and predictions stay identical. Call zero_grad() "
+                    "before backward() or after step().",
                     related=(backward.call.node, step.call.node),
                 )
 

@@ -136,9 +136,10 @@ class SchedulerStepOrder(Rule):
             return self.report(
                 call.node,
                 f"{dotted_name(call.node.func) or 'scheduler.step'}() runs before the optimizer step "
-                "(line {line0}) in each pass of this loop: the first learning-rate value of the schedule "
-                "is skipped (PyTorch warns about this order), so warm-up and decay come one period early "
-                "and accuracy improves less than it should. Call scheduler.step() after optimizer.step().",
+                "(line {line0}) in each pass of this loop",
+                explanation="The first learning-rate value of the schedule is skipped (PyTorch warns about "
+                "this order), so warm-up and decay come one period early and accuracy improves less than "
+                "it should. Call scheduler.step() after optimizer.step().",
                 related=(later.call.node,),
             )
         return None
@@ -165,10 +166,11 @@ class SchedulerStepOrder(Rule):
             return self.report(
                 call.node,
                 f"{dotted_name(call.node.func) or 'scheduler.step'}() runs at the start of {function.name}(), "
-                "which is called once per epoch, before that call's optimizer steps (line {line0}): the first "
-                "learning-rate value of the schedule is skipped (PyTorch warns about this order), so warm-up "
-                "and decay come one period early and accuracy improves less than it should. Call "
-                f"scheduler.step() after the batch loop, at the end of {function.name}().",
+                "before its optimizer steps (line {line0})",
+                explanation=f"{function.name}() is called once per epoch, so the first learning-rate value "
+                "of the schedule is skipped (PyTorch warns about this order): warm-up and decay come one "
+                "period early and accuracy improves less than it should. Call scheduler.step() after the "
+                f"batch loop, at the end of {function.name}().",
                 related=(later.call.node,),
             )
         return None
@@ -205,10 +207,11 @@ class SchedulerStepOrder(Rule):
                 return None  # engine.step(): may step the optimizer on this path
         return self.report(
             call.node,
-            f"{dotted_name(call.node.func) or 'scheduler.step'}() replaces the optimizer step on one path of "
-            "this loop (the if at line {line0}): when that branch is taken, backward() runs but the optimizer "
-            "never steps, and a scheduler only changes the learning rate, so the weights never change and the "
-            "model is not learning. Step the optimizer on every path and the scheduler after it.",
+            f"{dotted_name(call.node.func) or 'scheduler.step'}() replaces the optimizer step on one path "
+            "(the if at line {line0})",
+            explanation="When that branch is taken, backward() runs but the optimizer never steps, and a "
+            "scheduler only changes the learning rate, so the weights never change and the model is not "
+            "learning. Step the optimizer on every path and the scheduler after it.",
             related=(branch,),
             severity=Severity.ERROR,
         )
@@ -230,9 +233,10 @@ class SchedulerStepOrder(Rule):
             return self.report(
                 call.node,
                 f"{dotted_name(call.node.func) or 'scheduler.step'}() in a loop that runs backward() "
-                "(line {line0}) but no optimizer.step() anywhere: a scheduler only changes the learning "
-                "rate and never updates the weights, so the loss does not change and the model is not "
-                "learning. Call optimizer.step() after backward(), then scheduler.step().",
+                "(line {line0}) but never optimizer.step()",
+                explanation="A scheduler only changes the learning rate and never updates the weights, so "
+                "the loss does not change and the model is not learning. Call optimizer.step() after "
+                "backward(), then scheduler.step().",
                 related=(witnesses[BACKWARD],),
                 severity=Severity.ERROR,
             )

@@ -115,10 +115,11 @@ class EpochSchedulerPerBatch(Rule):
             short = qualname.rsplit(".", 1)[-1]
             yield self.report(
                 call.node,
-                f"{short} ({why}) is stepped inside the batch loop (line {{line0}}), so its epoch-based "
-                "schedule runs per batch: the learning rate decays to almost zero within the first "
-                "epoch, the loss stops changing and the model stops learning. Step it once per epoch, "
-                "after the batch loop, or give its period in steps (e.g. T_max=epochs * len(loader)).",
+                f"{short} ({why}) is stepped inside the batch loop (line {{line0}})",
+                explanation="Its epoch-based schedule then runs per batch: the learning rate decays to "
+                "almost zero within the first epoch, the loss stops changing and the model stops learning. "
+                "Step it once per epoch, after the batch loop, or give its period in steps (e.g. "
+                "T_max=epochs * len(loader)).",
                 related=(loop.node,),
             )
 

@@ -108,10 +108,10 @@ class LossKeptWithGraph(Rule):
                     where = "" if index.loop_contains(backward.loop, item.node) else " after the batch loop"
                     yield self.report(
                         item.value,
-                        f"{loss.value} is backpropagated (line {{line0}}) and also accumulated as a tensor into "
-                        f"{item.target}{where}: every stored loss keeps its batch's autograd graph reachable, so "
-                        f"memory grows until out-of-memory. Accumulate {loss.value}.item() (or "
-                        f"{loss.value}.detach()) instead.",
+                        f"{loss.value} is backpropagated (line {{line0}}) and kept as a tensor in {item.target}{where}",
+                        explanation="Every stored loss keeps its batch's autograd graph reachable, so memory "
+                        f"grows until out-of-memory. Accumulate {loss.value}.item() (or {loss.value}.detach()) "
+                        "instead.",
                         related=(backward.node,),
                     )
             for item in accumulations:
@@ -150,10 +150,10 @@ class LossKeptWithGraph(Rule):
         name = item.value.value
         return self.report(
             item.value,
-            f"{name} is a loss computed with autograd on (the model call at line {{line0}} runs outside "
-            f"torch.no_grad()) and is stored as a tensor into {item.target}: each stored value keeps its "
-            "batch's autograd graph and activations alive, so memory grows until out-of-memory. Store "
-            f"{name}.item() (and run evaluation under torch.no_grad()).",
+            f"{name}, a loss computed with autograd on (line {{line0}}), is stored as a tensor into {item.target}",
+            explanation="The model call at line {line0} runs outside torch.no_grad(), so each stored value "
+            "keeps its batch's autograd graph and activations alive, and memory grows until out-of-memory. "
+            f"Store {name}.item() (and run evaluation under torch.no_grad()).",
             related=(output.node,),
         )
 

@@ -83,10 +83,10 @@ class BackwardWithoutGrad(Rule):
             if disabled is not None and self._graph_built_under(analysis, call, disabled):
                 yield self.report(
                     call.node,
-                    "backward() on a loss computed with gradient recording off (line {line0}): the loss has "
-                    "no grad_fn, so backward() raises 'does not require grad' and no parameter gets a "
-                    "gradient; the model is not learning. Compute the forward pass and the loss outside "
-                    "torch.no_grad()/inference_mode().",
+                    "backward() on a loss computed with gradient recording off (line {line0})",
+                    explanation="The loss has no grad_fn, so backward() raises 'does not require grad' and "
+                    "no parameter gets a gradient; the model is not learning. Compute the forward pass and "
+                    "the loss outside torch.no_grad()/inference_mode().",
                     related=(disabled,),
                 )
         yield from self._requires_grad_hacks(analysis)
@@ -194,10 +194,11 @@ class BackwardWithoutGrad(Rule):
     def _hack_report(self, node, name, backward):
         return self.report(
             node,
-            f"making {name} require grad before {name}.backward() (line {{line0}}) only silences the "
-            f"'does not require grad' error: {name} becomes a leaf cut off from the model, no parameter "
-            "gets a gradient, the loss does not change and the model is not learning. Remove this and "
-            "find where the graph is lost (torch.no_grad(), .detach(), .item(), torch.tensor(...)).",
+            f"making {name} require grad for {name}.backward() (line {{line0}}) hides a broken graph",
+            explanation="It only silences the 'does not require grad' error: "
+            f"{name} becomes a leaf cut off from the model, no parameter gets a gradient, the loss does not "
+            "change and the model is not learning. Remove this and find where the graph is lost "
+            "(torch.no_grad(), .detach(), .item(), torch.tensor(...)).",
             related=(backward.node,),
         )
 

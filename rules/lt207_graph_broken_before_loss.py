@@ -104,10 +104,10 @@ class GraphBrokenBeforeLoss(Rule):
                 node, how = broken
                 yield self.report(
                     node,
-                    f"the model output reaches the loss (line {{line0}}) through {how}, which has no "
-                    "autograd history: backward() cannot reach the model's parameters, so the loss does "
-                    "not change and the model is not learning. Pass the raw model output (logits) to the "
-                    f"loss and keep {how} for metrics.",
+                    f"the model output reaches the loss (line {{line0}}) through {how}, which has no gradient",
+                    explanation=f"{how} has no autograd history: backward() cannot reach the model's "
+                    "parameters, so the loss does not change and the model is not learning. Pass the raw "
+                    f"model output (logits) to the loss and keep {how} for metrics.",
                     related=(loss.node,),
                 )
 

@@ -91,9 +91,10 @@ class NothingToOptimise(Rule):
             if self._empty_list(analysis, params, call):
                 yield self.report(
                     params,
-                    "the optimizer is given an empty parameter list: it has nothing to update (PyTorch "
-                    "raises 'optimizer got an empty parameter list'), so the model is not learning. Pass "
-                    "model.parameters() or the list of parameters to train.",
+                    "the optimizer is given an empty parameter list",
+                    explanation="It has nothing to update (PyTorch raises 'optimizer got an empty parameter "
+                    "list'), so the model is not learning. Pass model.parameters() or the list of parameters "
+                    "to train.",
                 )
                 continue
             model = analysis.optim.optimized_module(params)
@@ -103,11 +104,12 @@ class NothingToOptimise(Rule):
             if replaced is not None:
                 yield self.report(
                     replaced.node,
-                    f"{dotted_name(replaced.target)} is replaced by a new module or parameter after the optimizer (line "
-                    "{line0}) was built over the parameters of "
-                    f"{model}: the optimizer still holds the old layer's parameters, so the new layer never "
-                    "gets an update and the model is not learning (the head keeps its random weights). Replace "
-                    "the layer first, then build the optimizer.",
+                    f"{dotted_name(replaced.target)} is replaced after the optimizer (line {{line0}}) took "
+                    + ("its parameters" if dotted_name(replaced.target) == model else f"{model}'s parameters"),
+                    explanation=f"{dotted_name(replaced.target)} gets a new module or parameter, but the "
+                    "optimizer still holds the old layer's parameters, so the new layer never gets an update "
+                    "and the model is not learning (the head keeps its random weights). Replace the layer "
+                    "first, then build the optimizer.",
                     related=(call.node,),
                 )
             if freezes is None:
@@ -119,10 +121,11 @@ class NothingToOptimise(Rule):
                     continue
                 yield self.report(
                     params,
-                    f"every parameter of {model} is frozen (requires_grad = False, line {{line0}}) and none "
-                    "is unfrozen or replaced before this optimizer is built over them: no parameter gets a "
-                    "gradient, so the loss does not change and the model is not learning. Unfreeze or "
-                    f"replace the layers to train (e.g. the head) first and optimize those ({model}.fc.parameters()).",
+                    f"every parameter of {model} is frozen (line {{line0}}) before this optimizer is built over them",
+                    explanation="requires_grad = False, and no layer is unfrozen or replaced before the "
+                    "optimizer is built: no parameter gets a gradient, so the loss does not change and the "
+                    "model is not learning. Unfreeze or replace the layers to train (e.g. the head) first "
+                    f"and optimize those ({model}.fc.parameters()).",
                     related=(freeze_node,),
                 )
                 break

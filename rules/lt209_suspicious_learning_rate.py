@@ -93,10 +93,11 @@ class SuspiciousLearningRate(Rule):
             value = max(values)
             yield self.report(
                 lr,
-                f"{short} with lr={value:g}: adaptive optimisers move every weight by about lr per step, "
-                "so a learning rate this large overshoots on every update; the loss oscillates or "
-                "explodes, predictions become identical and accuracy stops improving. "
-                f"Use lr=1e-3 (the {short} default range is 1e-4..1e-3) and tune from there.",
+                f"{short} with lr={value:g}, far above its usual range (1e-4..1e-3)",
+                explanation="Adaptive optimisers move every weight by about lr per step, so a learning "
+                "rate this large overshoots on every update; the loss oscillates or explodes, predictions "
+                f"become identical and accuracy stops improving. Use lr=1e-3 (the {short} default range "
+                "is 1e-4..1e-3) and tune from there.",
             )
 
 

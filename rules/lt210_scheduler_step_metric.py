@@ -82,10 +82,10 @@ class SchedulerStepMetric(Rule):
             short = qualname.rsplit(".", 1)[-1]
             yield self.report(
                 metric,
-                f"{short}.step() takes an epoch number, not a metric: this value is used as the epoch, "
-                "so the learning rate never follows the schedule and training plateaus (accuracy not "
-                f"improving). Call scheduler.step() without arguments, or use ReduceLROnPlateau if the "
-                "lr should drop when the validation loss stalls.",
+                f"{short}.step() is given a metric, but it takes an epoch number",
+                explanation="The value is used as the epoch, so the learning rate never follows the "
+                "schedule and training plateaus (accuracy not improving). Call scheduler.step() without "
+                "arguments, or use ReduceLROnPlateau if the lr should drop when the validation loss stalls.",
             )
 
 

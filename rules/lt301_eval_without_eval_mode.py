@@ -129,12 +129,12 @@ class EvalWithoutEvalMode(Rule):
                 reported.add(id(node))
                 yield self.report(
                     node,
-                    f"model called in {found.describe()} (line {{line0}}) while still in training mode: "
-                    "no model.eval() runs after the last model.train() (or at all) before it, so dropout "
-                    "stays active and batch norm uses "
-                    "per-batch statistics (and updates its running averages with this data); the measured "
-                    "accuracy is noisy and too low (validation accuracy not improving, predictions changing "
-                    "between runs). Call model.eval() before it and model.train() before training resumes.",
+                    f"model called in {found.describe()} (line {{line0}}) while still in training mode",
+                    explanation="No model.eval() runs after the last model.train() (or at all) before it, so "
+                    "dropout stays active and batch norm uses per-batch statistics (and updates its running "
+                    "averages with this data); the measured accuracy is noisy and too low (validation "
+                    "accuracy not improving, predictions changing between runs). Call model.eval() before "
+                    "it and model.train() before training resumes.",
                     related=(found.node,),
                 )
                 break

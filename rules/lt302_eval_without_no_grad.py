@@ -118,10 +118,10 @@ class EvalWithoutNoGrad(Rule):
                 reported.add(id(node))
                 yield self.report(
                     node,
-                    f"model called in {found.describe()} (line {{line0}}) with autograd on: every "
-                    "forward pass records its graph and keeps the activations alive, so evaluation "
-                    "uses several times the memory it needs (out-of-memory during validation) and runs "
-                    "slower. Wrap it in `with torch.no_grad():` or decorate the function with "
+                    f"model called in {found.describe()} (line {{line0}}) with autograd on",
+                    explanation="Every forward pass records its graph and keeps the activations alive, so "
+                    "evaluation uses several times the memory it needs (out-of-memory during validation) "
+                    "and runs slower. Wrap it in `with torch.no_grad():` or decorate the function with "
                     "@torch.no_grad().",
                     related=(found.node,),
                     severity=None if found.dataset else Severity.INFO,

@@ -123,14 +123,14 @@ class TrainModeNotRestored(Rule):
                 direct = call.method in ("eval", "train")
                 layers = _eval_target_layers(analysis, call)
                 severity = None if layers is True else Severity.WARNING
-                what = "this call puts the model in eval mode" if direct else "this call leaves the model in eval mode"
+                what = "puts" if direct else "leaves"
                 yield self.report(
                     call.node,
-                    f"{what} inside the training loop (line {{line0}}), and no model.train() runs before "
-                    "the next optimizer step: from then on the model trains with dropout off and batch "
-                    "norm frozen on its running statistics, so training is silently degraded (accuracy "
-                    "not improving after the first epoch). Call model.train() at the start of each "
-                    "epoch or training function.",
+                    f"this call {what} the model in eval mode for the rest of the training loop (line {{line0}})",
+                    explanation="No model.train() runs before the next optimizer step: from then on the "
+                    "model trains with dropout off and batch norm frozen on its running statistics, so "
+                    "training is silently degraded (accuracy not improving after the first epoch). Call "
+                    "model.train() at the start of each epoch or training function.",
                     related=(loop.node,),
                     severity=severity,
                 )

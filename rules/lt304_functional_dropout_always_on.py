@@ -107,9 +107,10 @@ class FunctionalDropoutAlwaysOn(Rule):
             name = call.qualname.rsplit(".", 1)[-1]
             yield self.report(
                 call.node,
-                f"{name}() in {klass.name}.{function.name} without training=: the functional form "
-                "defaults to training=True, so dropout stays on after model.eval() and evaluation is "
-                "random (predictions change between runs, validation accuracy noisy and too low). "
+                f"{name}() in {klass.name}.{function.name} without training=: dropout stays on in eval mode",
+                explanation="The functional form defaults to training=True, so dropout stays on after "
+                "model.eval() and evaluation is random (predictions change between runs, validation "
+                "accuracy noisy and too low). "
                 f"Pass training=self.training or use an nn.{_module_name(name)} module.",
             )
 

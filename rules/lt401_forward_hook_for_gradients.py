@@ -28,8 +28,9 @@ class ForwardHookForGradients(Rule):
     elsewhere.
 
     **Fix.** Use `module.register_full_backward_hook(hook)` (signature
-    `hook(module, grad_input, grad_output)`), or `tensor.register_hook` on a
-    parameter or output. Forward hooks that capture activations, or that
+    `hook(module, grad_input, grad_output)`, where `grad_input` and
+    `grad_output` are tuples of tensors: read `grad_output[0]`, and expect
+    `None` entries), or `tensor.register_hook` on a parameter or output. Forward hooks that capture activations, or that
     call `output.register_hook(...)` / `retain_grad()` (Grad-CAM), are fine.
     """
 
@@ -97,11 +98,12 @@ class ForwardHookForGradients(Rule):
                 continue
             yield self.report(
                 call.node,
-                f"forward hook '{name}' {reason}, but a forward hook receives the layer's inputs and "
-                "output (activations), not gradients: any 'gradient' it reports is wrong, which "
-                "misleads the search for why the model is not learning. Use "
-                "register_full_backward_hook(hook(module, grad_input, grad_output)) or "
-                "tensor.register_hook for gradients.",
+                f"forward hook '{name}' treats its arguments as gradients, but they are activations",
+                explanation=f"The hook {reason}, but a forward hook receives the layer's inputs and "
+                "output (activations), not gradients: any 'gradient' it reports is wrong, which misleads "
+                "the search for why the model is not learning. Use register_full_backward_hook: it calls "
+                "hook(module, grad_input, grad_output) with tuples of tensors, so read grad_output[0] "
+                "(an entry may be None). Or use tensor.register_hook for gradients.",
             )
 
 

@@ -91,27 +91,30 @@ class LegacyBackwardHook(Rule):
                 if single_op is not None:
                     yield self.report(
                         call.node.func.attr,
-                        f"register_backward_hook is deprecated; on {single_op} (one operation) it still "
-                        "sees the right gradients. Use register_full_backward_hook (same signature).",
+                        f"register_backward_hook is deprecated (right gradients here: {single_op} is one operation)",
+                        explanation="The legacy hook sees the gradients of a module's last operation only, "
+                        "which is wrong for modules of several operations but right here. Use "
+                        "register_full_backward_hook (same signature).",
                         severity=Severity.INFO,
                         fix=_rename(call.node.func.attr, "register_full_backward_hook"),
                     )
                     continue
                 yield self.report(
                     call.node.func.attr,
-                    "register_backward_hook is deprecated: for a module whose forward runs several "
-                    "operations the hook sees the gradients of the last operation only, so grad_input is "
-                    "wrong or incomplete and the gradient statistics mislead (a model not learning "
-                    "looks like a different problem). Use register_full_backward_hook (same signature) "
-                    "or tensor.register_hook.",
+                    "register_backward_hook is deprecated and wrong for modules of several operations",
+                    explanation="For a module whose forward runs several operations the hook sees the "
+                    "gradients of the last operation only, so grad_input is wrong or incomplete and the "
+                    "gradient statistics mislead (a model not learning looks like a different problem). "
+                    "Use register_full_backward_hook (same signature) or tensor.register_hook.",
                     fix=_rename(call.node.func.attr, "register_full_backward_hook"),
                 )
             elif call.qualname in ("torch.nn.register_module_backward_hook", "torch.nn.modules.module.register_module_backward_hook"):
                 yield self.report(
                     call.node.func,
-                    "register_module_backward_hook is deprecated and gives the gradients of the last "
-                    "operation of each module only (wrong grad_input for multi-op modules), so gradient "
-                    "statistics mislead. Use register_module_full_backward_hook.",
+                    "register_module_backward_hook is deprecated and wrong for modules of several operations",
+                    explanation="It gives the gradients of the last operation of each module only (wrong "
+                    "grad_input for multi-op modules), so gradient statistics mislead. Use "
+                    "register_module_full_backward_hook.",
                     fix=_rename(call.node.func.attr, "register_module_full_backward_hook")
                     if isinstance(call.node.func, cst.Attribute)
                     else None,

@@ -77,7 +77,7 @@ class DataLoaderTransform(Rule):
                     keyword = arg.keyword.value
                     yield self.report(
                         arg,
-                        f"DataLoader() has no '{keyword}' argument: this raises TypeError at run time, "
-                        "and deleting it silently drops the preprocessing (loss not improving). "
-                        f"Pass {keyword}= to the Dataset instead.",
+                        f"DataLoader() has no '{keyword}' argument (TypeError at run time)",
+                        explanation="Deleting the argument to silence the error drops the preprocessing "
+                        f"without a word (loss not improving). Pass {keyword}= to the Dataset instead.",
                     )

@@ -133,11 +133,11 @@ class ToTensorOnTensor(Rule):
         where = f" by {klass.name}.__getitem__" if klass is not None else ""
         return self.report(
             node,
-            f"ToTensor() (line {{line0}}) is applied{where} to data that is already a torch tensor: it "
-            "expects a PIL image or an HxWxC numpy array, so it raises TypeError or leaves the data "
-            "unscaled and in the wrong layout, and the normalisation after it works on the wrong range "
-            "(loss not changing, accuracy not improving). Drop ToTensor() for tensor data and scale "
-            "explicitly (x.float() / 255), or keep PIL images/ndarrays until the transform.",
+            f"ToTensor() (line {{line0}}) is applied{where} to data that is already a tensor",
+            explanation="ToTensor expects a PIL image or an HxWxC numpy array, so it raises TypeError or "
+            "leaves the data unscaled and in the wrong layout, and the normalisation after it works on the "
+            "wrong range (loss not changing, accuracy not improving). Drop ToTensor() for tensor data and "
+            "scale explicitly (x.float() / 255), or keep PIL images/ndarrays until the transform.",
             related=(to_tensor,),
         )
 

@@ -136,14 +136,15 @@ class TrainLoaderNotShuffled(Rule):
                 continue  # only next(iter(loader)): one batch for a demonstration, no epochs
             if kind is None and not (loop is not None and named):
                 continue  # the dataset might be iterable (no shuffle possible)
-            where = " feeds the training loop at line {line0}" if loop is not None else " is the training loader"
+            where = " feeds the training loop (line {line0})" if loop is not None else " is the training loader"
             how = "shuffle=False" if explicit else "no shuffle=True, no sampler"
             yield self.report(
                 node,
-                f"this DataLoader{where} but never shuffles ({how}) and nothing shuffled its data before: "
-                "every epoch sees the samples in the same order, and data stored by class or time gives "
-                "one-class batches and biased steps (loss oscillating and plateauing, identical predictions, "
-                "accuracy not improving). Pass shuffle=True (or a RandomSampler/DistributedSampler).",
+                f"this DataLoader{where} but never shuffles ({how})",
+                explanation="Nothing shuffled its data before either: every epoch sees the samples in the "
+                "same order, and data stored by class or time gives one-class batches and biased steps "
+                "(loss oscillating and plateauing, identical predictions, accuracy not improving). Pass "
+                "shuffle=True (or a RandomSampler/DistributedSampler).",
                 related=(loop.node,) if loop is not None else (),
             )
 

@@ -143,12 +143,14 @@ class NumpyRngInWorkers(Rule):
                 draw, origin = found
                 yield self.report(
                     draw.node,
-                    f"{klass.name}.__getitem__ draws from a numpy generator created {origin}, and the "
-                    f"DataLoader at line {{line0}} runs it in {max(workers)} worker processes without a "
-                    "worker_init_fn: every worker gets a copy of the generator in the same state, so the "
-                    "'random' augmentation repeats across workers (and epochs) (overfitting, validation "
-                    "accuracy not improving). Re-create the generator per worker in a worker_init_fn "
-                    "(np.random.default_rng(get_worker_info().seed)) or draw from torch's RNG.",
+                    f"{klass.name}.__getitem__ repeats its numpy random draws in {max(workers)} DataLoader "
+                    "workers (line {line0})",
+                    explanation=f"It draws from a numpy generator created {origin}, and the DataLoader runs "
+                    f"it in {max(workers)} worker processes without a worker_init_fn: every worker gets a "
+                    "copy of the generator in the same state, so the 'random' augmentation repeats across "
+                    "workers (and epochs) (overfitting, validation accuracy not improving). Re-create the "
+                    "generator per worker in a worker_init_fn (np.random.default_rng(get_worker_info().seed)) "
+                    "or draw from torch's RNG.",
                     related=(node,),
                 )
 

@@ -161,16 +161,20 @@ class ConstantWeightInit(Rule):
             hidden = [key for key in keys if key.endswith(".weight") and not names.is_output_layer_name(key.split(".")[-2])]
             if len(hidden) >= 2:  # two layers of one model: at least one of them is hidden
                 node, how = keys[hidden[0]]
-                yield self._finding(node, how, f"the state_dict weights {', '.join(hidden)} of {owner}", ())
+                what = f"{len(hidden)} state_dict weights of {owner}"
+                yield self._finding(node, how, what, f"the weights set are {', '.join(hidden)}", ())
 
-    def _finding(self, node, how, what, related):
+    def _finding(self, node, how, what, detail, related):
+        """``what``: the tensors, in a few words; ``detail``: which layers
+        and why one of them is hidden, for the explanation."""
         return self.report(
             node,
-            f"{how} sets {what} to a constant: every unit of a hidden layer then computes "
-            "the same output and gets the same gradient, so symmetry is never broken and the "
-            "model produces identical outputs for every input (loss stops changing, model not "
-            "learning). Keep the default random init or use nn.init.kaiming_uniform_/xavier_uniform_; "
-            "constants are only for biases, norm layers and a zero-initialised final/residual projection.",
+            f"{how} sets {what} to a constant",
+            explanation=f"{detail}; every unit of a hidden layer then computes the same output and gets "
+            "the same gradient, so symmetry is never broken and the model produces identical outputs for "
+            "every input (loss stops changing, model not learning). Keep the default random init or use "
+            "nn.init.kaiming_uniform_/xavier_uniform_; constants are only for biases, norm layers and a "
+            "zero-initialised final/residual projection.",
             related=related,
         )
 
@@ -214,13 +218,11 @@ def _hidden_layer_weight(analysis, call, layer):
         return None
     kind = _short(position.kind)
     if position.container == "nn.Sequential":
-        what = f"the weights of {dotted_name(layer.value) or 'the model'}[{subscript_int(layer)}] (an {kind} followed by more layers)"
-    else:
-        what = (
-            f"the weights of the hidden layer {dotted_name(layer) or layer.attr.value} (an {kind} whose output "
-            f"{position.container}.forward feeds into another layer)"
-        )
-    return what, (position.where,)
+        name = f"{dotted_name(layer.value) or 'the model'}[{subscript_int(layer)}]"
+        return f"the weights of {name}", f"{name} is an {kind} followed by more layers", (position.where,)
+    name = dotted_name(layer) or layer.attr.value
+    detail = f"{name} is an {kind} whose output {position.container}.forward feeds into another layer"
+    return f"the weights of the hidden layer {name}", detail, (position.where,)
 
 
 def _submodule_init(analysis, call, name: str):
@@ -232,8 +234,10 @@ def _submodule_init(analysis, call, name: str):
     for owner in analysis.models.submodules_iterated(name, call):
         count, label = _weight_layers(analysis, owner, kinds)
         if count >= 2 and not analysis.models.weights_restored(owner):
-            layers = "/".join(sorted(_short(k) for k in kinds))
-            return f"the weights of every {layers} layer of {label} (at least {count}, hidden ones included)", ()
+            layers = sorted(_short(k) for k in kinds)
+            short = "/".join(layers) if len(layers) <= 2 else "/".join(layers[:2]) + "/..."
+            detail = f"{label} has at least {count} {'/'.join(layers)} layers, hidden ones included"
+            return f"the weights of every {short} layer of {label}", detail, ()
     return None
 
 
@@ -254,7 +258,7 @@ def _parameter_loop(analysis, call, name: str):
     count, label = _weight_layers(analysis, owner, api.WEIGHT_LAYERS)
     if count < 2:
         return None
-    return f"every parameter of {label} (at least {count} weight layers, hidden ones included)", ()
+    return f"every parameter of {label}", f"{label} has at least {count} weight layers, hidden ones included", ()
 
 
 def _weight_layers(analysis, owner, kinds) -> Tuple[int, str]:

@@ -101,21 +101,22 @@ class DirectForwardCall(Rule):
             target = index.module.code_for_node(receiver)
             hooks = _call_machinery(analysis, call)
             if hooks is not None:
-                message = (
-                    f"{target}.forward(...) bypasses nn.Module.__call__, and {target} has hooks or a weight "
-                    "parametrisation (line {line0}) that only run there: they never fire and such layers "
-                    "use stale weights (the model may not learn as expected). "
-                    f"Call the module instead: {target}(...)."
+                message = f"{target}.forward(...) skips the hooks or parametrisation of {target} (line {{line0}})"
+                explanation = (
+                    "Calling forward directly bypasses nn.Module.__call__, the only place where hooks and "
+                    "weight parametrisations run: they never fire and such layers use stale weights (the "
+                    f"model may not learn as expected). Call the module instead: {target}(...)."
                 )
             else:
-                message = (
-                    f"{target}.forward(...) bypasses nn.Module.__call__; no hook is visible here, so the "
-                    "result is the same today, but hooks, weight_norm or pruning added later would "
-                    f"silently not run. Call the module instead: {target}(...)."
+                message = f"{target}.forward(...) bypasses nn.Module.__call__ and the hooks it runs"
+                explanation = (
+                    "No hook is visible here, so the result is the same today, but hooks, weight_norm or "
+                    f"pruning added later would silently not run. Call the module instead: {target}(...)."
                 )
             yield self.report(
                 call.node,
                 message,
+                explanation=explanation,
                 severity=Severity.WARNING if hooks is not None else Severity.INFO,
                 related=(hooks,) if hooks is not None else (),
                 fix=Fix(call.node, edits.call_without_method, safe=True, description=f"call {target}(...)"),

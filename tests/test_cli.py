@@ -97,9 +97,10 @@ def test_json_output(project, run_cli):
         "code": "LT102",
         "name": "activation-before-cross-entropy",
         "severity": "error",
-        "message": item["message"],
+        "message": "CrossEntropyLoss receives softmax output (softmax(...))",
+        "explanation": item["explanation"],
     }
-    assert "logits" in item["message"]
+    assert "log_softmax to raw logits itself" in item["explanation"] and "Pass the logits" in item["explanation"]
 
 
 def test_statistics(project, run_cli):

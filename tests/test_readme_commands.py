@@ -69,6 +69,7 @@ FILES: Dict[str, object] = {
 OVERRIDES: Dict[str, Dict[str, object]] = {
     # the README's opening example is the fixture its Set up section lints
     "lintorch train.py": {"train.py": FIXTURES / "LT102" / "bad_forward_returns_softmax.py"},
+    "lintorch --output-format full train.py": {"train.py": FIXTURES / "LT102" / "bad_forward_returns_softmax.py"},
 }
 PROBE_SCRIPT = FIXTURES / "probe" / "lt201_bad.py"
 

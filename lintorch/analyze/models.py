@@ -25,6 +25,19 @@ class Activation(NamedTuple):
     kind: str  # softmax | sigmoid | log_softmax | tanh
     node: cst.CSTNode  # where the activation is applied or constructed
     via: str  # human description: "torch.softmax(...)", "the last layer of nn.Sequential", ...
+    #: The outermost place it comes from, in a few words for a one-line
+    #: message ("Net.forward", "last layer of nn.Sequential"); "" when the
+    #: activation is the expression itself (``via`` then says which).
+    site: str = ""
+
+    def brief(self, inline: bool) -> str:
+        """Where it comes from, for a one-line message: ``Net.forward, line
+        {line0}`` (the report relates this node unless ``inline``)."""
+        return f"{self.site or self.via}{'' if inline else ', line {line0}'}"
+
+    def origin(self) -> str:
+        """The whole way to it, for an explanation, where :meth:`brief` shortens it."""
+        return f"The {self.kind} comes from {self.via}. " if self.site else ""
 
 
 #: ``model.train()``/``model.eval()``/``model.to(dev)`` return the module itself.
@@ -322,7 +335,9 @@ class Models:
                 return None  # one path without an activation: not certain
             found = found or result
         if found is not None and via_forward is not None:
-            found = Activation(found.kind, found.node, f"{found.via} returned by {via_forward}.forward")
+            found = Activation(
+                found.kind, found.node, f"{found.via} returned by {via_forward}.forward", f"{via_forward}.forward"
+            )
         return found
 
     def _call_results(self, call: Value, path) -> Tuple[Optional[List[Value]], Optional[str]]:
@@ -384,7 +399,9 @@ class Models:
                     return None
                 found = found or inner
             owner = f"{function.klass.name}." if function.is_method else ""
-            return Activation(found.kind, found.node, f"{found.via} returned by {owner}{function.name}")
+            return Activation(
+                found.kind, found.node, f"{found.via} returned by {owner}{function.name}", f"{owner}{function.name}"
+            )
         return self._module_call_activation(func, value, visiting)
 
     def _module_call_activation(self, callee, value: Value, visiting: Set[int]) -> Optional[Activation]:
@@ -428,7 +445,10 @@ class Models:
                     return None
                 inner = self.module_output_activation(last, visiting)
                 if inner is not None:
-                    return Activation(inner.kind, inner.node, f"{inner.via} as the last layer of nn.Sequential")
+                    return Activation(
+                        inner.kind, inner.node, f"{inner.via} as the last layer of nn.Sequential",
+                        "last layer of nn.Sequential",
+                    )
             return None
         if klass is not None:
             return self.forward_activation(klass, visiting)
@@ -448,7 +468,9 @@ class Models:
             found = found or result
         if found is None:
             return None
-        return Activation(found.kind, found.node, f"{found.via} returned by {klass.name}.forward")
+        return Activation(
+            found.kind, found.node, f"{found.via} returned by {klass.name}.forward", f"{klass.name}.forward"
+        )
 
     # -- layers -------------------------------------------------------------
 
