@@ -59,4 +59,4 @@ def test_hook_on_a_changed_script_reads_the_unchanged_model(user_repo, tmp_path_
     result = try_repo(user_repo, tmp_path_factory, "project/train.py")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "project/train.py:16:26: LT102" in result.stdout
-    assert "at line 9 of project/models/classifier.py" in result.stdout
+    assert "(Classifier.forward, line 9 of project/models/classifier.py)" in result.stdout
