@@ -874,7 +874,8 @@ class Models:
         """The modules whose submodules the variable ``name`` ranges over
         at ``call``, each as its expression where it is iterated:
         ``for m in model.modules()`` (``named_modules``, ``children``,
-        ``named_children``), ``for m in model`` over a container, a parameter of a function applied with
+        ``named_children``), ``for m in model`` over a container, a
+        parameter of a function applied with
         ``model.apply(fn)``/``self.apply(self._init)``, or of a function
         called with such a loop's variable (``for m in self.modules():
         init(m)``)."""
