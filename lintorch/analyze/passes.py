@@ -24,12 +24,17 @@ from lintorch.analyze.modes import Modes
 from lintorch.analyze.optim import BACKWARD, STEP, Optimization
 from lintorch.analyze.statements import Statements, loops_around, names_in_args
 from lintorch.analyze.values import Values
-from lintorch.index import CallSite, FunctionInfo, LoopInfo, Scope, call_arg, child_nodes, dotted_name, int_value, iter_nodes
+from lintorch.index import (
+    CallSite, FunctionInfo, LoopInfo, Scope, call_arg, child_nodes, dotted_name, int_value, iter_nodes,
+)
 
 #: Words one of which a file must contain for an evaluation pass that an
 #: LT3xx rule can report to exist there: a loader or iterator, a mode call, a
-#: training step, a pretrained model. Passes recognised only under no-grad add NO_GRAD_TRIGGERS.
-PASS_TRIGGERS = names.LOADER_TRIGGERS + names.ITERATOR_TRIGGERS + (".eval(", ".train(", "backward", "pretrained", "weights=", "hub.load")
+#: training step, a pretrained model. Passes recognised only under no-grad
+#: add NO_GRAD_TRIGGERS.
+PASS_TRIGGERS = names.LOADER_TRIGGERS + names.ITERATOR_TRIGGERS + (
+    ".eval(", ".train(", "backward", "pretrained", "weights=", "hub.load"
+)
 NO_GRAD_TRIGGERS = ("no_grad", "inference_mode", "set_grad_enabled")
 
 LOOP, COMPREHENSION, PHASE, BLOCK = "loop", "comprehension", "phase", "block"
