@@ -153,19 +153,11 @@ class Data:
         holds: ``for xb, yb in loader`` or ``for i, (xb, yb) in
         enumerate(loader)`` over a visible ``DataLoader(dataset, ...)``."""
         bindings = self.index.lookup(name.value, scope, order)
-        if len(bindings) != 1 or bindings[0].kind != "for" or bindings[0].value is None:
+        item = self.values.loop_item(bindings[0]) if len(bindings) == 1 else None
+        if item is None:
             return None
         binding = bindings[0]
-        iterable, path = binding.value, binding.unpack
-        if (
-            isinstance(iterable, cst.Call)
-            and isinstance(iterable.func, cst.Name)
-            and iterable.func.value == "enumerate"
-            and iterable.args
-        ):
-            if not path or path[0] != 1:
-                return None
-            iterable, path = iterable.args[0].value, path[1:]
+        iterable, path = item
         if len(path) != 1:
             return None
         for loader in self.values.definitions(iterable, binding.scope, binding.order):

@@ -268,21 +268,10 @@ class Models:
         """For a ``for`` binding over a torch.nn container (directly or
         through ``enumerate``): the iterated expression and the container's
         construction."""
-        if binding.kind != "for" or binding.value is None:
+        item = self.values.loop_item(binding)
+        if item is None or item[1]:
             return None
-        iterable, unpack = binding.value, binding.unpack
-        if (
-            isinstance(iterable, cst.Call)
-            and isinstance(iterable.func, cst.Name)
-            and iterable.func.value == "enumerate"
-            and iterable.args
-            and self.index.qualname_of(iterable.func, binding.scope, binding.order) is None
-        ):
-            if unpack[:1] != (1,):
-                return None
-            iterable, unpack = iterable.args[0].value, unpack[1:]
-        if unpack:
-            return None
+        iterable = item[0]
         container = self.module_instance(iterable, binding.scope, binding.order)
         if container is None or self.values.constructor(container)[0] not in api.MODULE_CONTAINERS:
             return None

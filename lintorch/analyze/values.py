@@ -566,6 +566,27 @@ class Values:
                 out.append(assign.attr)
         return out
 
+    def loop_item(self, binding: Binding) -> Optional[Tuple[cst.BaseExpression, Tuple[int, ...]]]:
+        """For a name bound by a ``for`` loop: what the loop iterates, seen
+        through the builtin ``enumerate``, and the name's unpacking path
+        within one item (``for i, (x, y) in enumerate(loader)``: ``loader``
+        and ``(0,)`` for ``x``). None for ``enumerate``'s counter and for
+        names not bound by a loop."""
+        if binding.kind != "for" or binding.value is None:
+            return None
+        iterable, path = binding.value, binding.unpack
+        if (
+            isinstance(iterable, cst.Call)
+            and isinstance(iterable.func, cst.Name)
+            and iterable.func.value == "enumerate"
+            and iterable.args
+            and self.index.qualname_of(iterable.func, binding.scope, binding.order) is None
+        ):
+            if path[:1] != (1,):
+                return None
+            iterable, path = iterable.args[0].value, path[1:]
+        return iterable, path
+
     def iterated_values(self, expr: cst.BaseExpression, scope: Scope, order: int) -> List[Value]:
         """What a ``for`` loop over ``expr`` iterates: through ``enumerate``,
         ``tqdm``, ``iter``, ``zip`` and assignments (``pbar = tqdm(loader)``)
