@@ -336,9 +336,6 @@ class Project(ImportResolver):
             self._chars -= entry.chars
             entry.index.release()
 
-    def retained_chars(self) -> int:
-        return self._chars
-
 
 def _vocabulary() -> FrozenSet[bytes]:
     """Every rule's trigger words."""
