@@ -7,15 +7,13 @@ reported nodes -> ``# noqa`` filtering.
 """
 
 import dataclasses
-import os
 import re
-import stat
 import traceback
 from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import libcst as cst
 
-from lintorch import notebook, registry, source
+from lintorch import imports, notebook, registry, source
 from lintorch.analysis import Analysis
 from lintorch.index import ModuleIndex
 from lintorch.rule import Finding, Report, Rule, Severity
@@ -399,34 +397,10 @@ def _dedupe(findings: List[Finding]) -> List[Finding]:
 
 
 def read_file(path: str, display_path: str) -> Union[bytes, Finding]:
-    """The file's bytes, or the LT000 finding saying why it cannot be read.
-
-    Opened non-blocking and checked with fstat, so a FIFO or device that
-    happens to be named ``*.py`` is reported instead of hanging the run."""
-    fd = -1
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISREG(mode):
-            with os.fdopen(fd, "rb") as handle:
-                fd = -1
-                return handle.read()
-        if stat.S_ISDIR(mode):  # named explicitly, or yielded by a walk that could not list it
-            with os.scandir(path):
-                reason = "is a directory"
-        else:
-            reason = "not a regular file (a FIFO, socket or device)"
-    except IsADirectoryError:
-        reason = "is a directory"
-    except OSError as exc:
-        what = "directory" if os.path.isdir(path) else "file"
-        reason = f"cannot read {what}: {exc.strerror or exc}"
-    except MemoryError:
-        reason = "file too large to read into memory"
-    finally:
-        if fd >= 0:
-            os.close(fd)
-    return error_finding(display_path, source.SourceError(reason))
+    """The file's bytes, or the LT000 finding saying why it cannot be read
+    (a FIFO or device named ``*.py`` is reported, not waited on)."""
+    data = imports.read_regular_file(path)
+    return data if isinstance(data, bytes) else error_finding(display_path, source.SourceError(data))
 
 
 def read_and_lint(path: str, display_path: str, rules: Sequence[Rule], *, debug: bool = False) -> List[Finding]:

@@ -20,7 +20,7 @@ import json
 import os
 import re
 import stat
-from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 #: Files and directories marking a project root.
 PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
@@ -256,21 +256,36 @@ def _notebook_code(data: bytes) -> bytes:
 
 def read_bytes(path: str, limit: int = 8 * 1024 * 1024) -> Optional[bytes]:
     """A regular file's bytes; None for anything else (a FIFO is never
-    waited on: it is opened non-blocking and checked first), for an
-    unreadable file, or for one over ``limit``."""
+    waited on), for an unreadable file, or for one over ``limit``."""
+    data = read_regular_file(path, limit)
+    return data if isinstance(data, bytes) else None
+
+
+def read_regular_file(path: str, limit: Optional[int] = None) -> Union[bytes, str]:
+    """A regular file's bytes, or why they cannot be read. Opened
+    non-blocking and checked with fstat, so a FIFO or device that happens
+    to be named ``*.py`` is reported instead of hanging the run."""
+    fd = -1
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except OSError:
-        return None
-    try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
-            return None
-        with os.fdopen(fd, "rb") as handle:
-            fd = -1
-            return handle.read()
-    except (OSError, MemoryError):
-        return None
+        if stat.S_ISREG(info.st_mode):
+            if limit is not None and info.st_size > limit:
+                return f"file larger than {limit} bytes"
+            with os.fdopen(fd, "rb") as handle:
+                fd = -1
+                return handle.read()
+        if stat.S_ISDIR(info.st_mode):  # named explicitly, or yielded by a walk that could not list it
+            with os.scandir(path):
+                return "is a directory"
+        return "not a regular file (a FIFO, socket or device)"
+    except IsADirectoryError:
+        return "is a directory"
+    except OSError as exc:
+        what = "directory" if os.path.isdir(path) else "file"
+        return f"cannot read {what}: {exc.strerror or exc}"
+    except MemoryError:
+        return "file too large to read into memory"
     finally:
         if fd >= 0:
             os.close(fd)
