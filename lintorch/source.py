@@ -126,6 +126,11 @@ MAX_NESTING = 1000
 _MAX_BRACKETS = 200
 _SHAPE_RE = re.compile(
     r"""
+    # Every token starts with one of these characters: saying so first lets
+    # the scan skip the text between tokens without trying each alternative
+    # at every character (the scan takes a third of the time).
+    (?=["'\#\\\r\n()\[\]{},l])
+    (?:
     (?P<skip>                          # strings and comments: brackets inside do not count
         \"\"\"(?:[^"\\]|\\.|"(?!""))*(?:\"\"\"|\Z)
       | '''(?:[^'\\]|\\.|'(?!''))*(?:'''|\Z)
@@ -139,6 +144,7 @@ _SHAPE_RE = re.compile(
     | (?P<close>[)\]}])
     | (?P<comma>,)
     | (?P<binder>\blambda\b)          # commas after it separate no siblings
+    )
     """,
     re.VERBOSE | re.DOTALL,
 )
