@@ -48,10 +48,14 @@ def error_finding(path: str, error: source.SourceError) -> Finding:
 
 def could_trigger(data: bytes, rules: Sequence[Rule]) -> List[Rule]:
     """The rules whose trigger words occur in the raw bytes (the cheap
-    prefilter that spares most library files the parse). With a project,
-    :meth:`Project.could_trigger` adds the rules whose words occur in the
-    files the analysis may take facts from."""
+    prefilter that spares most library files the parse)."""
     return [rule for rule in rules if any(word in data for word in rule.trigger_bytes())]
+
+
+def candidate_rules(data: bytes, path: str, rules: Sequence[Rule], project: Optional["Project"] = None) -> List[Rule]:
+    """:func:`could_trigger`; with a project, also the rules whose words
+    occur in the files the analysis may take facts from."""
+    return project.could_trigger(path, data, rules) if project is not None else could_trigger(data, rules)
 
 
 def syntax_error(text: str) -> Optional[source.SourceError]:
@@ -89,9 +93,7 @@ def lint_bytes(
         return lint_notebook(
             data, path, rules, apply_noqa=apply_noqa, debug=debug, check_syntax=check_syntax, project=project
         )
-    candidates = could_trigger(data, rules)
-    if project is not None and len(candidates) < len(rules):
-        candidates = project.could_trigger(path, candidates, rules)
+    candidates = candidate_rules(data, path, rules, project)
     decoded = source.decode(data)
     if isinstance(decoded, source.SourceError):
         return [error_finding(path, decoded)]
@@ -116,9 +118,8 @@ def lint_text(
     project: Optional["Project"] = None,
 ) -> List[Finding]:
     """Lint already-decoded source (the flake8 plugin, editors' buffers)."""
-    candidates = [rule for rule in rules if any(word in text for word in rule.triggers)]
-    if project is not None and len(candidates) < len(rules):
-        candidates = project.could_trigger(path, candidates, rules)
+    # UTF-8 keeps the ASCII trigger words and makes no ASCII of anything else
+    candidates = candidate_rules(text.encode("utf-8", "surrogatepass"), path, rules, project)
     if "\x00" in text:
         return [error_finding(path, source.SourceError("file contains a null byte (binary file?)"))]
     if not candidates:
@@ -265,9 +266,7 @@ def lint_notebook(
     if isinstance(cells, source.SourceError):
         return [error_finding(path, cells)]
     codes = [notebook.cell_code(cell) for cell in cells]
-    candidates = could_trigger("".join(code.text for code in codes).encode("utf-8"), rules)
-    if project is not None and len(candidates) < len(rules):
-        candidates = project.could_trigger(path, candidates, rules)
+    candidates = candidate_rules("".join(code.text for code in codes).encode("utf-8"), path, rules, project)
     if not candidates:
         return _sorted_by_cell(_cells_that_parse(codes, path)[1]) if check_syntax else []
     prog, module, findings = notebook_program(codes, path)

@@ -144,7 +144,7 @@ def _fix_bytes(
         outcome.remaining = [f for f in engine.lint_bytes(data, path, rules, debug=debug, project=project) if keep(f)]
         outcome.skipped = f"not fixed: re-encoding it as {decoded.encoding} would not give back its bytes"
         return outcome
-    if not _candidates(data, path, rules, project):
+    if not engine.candidate_rules(data, path, rules, project):
         # no rule can fire: nothing to fix, but a syntax error is still reported
         outcome.remaining = [f for f in engine.lint_bytes(data, path, rules, debug=debug, project=project) if keep(f)]
         outcome.text = text
@@ -157,7 +157,7 @@ def _fix_bytes(
         if isinstance(module, source.SourceError):
             outcome.remaining = [engine.error_finding(path, module)]
             return outcome  # the original does not parse: text stays None
-        candidates = _candidates(text.encode("utf-8"), path, rules, project)
+        candidates = engine.candidate_rules(text.encode("utf-8"), path, rules, project)
         findings = [f for f in engine.lint_module(module, text, path, candidates, debug=debug, project=project) if keep(f)]
         if budget is None:
             # A code gets as many fixes as it had fixable findings in the
@@ -186,7 +186,7 @@ def _fix_bytes(
     else:
         module = source.parse(text)
         if not isinstance(module, source.SourceError):
-            candidates = _candidates(text.encode("utf-8"), path, rules, project)
+            candidates = engine.candidate_rules(text.encode("utf-8"), path, rules, project)
             findings = [f for f in engine.lint_module(module, text, path, candidates, debug=debug, project=project) if keep(f)]
     if text != outcome.original_text and _encoded(outcome, text) is None:
         outcome.skipped = f"not fixed: the fixed code cannot be written in the file's encoding ({outcome.encoding})"
@@ -196,15 +196,6 @@ def _fix_bytes(
     outcome.text = text
     outcome.remaining = findings
     return outcome
-
-
-def _candidates(data: bytes, path: str, rules: Sequence[Rule], project) -> List[Rule]:
-    """The rules whose trigger words occur in the file or, with a project,
-    in the files it takes facts from."""
-    candidates = engine.could_trigger(data, rules)
-    if project is not None and len(candidates) < len(rules):
-        candidates = project.could_trigger(path, candidates, rules)
-    return candidates
 
 
 def _encoded(outcome: FixOutcome, text: str) -> Optional[bytes]:

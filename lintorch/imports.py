@@ -14,6 +14,7 @@ under these roots (third-party, the standard library, a typo) is not a
 project module and stays opaque.
 """
 
+import bisect
 import fnmatch
 import hashlib
 import json
@@ -309,6 +310,12 @@ class ImportGraph:
         #: file -> the dotted names it may import; None when the project is
         #: too large to scan.
         self._names: Optional[Dict[str, FrozenSet[str]]] = None
+        #: Every file's names, one per line, file after file (``_starts``:
+        #: where each file's lines begin): one substring search finds the
+        #: files whose import lines spell a module's name.
+        self._text = ""
+        self._starts: List[int] = []
+        self._owners: List[str] = []
         self._scanned = False
         self._direct: Dict[str, FrozenSet[str]] = {}
 
@@ -326,8 +333,32 @@ class ImportGraph:
     def _scan(self) -> None:
         self._scanned = True
         files = self._files()
-        if files is not None:
-            self._names = {path: self.graphs.names_of(path) for path in files}
+        if files is None:
+            return
+        self._names = {path: self.graphs.names_of(path) for path in files}
+        chunks = []
+        offset = 0
+        for path, names in self._names.items():
+            if names:
+                chunk = "".join(name + "\n" for name in sorted(names))
+                self._starts.append(offset)
+                self._owners.append(path)
+                chunks.append(chunk)
+                offset += len(chunk)
+        self._text = "".join(chunks)
+
+    def _spelling(self, word: str) -> List[str]:
+        """The files with an imported name containing ``word`` (no newline)."""
+        out = []
+        text, starts = self._text, self._starts
+        at = text.find(word)
+        while at >= 0:
+            owner = bisect.bisect_right(starts, at) - 1
+            out.append(self._owners[owner])
+            if owner + 1 >= len(starts):
+                break
+            at = text.find(word, starts[owner + 1])
+        return out
 
     def _direct_importers(self, path: str) -> FrozenSet[str]:
         found = self._direct.get(path)
@@ -336,11 +367,11 @@ class ImportGraph:
             base = os.path.basename(path)
             word = os.path.basename(os.path.dirname(path)) if base == "__init__.py" else os.path.splitext(base)[0]
             out = set()
-            for importer, names in self._names.items():
-                if importer == path or not any(word in name for name in names):
+            for importer in self._spelling(word) if "\n" not in word else ():
+                if importer == path:
                     continue
                 module = self.graphs.module(importer)
-                if any((self.graphs.resolve(module, name) or ("",))[0] == path for name in names if word in name):
+                if any((self.graphs.resolve(module, name) or ("",))[0] == path for name in self._names[importer] if word in name):
                     out.add(importer)
             found = self._direct[path] = frozenset(out)
         return found
@@ -383,6 +414,7 @@ class Graphs:
         self.paths = paths or Paths()
         self._graphs: Dict[str, ImportGraph] = {}
         self._imports: Dict[str, FrozenSet[str]] = {}
+        self._sorted_imports: Dict[str, Tuple[str, ...]] = {}
         self._modules: Dict[str, Module] = {}
         self._facts: Dict[str, Tuple[FrozenSet[str], Tuple[str, ...]]] = {}
         self._resolved: Dict[tuple, Optional[Tuple[str, List[str]]]] = {}
@@ -434,6 +466,13 @@ class Graphs:
             found = self._imports[path] = frozenset(out)
         return found
 
+    def _imports_descending(self, path: str) -> Tuple[str, ...]:
+        """:meth:`imports_of`, sorted in reverse (the walk pops the first)."""
+        found = self._sorted_imports.get(path)
+        if found is None:
+            found = self._sorted_imports[path] = tuple(sorted(self.imports_of(path), reverse=True))
+        return found
+
     def importers(self, module: Module, limit: int) -> Optional[FrozenSet[str]]:
         if module.name is None:
             return frozenset()  # a notebook or a script that cannot be imported
@@ -448,13 +487,13 @@ class Graphs:
         they are few), at most ``limit`` of them."""
         path = os.path.abspath(path)
         out: Dict[str, None] = {}
-        todo = sorted(self.imports_of(path), reverse=True)
+        todo = list(self._imports_descending(path))
         while todo and len(out) < limit:
             current = todo.pop()
             if current in out or current == path:
                 continue
             out[current] = None
-            todo.extend(sorted(self.imports_of(current) - out.keys(), reverse=True))
+            todo.extend(other for other in self._imports_descending(current) if other not in out)
         for importer in sorted(self.importers(self.module(path), MAX_IMPORTERS) or ()):
             if len(out) >= limit:
                 break

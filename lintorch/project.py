@@ -22,6 +22,7 @@ module's content digest, and the importers found for a module), so the
 findings cache can tell when those facts change.
 """
 
+import functools
 import os
 from collections import OrderedDict
 from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
@@ -104,6 +105,8 @@ class Project(ImportResolver):
         self.parsed = 0
         self._ever_parsed: Dict[str, None] = {}
         self._words: Dict[str, FrozenSet[bytes]] = {}
+        self._words_by_content: Dict[str, FrozenSet[bytes]] = {}
+        self._located: List[_Entry] = []  # entries whose positions were computed
 
     # -- the file being linted --------------------------------------------
 
@@ -111,8 +114,9 @@ class Project(ImportResolver):
         """Start linting ``path``: drop what exceeds the budget, start recording."""
         self._current = os.path.abspath(path)
         self._deps = Dependencies()
-        for entry in self._entries.values():
+        for entry in self._located:  # positions are large: kept for one file's messages only
             entry.positions = None
+        self._located = []
         self._evict()
 
     def end(self) -> Dependencies:
@@ -212,15 +216,20 @@ class Project(ImportResolver):
 
     # -- the trigger-word prefilter --------------------------------------
 
-    def could_trigger(self, path: str, triggered: Sequence, rules: Sequence) -> List:
-        """``triggered`` (the rules whose trigger words occur in the file)
-        plus those whose words occur in a file its analysis may take facts
-        from (``imports.Graphs.related``): a helper in utils.py that calls
+    def could_trigger(self, path: str, data: bytes, rules: Sequence) -> List:
+        """The rules whose trigger words occur in ``data`` (the file at
+        ``path``) or in a file its analysis may take facts from
+        (``imports.Graphs.related``): a helper in utils.py that calls
         ``backward()`` makes the missing ``zero_grad()`` of train.py's loop
-        findable although train.py never says ``backward``."""
+        findable although train.py never says ``backward``. Each content
+        is searched for the words once per run, linted or read for facts."""
+        own = self._words_of(data)
+        triggered = [rule for rule in rules if _spelled(rule, own, data)]
+        if len(triggered) == len(rules):
+            return triggered
         related = self.graphs.related(path)
         if not related:
-            return list(triggered)
+            return triggered
         present = frozenset().union(*(self._words_in(other) for other in related))
         for other in related:
             self._record(other)  # a word added there may let a rule run here
@@ -233,7 +242,15 @@ class Project(ImportResolver):
         if words is None:
             data = imports.read_bytes(path)
             self._digests.setdefault(path, imports.digest(data))
-            words = self._words[path] = frozenset(w for w in _vocabulary() if w in (data or b""))
+            words = self._words[path] = self._words_of(data or b"")
+        return words
+
+    def _words_of(self, data: bytes) -> FrozenSet[bytes]:
+        """The rules' trigger words occurring in ``data``, by content."""
+        key = imports.digest(data)
+        words = self._words_by_content.get(key)
+        if words is None:
+            words = self._words_by_content[key] = frozenset(w for w in _vocabulary() if w in data)
         return words
 
     # -- messages -----------------------------------------------------------
@@ -251,6 +268,7 @@ class Project(ImportResolver):
             if entry.positions is None:
                 with source.deep_recursion():
                     entry.positions = MetadataWrapper(entry.index.module, unsafe_skip_copy=True).resolve(PositionProvider)
+                self._located.append(entry)
             position = entry.positions.get(node)
             if position is not None:
                 line = position.start.line
@@ -337,6 +355,15 @@ class Project(ImportResolver):
             entry.index.release()
 
 
+def _spelled(rule, present: FrozenSet[bytes], data: bytes) -> bool:
+    """Whether one of the rule's trigger words occurs (``present``: the
+    words of the vocabulary that do; a rule outside the registry's
+    vocabulary is searched for in ``data`` itself)."""
+    vocabulary = _vocabulary()
+    return any(word in present if word in vocabulary else word in data for word in rule.trigger_bytes())
+
+
+@functools.lru_cache(maxsize=None)
 def _vocabulary() -> FrozenSet[bytes]:
     """Every rule's trigger words."""
     from lintorch import registry

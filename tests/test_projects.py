@@ -126,7 +126,7 @@ def test_trigger_words_of_related_files_never_hide_a_finding(root, monkeypatch):
         out = set()
         if unfiltered:
             monkeypatch.setattr(engine, "could_trigger", lambda data, rules: list(rules))
-            monkeypatch.setattr(Project, "could_trigger", lambda self, path, triggered, rules: list(rules))
+            monkeypatch.setattr(Project, "could_trigger", lambda self, path, data, rules: list(rules))
         for path in project_files(root):
             relative = path.relative_to(root).as_posix()
             project.begin(relative)
