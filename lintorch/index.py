@@ -419,6 +419,8 @@ class ModuleIndex:
         self._aliases: Optional[Dict[str, str]] = None
         self._order = 0
         self._call_at: Optional[Dict[int, CallSite]] = None
+        self._calls_by_name: Optional[Dict[str, List[CallSite]]] = None
+        self._import_names: Optional[Dict[str, List[str]]] = None
         self._loop_nodes: Dict[int, set] = {}
         self._attr_assigns_by_scope: Optional[Dict[Scope, List[AttrAssign]]] = None
         #: Set by a project (``lintorch.project``): resolves this module's
@@ -449,6 +451,28 @@ class ModuleIndex:
         if self._call_at is None:
             self._call_at = {id(call.node): call for call in self.calls}
         return self._call_at.get(id(node))
+
+    def calls_spelling(self, name: str) -> List[CallSite]:
+        """The calls whose callee is spelled ``name``: ``name(...)`` or ``x.name(...)``."""
+        if self._calls_by_name is None:
+            self._calls_by_name = {}
+            for call in self.calls:
+                func = call.node.func
+                spelled = func.value if isinstance(func, cst.Name) else func.attr.value if isinstance(func, cst.Attribute) else None
+                if spelled is not None:
+                    self._calls_by_name.setdefault(spelled, []).append(call)
+        return self._calls_by_name.get(name, [])
+
+    def names_importing(self, name: str) -> List[str]:
+        """The names the module's top-level imports bind to something called
+        ``name`` elsewhere (``run_eval`` for ``from utils import evaluate as run_eval``)."""
+        if self._import_names is None:
+            self._import_names = {}
+            for bindings in self.module_scope.bindings.values():
+                for binding in bindings:
+                    if binding.kind == "import" and binding.qualname:
+                        self._import_names.setdefault(binding.qualname.rsplit(".", 1)[-1], []).append(binding.name)
+        return self._import_names.get(name, [])
 
     def loop_contains(self, loop: LoopInfo, node: cst.CSTNode) -> bool:
         """Whether ``node`` lies in the body of ``loop`` (scans the loop once)."""
@@ -648,6 +672,7 @@ class ModuleIndex:
             klass.self_attrs.clear()
         for table in (self.scopes, self.calls, self.loops, self.attr_assigns, self.functions, self.classes):
             table.clear()
+        self._call_at = self._calls_by_name = self._import_names = None
         self.function_of.clear()
         self.class_of.clear()
         self._call_at = self._attr_assigns_by_scope = None

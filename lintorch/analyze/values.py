@@ -368,37 +368,30 @@ class Values:
         """The calls of another module that may run ``function``: those
         spelling its name (its class's for ``__init__``), or a name it is
         imported as there. Only these are resolved."""
-        by_name = self.__dict__.setdefault("_calls_by_name", {}).get(id(index))
-        if by_name is None:
-            by_name = {}
-            for call in index.calls:
-                func = call.node.func
-                name = func.value if isinstance(func, cst.Name) else func.attr.value if isinstance(func, cst.Attribute) else None
-                if name is not None:
-                    by_name.setdefault(name, []).append(call)
-            self.__dict__["_calls_by_name"][id(index)] = by_name
-            self.__dict__.setdefault("_indexes_kept", []).append(index)  # keeps id() unique
         name = function.name
         if name == "__init__" and function.klass is not None:
             name = function.klass.name
-        names = {name}
-        for bindings in index.module_scope.bindings.values():
-            for binding in bindings:
-                if binding.kind == "import" and binding.qualname and binding.qualname.rsplit(".", 1)[-1] == name:
-                    names.add(binding.name)  # ``from utils import evaluate as run_eval``
-        return [call for alias in names for call in by_name.get(alias, ())]
+        names = {name, *index.names_importing(name)}
+        return [call for alias in names for call in index.calls_spelling(alias)]
 
     def local_callee(self, call: CallSite) -> Optional[FunctionInfo]:
         """The function ``call`` invokes, if visible: one of this module, or
         of a module of the project it imports (``evaluate(...)`` after
         ``from utils import evaluate``, ``utils.evaluate(...)``);
         ``Trainer(model)`` runs ``Trainer.__init__``."""
+        # Asked again and again (callers, forwards, effects): resolved once
+        # per call site (the node is kept so that its id stays unique).
+        cache = self.__dict__.setdefault("_callee_cache", {})
+        known = cache.get(id(call.node))
+        if known is not None and known[0] is call.node:
+            return known[1]
         function = self.local_function(Value(call.node, call.scope, call.order))
         func = call.node.func
         if function is None and isinstance(func, (cst.Name, cst.Attribute)):
             klass = self.class_of(func, call.scope, call.order)
             if klass is not None:
                 function = self.method_of(klass, "__init__")
+        cache[id(call.node)] = (call.node, function)
         return function
 
     def from_project(self, call: CallSite) -> bool:
