@@ -43,6 +43,7 @@ class Optimization:
         self.data = data
         self.index = values.index
         self._function_effects: Dict[FunctionInfo, FrozenSet[str]] = {}
+        self._cut_by_cycle = False  # the function being summarised reached one still in progress
         self._loop_effects: Dict[LoopInfo, Witnesses] = {}
         self._receiver_kinds: Dict[int, Optional[str]] = {}
 
@@ -95,8 +96,10 @@ class Optimization:
             return cached
         active = _active if _active is not None else set()
         if id(function) in active:
+            self._cut_by_cycle = True
             return frozenset()
         active.add(id(function))
+        outer_cut, self._cut_by_cycle = self._cut_by_cycle, False
         effects: Set[str] = set()
         scopes = function.scope.with_descendants()
         for scope in scopes:
@@ -108,8 +111,11 @@ class Optimization:
                 if _clears_grad(assign):
                     effects.add(ZERO_GRAD)
         active.discard(id(function))
+        cut, self._cut_by_cycle = self._cut_by_cycle, outer_cut or self._cut_by_cycle
         result = frozenset(effects)
-        if not active:  # only cache results not truncated by recursion
+        # Cached unless a recursive call cut it short: the outermost call's
+        # result is whole, as is one that met no function in progress.
+        if not active or not cut:
             self._function_effects[function] = result
         return result
 
