@@ -415,6 +415,7 @@ class Graphs:
         self._graphs: Dict[str, ImportGraph] = {}
         self._imports: Dict[str, FrozenSet[str]] = {}
         self._sorted_imports: Dict[str, Tuple[str, ...]] = {}
+        self._related: Dict[Tuple[str, int], Tuple[str, ...]] = {}
         self._modules: Dict[str, Module] = {}
         self._facts: Dict[str, Tuple[FrozenSet[str], Tuple[str, ...]]] = {}
         self._resolved: Dict[tuple, Optional[Tuple[str, List[str]]]] = {}
@@ -481,11 +482,14 @@ class Graphs:
             graph = self._graphs[module.project_root] = ImportGraph(module.project_root, self)
         return graph.importers(module.path, limit)
 
-    def related(self, path: str, limit: int = MAX_RELATED) -> List[str]:
+    def related(self, path: str, limit: int = MAX_RELATED) -> Tuple[str, ...]:
         """The files whose facts an analysis of ``path`` may use: the project
         modules it imports, transitively, and the files importing it (when
         they are few), at most ``limit`` of them."""
         path = os.path.abspath(path)
+        known = self._related.get((path, limit))
+        if known is not None:
+            return known
         out: Dict[str, None] = {}
         todo = list(self._imports_descending(path))
         while todo and len(out) < limit:
@@ -498,7 +502,8 @@ class Graphs:
             if len(out) >= limit:
                 break
             out.setdefault(importer, None)
-        return list(out)
+        found = self._related[(path, limit)] = tuple(out)
+        return found
 
 
 class DependencyCheck:

@@ -22,8 +22,10 @@ module's content digest, and the importers found for a module), so the
 findings cache can tell when those facts change.
 """
 
+import bisect
 import functools
 import os
+import sys
 from collections import OrderedDict
 from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
@@ -42,6 +44,7 @@ DEFAULT_MEMORY_MB = 150
 DEFAULT_BUDGET_CHARS = DEFAULT_MEMORY_MB * 1024 * 1024 // BYTES_PER_CHAR
 _MAX_REEXPORT_DEPTH = 8
 _MISSING = object()
+_NEVER = sys.maxsize
 
 #: ``(data, path) -> (text, module, line label)`` for notebooks, or None.
 NotebookLoader = Callable[[bytes, str], Optional[Tuple[str, cst.Module, Callable[[int], str]]]]
@@ -107,12 +110,46 @@ class Project(ImportResolver):
         self._words: Dict[str, FrozenSet[bytes]] = {}
         self._words_by_content: Dict[str, FrozenSet[bytes]] = {}
         self._located: List[_Entry] = []  # entries whose positions were computed
+        #: With :meth:`expect`: each file's position in the files to lint,
+        #: and the positions of the files that may take facts from a module.
+        self._plan: Dict[str, int] = {}
+        self._uses: Optional[Dict[str, List[int]]] = None
+        self._step = 0
 
     # -- the file being linted --------------------------------------------
+
+    def expect(self, paths: Sequence[str]) -> None:
+        """The files this process will lint, in order. Beyond the memory
+        budget, the modules dropped are then those needed again latest (or
+        never), as their import relations tell, not the least recently used:
+        a module many files import stays parsed while a linted file nothing
+        else reads goes."""
+        self._plan = {}
+        self._uses = None
+        if len(paths) < 2:
+            return  # nothing is dropped while one file is linted
+        uses: Dict[str, List[int]] = {}
+        for step, path in enumerate(paths):
+            absolute = os.path.abspath(path)
+            self._plan.setdefault(absolute, step)
+            uses.setdefault(absolute, []).append(step)
+            for other in self._likely_read(absolute):
+                uses.setdefault(other, []).append(step)
+        self._uses = uses
+        self._step = 0
+
+    def _likely_read(self, path: str) -> FrozenSet[str]:
+        """The modules an analysis of ``path`` is likely to read: those it
+        imports and those importing it. (Its transitive imports, or the
+        modules re-exported by the packages it imports, forecast worse:
+        more re-parses on the bench corpus, as they are mostly never read.)"""
+        graphs = self.graphs
+        return graphs.imports_of(path) | (graphs.importers(graphs.module(path), self.max_importers) or frozenset())
 
     def begin(self, path: str) -> None:
         """Start linting ``path``: drop what exceeds the budget, start recording."""
         self._current = os.path.abspath(path)
+        self._step = self._plan.get(self._current, self._step)
         self._deps = Dependencies()
         for entry in self._located:  # positions are large: kept for one file's messages only
             entry.positions = None
@@ -343,16 +380,38 @@ class Project(ImportResolver):
         return entry
 
     def _evict(self) -> None:
-        """Drop the least recently used modules until the budget holds.
-        (Keeping the modules most files import instead made a library
-        package re-parse more: they crowd out the neighbours the next file
-        needs.)"""
+        """Drop modules until the budget holds: those needed latest by the
+        files still to lint (:meth:`expect`), the least recently used first
+        among equals. (Keeping the modules most files import, whatever the
+        order, made a library package re-parse more: they crowd out the
+        neighbours the next file needs.)"""
         while self._chars > self.budget_chars and self._entries:
-            path, entry = next(iter(self._entries.items()))
-            del self._entries[path]
+            path = self._victim()
+            entry = self._entries.pop(path)
             self._by_index.pop(id(entry.index), None)
             self._chars -= entry.chars
             entry.index.release()
+
+    def _victim(self) -> str:
+        if self._uses is None:
+            return next(iter(self._entries))
+        victim, latest = "", -1
+        for path in self._entries:  # least recently used first
+            use = self._next_use(path)
+            if use > latest:
+                victim, latest = path, use
+                if use == _NEVER:
+                    break
+        return victim
+
+    def _next_use(self, path: str) -> int:
+        """The position of the next file to lint that may read ``path`` (the
+        current file included), or _NEVER."""
+        uses = (self._uses or {}).get(path)
+        if not uses:
+            return _NEVER
+        at = bisect.bisect_left(uses, self._step)
+        return uses[at] if at < len(uses) else _NEVER
 
 
 def _spelled(rule, present: FrozenSet[bytes], data: bytes) -> bool:

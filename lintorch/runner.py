@@ -145,6 +145,7 @@ def _init_worker(config: config_mod.Config, cache_dir: Optional[str], debug: boo
 
 def _lint_chunk(paths: Sequence[str]) -> List[Tuple[str, List[Finding]]]:
     assert _WORKER is not None
+    _WORKER.project.expect([display_path(path) for path in paths])
     out = []
     for path in paths:
         out.append((path, _WORKER.lint_path(path)))
@@ -252,6 +253,8 @@ def _lint_serially(linter: FileLinter, paths: Sequence[str], misses: Sequence[in
     old_threshold = gc.get_threshold()
     gc.set_threshold(100_000, 50, 100)
     try:
+        if misses:
+            linter.project.expect([display_path(paths[i]) for i in misses])
         for i in misses:
             yield i, linter.lint_path(paths[i])
             _settle()

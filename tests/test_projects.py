@@ -252,3 +252,50 @@ def test_a_trigger_word_appearing_in_a_helper_invalidates_the_caller(tmp_path):
     assert _cached_lint(root, "main.py") == set()
     engine.write_text((PROJECTS_DIR / "step_helper_without_zero_grad" / "engine.py").read_text())
     assert _cached_lint(root, "main.py") == {("main.py", 14, "LT201")}
+
+
+def test_modules_needed_again_stay_parsed_beyond_the_memory_budget(tmp_path):
+    """Told which files it will lint (``expect``), a project over its budget
+    drops the modules no later file reads before one it imports: the model
+    module of the first and the last file is parsed once, where dropping the
+    least recently used module parses it twice."""
+    from lintorch import engine, registry
+    from lintorch.project import Project
+
+    model = (
+        "import torch.nn as nn\nimport torch.nn.functional as F\n\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.out = nn.Linear(64, 4)\n\n"
+        "    def forward(self, x):\n        return F.softmax(self.out(x), dim=1)\n"
+    )
+    padding = "".join(f"\n\ndef unused_{i}(x):\n    return x + {i}\n" for i in range(60))
+    train = (
+        "import torch\nimport torch.nn as nn\nfrom shared import Net\n\n"
+        "net = Net()\ncriterion = nn.NLLLoss()\noptimizer = torch.optim.Adam(net.parameters())\n"
+        "for x, y in batches:\n    optimizer.zero_grad()\n    loss = criterion(net(x), y)\n"
+        "    loss.backward()\n    optimizer.step()\n"
+    )
+    write(tmp_path / "pyproject.toml", "")
+    shared = write(tmp_path / "shared.py", model + padding)
+    write(tmp_path / "first.py", train)
+    other = write(tmp_path / "other.py", model.replace("Net", "Other") + padding)
+    write(tmp_path / "last.py", train)
+    rules = registry.instantiate(registry.known_codes(), registry.known_codes())
+    order = [str(tmp_path / name) for name in ("first.py", "other.py", "last.py")]
+    # room for the model module and half of the unrelated one
+    budget = len(shared.read_text()) + len(other.read_text()) // 2
+
+    def parses(forecast: bool):
+        project = Project(budget_chars=budget, notebook_loader=engine.notebook_tree)
+        if forecast:
+            project.expect(order)
+        codes = []
+        for path in order:
+            project.begin(path)
+            codes.append([f.code for f in engine.lint_bytes(Path(path).read_bytes(), path, rules, project=project)])
+            project.end()
+        return project.reparsed, codes
+
+    reparsed, codes = parses(forecast=False)
+    assert reparsed == 1 and codes[0] == codes[2] == ["LT103"]  # the budget is tight enough to matter
+    assert parses(forecast=True) == (0, codes)
