@@ -237,3 +237,34 @@ def test_optimized_module():
     }
     for source, expected in expressions.items():
         assert Optimization.optimized_module(cst.parse_expression(source)) == expected, source
+
+
+def test_helper_effects_through_recursion_are_whole_whichever_is_asked_first():
+    """``outer`` and ``inner`` call each other; ``inner`` also runs a helper
+    that steps. Summarised inside ``outer``, ``inner`` is cut short (outer is
+    still in progress) and must not be remembered so: asked afterwards, it
+    still has every effect."""
+    code = """
+        def stepper(opt):
+            opt.step()
+
+        def outer(opt, loss):
+            loss.backward()
+            inner(opt, loss)
+
+        def inner(opt, loss):
+            stepper(opt)
+            if loss is None:
+                outer(opt, loss)
+
+        def leaf(opt):
+            stepper(opt)
+        """
+    analysis = build(code)
+    functions = {f.name: f for f in analysis.index.functions}
+    assert analysis.optim.function_effects(functions["outer"]) == {BACKWARD, STEP}
+    assert analysis.optim.function_effects(functions["inner"]) == {BACKWARD, STEP}
+    assert analysis.optim.function_effects(functions["leaf"]) == {STEP}
+    fresh = build(code)
+    fresh_functions = {f.name: f for f in fresh.index.functions}
+    assert fresh.optim.function_effects(fresh_functions["inner"]) == {BACKWARD, STEP}

@@ -85,6 +85,19 @@ def test_importers_through_a_package_reexport_and_a_notebook(tree):
     assert graphs.importers(graphs.module(str(tree / "nb.ipynb")), 12) == frozenset()
 
 
+def test_importers_are_resolved_not_just_spelled(tree):
+    """Files spelling a module's name are candidates; only those whose
+    import resolves to it are importers (one file may spell it twice)."""
+    write(tree / "utils_extra.py", "thing = 1\n")
+    write(tree / "extra_user.py", "import utils_extra\nfrom utils_extra import thing\n")
+    write(tree / "both.py", "import utils\nfrom utils import evaluate as run_eval\nimport utils_extra\n")
+    graphs = imports.Graphs()
+    utils = graphs.importers(graphs.module(str(tree / "utils.py")), 12)
+    assert str(tree / "both.py") in utils and str(tree / "extra_user.py") not in utils
+    extra = graphs.importers(graphs.module(str(tree / "utils_extra.py")), 12)
+    assert extra == {str(tree / "extra_user.py"), str(tree / "both.py")}
+
+
 def test_a_project_too_large_is_not_scanned(tree, monkeypatch):
     monkeypatch.setattr(imports, "MAX_SCANNED_FILES", 3)
     graphs = imports.Graphs()
