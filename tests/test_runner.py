@@ -98,25 +98,28 @@ def test_cache_misses_when_a_rule_module_changes(project, run_cli, monkeypatch):
     assert calls, "the edited rules were not run: stale cache entry served"
 
 
-def test_chunks_keep_directories_together_and_come_largest_first(tmp_path):
-    from lintorch.runner import plan_chunks
+def test_lanes_keep_directories_together_and_share_the_bytes(tmp_path):
+    from lintorch.runner import plan_lanes
 
-    sizes = {"a/1.py": 10, "a/2.py": 10, "a/3.py": 10, "b/big.py": 400, "c/1.py": 50, "c/2.py": 60}
+    sizes = {"a/1.py": 100, "a/2.py": 100, "a/3.py": 100, "b/big.py": 400, "c/1.py": 250, "c/2.py": 250}
     paths = []
     for name, size in sizes.items():
         paths.append(str(write(tmp_path / name, "#" * size)))
-    chunks = plan_chunks(paths, workers=2)
-    assert sorted(i for chunk in chunks for i in chunk) == list(range(len(paths)))
-    assert [paths[i] for i in chunks[0]] == [str(tmp_path / "b" / "big.py")]
-    for chunk in chunks:
-        assert len({os.path.dirname(paths[i]) for i in chunk}) == 1
-    totals = [sum(sizes[paths[i][len(str(tmp_path)) + 1 :]] for i in chunk) for chunk in chunks]
-    assert totals == sorted(totals, reverse=True)
+    lanes = plan_lanes(paths, workers=2)
+    assert len(lanes) == 2
+    order = [i for lane in lanes for chunk in lane for i in chunk]
+    assert order == list(range(len(paths)))  # consecutive runs of the files, in order
+    for lane in lanes:
+        for chunk in lane:
+            assert len({os.path.dirname(paths[i]) for i in chunk}) == 1
+    totals = [sum(sizes[paths[i][len(str(tmp_path)) + 1 :]] for chunk in lane for i in chunk) for lane in lanes]
+    assert totals == [700, 500]  # a/ and b/big.py, then c/: the nearest split to half of 1,200
+    assert plan_lanes(paths[:1], workers=4)[0] == [[0]]
 
 
 def test_parallel_results_come_in_input_order(project):
-    """The pool hands out the largest work first; results still stream in
-    the order the files were given."""
+    """Each worker lints its own run of files, taking others' when it runs
+    out; results still stream in the order the files were given."""
     from lintorch import config, runner
 
     paths = [str(write(project / f"d{i % 5}" / f"m{i:02d}.py", BUGGY if i % 4 == 0 else CLEAN * (1 + i % 7))) for i in range(40)]
