@@ -11,11 +11,12 @@ the scope's own index.
 
 Modules are parsed and indexed lazily, the first time a fact needs them,
 and kept for the rest of the run (so a helper imported by twenty scripts is
-parsed once), within a memory budget: beyond it the least recently used
-modules are dropped between two linted files, never during one. A module
-that cannot be read or parsed is simply not followed (the importing file's
-own findings are unaffected), and import cycles are harmless: nothing is
-parsed eagerly, and each analysis step is bounded.
+parsed once), within a memory budget: beyond it, modules are dropped
+between two linted files, never during one (those the files still to
+lint need latest, see :meth:`Project.expect`, else the least recently
+used). A module that cannot be read or parsed is simply not followed (the
+importing file's own findings are unaffected), and import cycles are
+harmless: nothing is parsed eagerly, and each analysis step is bounded.
 
 While a file is linted the project records what it took facts from (each
 module's content digest, and the importers found for a module), so the
