@@ -109,6 +109,15 @@ class FileLinter:
             self.cache.put(key, findings, dependencies.as_json() if dependencies else None)
         return findings
 
+    def lint_in_order(self, paths: Sequence[str]) -> Iterator[List[Finding]]:
+        """The findings of each path, linted one after the other; the
+        project is told the order first, to keep what later files need."""
+        if paths:  # (a run with nothing to lint never builds a project)
+            self.project.expect([display_path(path) for path in paths])
+        for path in paths:
+            yield self.lint_path(path)
+            _settle()
+
     def lint_path(self, path: str) -> List[Finding]:
         from lintorch import engine
 
@@ -145,12 +154,7 @@ def _init_worker(config: config_mod.Config, cache_dir: Optional[str], debug: boo
 
 def _lint_chunk(paths: Sequence[str]) -> List[Tuple[str, List[Finding]]]:
     assert _WORKER is not None
-    _WORKER.project.expect([display_path(path) for path in paths])
-    out = []
-    for path in paths:
-        out.append((path, _WORKER.lint_path(path)))
-        _settle()
-    return out
+    return list(zip(paths, _WORKER.lint_in_order(paths)))
 
 
 def _tune_gc() -> None:
@@ -266,11 +270,7 @@ def _lint_serially(linter: FileLinter, paths: Sequence[str], misses: Sequence[in
     old_threshold = gc.get_threshold()
     gc.set_threshold(100_000, 50, 100)
     try:
-        if misses:
-            linter.project.expect([display_path(paths[i]) for i in misses])
-        for i in misses:
-            yield i, linter.lint_path(paths[i])
-            _settle()
+        yield from zip(misses, linter.lint_in_order([paths[i] for i in misses]))
     finally:
         gc.set_threshold(*old_threshold)
 
