@@ -189,7 +189,7 @@ def _size(path: str) -> int:
         return 0
 
 
-def plan_lanes(paths: Sequence[str], workers: int) -> List[List[List[int]]]:
+def plan_lanes(paths: Sequence[str], workers: int, sizes: Optional[Sequence[int]] = None) -> List[List[List[int]]]:
     """Each worker's work, as chunks of indexes into ``paths``.
 
     Files of one directory stay together in a chunk (they import each other)
@@ -199,8 +199,10 @@ def plan_lanes(paths: Sequence[str], workers: int) -> List[List[List[int]]]:
     which parses the modules they share once (handing chunks to whichever
     worker is free made each worker parse most shared modules: a third more
     parses on the bench corpus with two). A worker that runs out takes the
-    last chunk of the lane with the most bytes left (:func:`_lint_in_pool`)."""
-    sizes = [_size(path) for path in paths]
+    last chunk of the lane with the most bytes left (:func:`_lint_in_pool`).
+    ``sizes``: the files' sizes, if already known."""
+    if sizes is None:
+        sizes = [_size(path) for path in paths]
     target = max(1, sum(sizes) // max(1, workers * CHUNKS_PER_WORKER))
     chunks: List[List[int]] = []
     current: List[int] = []
@@ -299,7 +301,7 @@ def _lint_in_pool(
     sizes = {i: _size(paths[i]) for i in misses}
     lanes = [
         deque([misses[j] for j in chunk] for chunk in lane)
-        for lane in plan_lanes([paths[i] for i in misses], workers)
+        for lane in plan_lanes([paths[i] for i in misses], workers, [sizes[i] for i in misses])
     ]
     done: set = set()
     try:
