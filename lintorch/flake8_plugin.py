@@ -37,10 +37,9 @@ class LintorchFlake8:
     @classmethod
     def project(cls):
         if cls._project is None:
-            from lintorch import engine
-            from lintorch.project import Project
+            from lintorch.runner import new_project
 
-            cls._project = Project(notebook_loader=engine.notebook_tree)
+            cls._project = new_project()
         return cls._project
 
     def run(self) -> Iterator[Tuple[int, int, str, type]]:
