@@ -384,6 +384,19 @@ def _expression_fields(cls: type) -> Tuple[str, ...]:
     return fields
 
 
+def _star_imported(index: "ModuleIndex", name: str) -> Optional[Tuple["ModuleIndex", str]]:
+    """What ``name`` (``Net``, ``utils.evaluate``) refers to through the
+    module's ``from module import *`` of a project module: that module's
+    index and the name there; None when no such import brings it."""
+    if index.imports is None:
+        return None
+    for module in index.star_imports:
+        found = index.imports.resolve(index, f"{module}.{name}")
+        if found is not None and found[1] is not None:
+            return found  # type: ignore[return-value]
+    return None
+
+
 class ImportResolver:
     """What a project provides so that one module's imports resolve to the
     other modules of the same project (implemented by ``lintorch.project``,
@@ -570,11 +583,7 @@ class ModuleIndex:
         dotted, chain, bound = found
         if bound:
             return index.imports.resolve(index, chain) if chain is not None else None
-        for module in index.star_imports:
-            found = index.imports.resolve(index, f"{module}.{dotted}")
-            if found is not None and found[1] is not None:
-                return found
-        return None
+        return _star_imported(index, dotted)
 
     def _unbound_torch_aliases(self) -> Dict[str, str]:
         """``nn``, ``F`` and ``optim`` used but bound nowhere in a file that
@@ -611,15 +620,11 @@ class ModuleIndex:
     def star_bindings(self, name: str, scope: Scope) -> List[Binding]:
         """The definition of ``name`` in a project module imported with
         ``from module import *``, for a name bound nowhere else."""
-        index = scope.index
-        if not index.star_imports or index.imports is None:
+        found = _star_imported(scope.index, name)
+        if found is None:
             return []
-        for module in index.star_imports:
-            found = index.imports.resolve(index, f"{module}.{name}")
-            if found is not None and found[1] is not None:
-                target, symbol = found
-                return target.module_scope.bindings.get(symbol, [])[-1:]
-        return []
+        target, symbol = found
+        return target.module_scope.bindings.get(symbol, [])[-1:]
 
     def enclosing_function(self, scope: Scope) -> Optional[FunctionInfo]:
         current: Optional[Scope] = scope
